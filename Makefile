@@ -1,0 +1,63 @@
+# pyrec_pg: `make demo` runs the whole job end to end, `make test` runs the tests.
+PG_MAJOR    ?= 15
+PG_CONFIG   ?= /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_config
+PYTHON      ?= python3
+VENV        ?= .venv
+SERVER_PY   ?= /usr/bin/python3
+BIN         := $(VENV)/bin
+
+.PHONY: help postgres venv ext server-deps setup install demo test lint typecheck check clean
+
+help:
+	@echo "make demo     provision Postgres, load MovieLens-100K, train in-database, recommend"
+	@echo "make test     provision everything and run the test suite against a real server"
+	@echo "make install  install the extension and pyrec_pg into an existing Postgres $(PG_MAJOR) server"
+	@echo "make check    ruff + mypy"
+
+postgres:
+	./scripts/provision.sh
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+ext: postgres
+	$(MAKE) -s -C sql PG_CONFIG=$(PG_CONFIG) install
+
+# pinned pure-Python deps for the throwaway clusters' server Python (found via PYTHONPATH)
+.build/server-site/.installed: requirements-server.txt $(VENV)/.installed
+	rm -rf .build/server-site
+	$(BIN)/pip install -q --no-deps --target .build/server-site -r requirements-server.txt
+	touch $@
+
+server-deps: .build/server-site/.installed
+
+setup: ext venv server-deps
+
+# into an existing server: extension files + pyrec_pg and its pinned deps in the server's Python
+install: ext venv
+	$(BIN)/pip install -q --no-deps --upgrade \
+	  --target $$($(SERVER_PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))') \
+	  -r requirements-server.txt .
+
+demo: setup
+	$(BIN)/python -m pyrec_pg.cli demo
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint:
+	$(BIN)/ruff check pyrec_pg tests
+
+typecheck:
+	$(BIN)/mypy
+
+check: lint typecheck
+
+clean:
+	$(MAKE) -s -C sql clean PG_CONFIG=$(PG_CONFIG)
+	rm -rf .build

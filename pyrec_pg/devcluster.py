@@ -1,0 +1,89 @@
+"""A throwaway PostgreSQL cluster (initdb + pg_ctl) for the tests and the demo."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+PG_BIN = Path(os.environ.get("PYREC_PG_BIN", "/usr/lib/postgresql/15/bin"))
+REPO = Path(__file__).resolve().parent.parent
+SERVER_SITE = REPO / ".build" / "server-site"
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+class Cluster:
+    """A private cluster listening only on a Unix socket in its own directory.
+
+    As root, initdb and the server run as the `postgres` user (they refuse to run as root).
+    The server's Python (plpython3u) finds pyrec_pg through PYTHONPATH: this checkout
+    first, then `.build/server-site` where `make server-deps` puts pinned pure-Python deps.
+    """
+
+    def __init__(self, base: Path, port: int = 5432) -> None:
+        self.base = base
+        self.data = base / "data"
+        self.log = base / "server.log"
+        self.port = port
+        self.socket_dir = Path(tempfile.mkdtemp(prefix="pyrec-sock-"))
+        self.os_user = "postgres" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+
+    def _run(self, *args: str, env: dict[str, str] | None = None) -> str:
+        cmd = [str(a) for a in args]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", self.os_user, "--", "env", *(f"{k}={v}" for k, v in (env or {}).items()), *cmd]
+            env = None
+        done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+        if done.returncode != 0:
+            log = self.log.read_text()[-3000:] if self.log.exists() else ""
+            raise ClusterError(f"{' '.join(args[:2])} failed:\n{done.stdout}{done.stderr}\n{log}")
+        return done.stdout
+
+    def _own(self, path: Path) -> None:
+        if os.geteuid() == 0:
+            shutil.chown(path, self.os_user, self.os_user)
+
+    def init(self) -> None:
+        if not (PG_BIN / "initdb").exists():
+            raise ClusterError(f"no PostgreSQL binaries in {PG_BIN}: run 'make postgres' first")
+        if self.base.exists():
+            shutil.rmtree(self.base)
+        self.base.mkdir(parents=True)
+        self._own(self.base)
+        self._own(self.socket_dir)
+        self._run(PG_BIN / "initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust",
+                  "-E", "UTF8", "--no-locale")
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.write(
+                "\n# pyrec throwaway cluster\nlisten_addresses = ''\nfsync = off\n"
+                "synchronous_commit = off\nfull_page_writes = off\nmax_connections = 50\n"
+                "shared_buffers = 256MB\n"
+            )
+
+    def start(self) -> None:
+        pythonpath = os.pathsep.join([str(REPO), str(SERVER_SITE)])
+        self._run(PG_BIN / "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
+                  "-o", f"-p {self.port} -k {self.socket_dir}", "start",
+                  env={"PYTHONPATH": pythonpath, "OPENBLAS_NUM_THREADS": "2"})
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._run(PG_BIN / "pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        return f"host={self.socket_dir} port={self.port} user=postgres dbname={dbname}"
+
+    def __enter__(self) -> Cluster:
+        self.init()
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

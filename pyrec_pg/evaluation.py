@@ -1,0 +1,93 @@
+"""Offline evaluation: holdout splits and top-k ranking metrics (DESIGN.md section 5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from .recipes import Factors
+
+KS = (5, 10, 25)
+_CHUNK = 1024  # users scored per matrix product
+
+
+def split_random_per_user(
+    matrix: sp.csr_matrix, holdout: float, seed: int
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Hold out round(holdout * n) random interactions of every user with at least 2."""
+    m = sp.csr_matrix(matrix)
+    m.sort_indices()
+    counts = np.diff(m.indptr)
+    rows = np.repeat(np.arange(m.shape[0]), counts)
+    keys = np.random.default_rng(seed).random(m.nnz)
+    order = np.lexsort((keys, rows))  # random order inside each user's row
+    position = np.empty(m.nnz, dtype=np.int64)
+    position[order] = np.arange(m.nnz) - np.repeat(m.indptr[:-1], counts)
+    n_test = np.where(counts >= 2, np.maximum(1, np.rint(counts * holdout)), 0).astype(np.int64)
+    n_test = np.minimum(n_test, counts - 1)  # every user keeps one training interaction
+    is_test = position < np.repeat(n_test, counts)
+    coo = m.tocoo()
+    shape = m.shape
+
+    def part(mask: npt.NDArray[np.bool_]) -> sp.csr_matrix:
+        return sp.csr_matrix((coo.data[mask], (coo.row[mask], coo.col[mask])), shape=shape)
+
+    return part(~is_test), part(is_test)
+
+
+def top_k(
+    factors: Factors, train: sp.csr_matrix, users: npt.NDArray[np.int64], k: int
+) -> npt.NDArray[np.int64]:
+    """Top-k item indices per user, highest score first, training items excluded."""
+    out = np.empty((users.size, k), dtype=np.int64)
+    for start in range(0, users.size, _CHUNK):
+        chunk = users[start : start + _CHUNK]
+        scores = factors.users[chunk] @ factors.items.T
+        seen = train[chunk]
+        scores[seen.nonzero()] = -np.inf
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        ordered = np.take_along_axis(scores, part, axis=1)
+        # ties broken by item index so results are deterministic
+        idx = np.lexsort((part, -ordered), axis=1)
+        out[start : start + chunk.size] = np.take_along_axis(part, idx, axis=1)
+    return out
+
+
+def ranking_metrics(
+    factors: Factors, train: sp.csr_matrix, test: sp.csr_matrix, ks: tuple[int, ...] = KS
+) -> dict[str, Any]:
+    """precision@k, recall@k, ndcg@k, mrr@25, map@10 and coverage@10 over users with test items."""
+    test = sp.csr_matrix(test)
+    users = np.flatnonzero(np.diff(test.indptr)).astype(np.int64)
+    n_items = factors.items.shape[0]
+    kmax = min(max(ks), n_items)
+    if users.size == 0 or kmax == 0:
+        return {"users_evaluated": 0}
+    recs = top_k(factors, sp.csr_matrix(train), users, kmax)
+    relevant = np.zeros((users.size, kmax), dtype=bool)
+    for j, u in enumerate(users):
+        truth = test.indices[test.indptr[u] : test.indptr[u + 1]]
+        relevant[j] = np.isin(recs[j], truth)
+    n_rel = np.diff(test.indptr)[users].astype(np.float64)
+    discounts = 1.0 / np.log2(np.arange(2, kmax + 2))
+    out: dict[str, Any] = {"users_evaluated": int(users.size)}
+    for k in ks:
+        kk = min(k, kmax)
+        hits = relevant[:, :kk].sum(axis=1)
+        out[f"precision@{k}"] = float(np.mean(hits / k))
+        out[f"recall@{k}"] = float(np.mean(hits / n_rel))
+        dcg = (relevant[:, :kk] * discounts[:kk]).sum(axis=1)
+        ideal = np.array([discounts[: int(min(n, kk))].sum() for n in n_rel])
+        out[f"ndcg@{k}"] = float(np.mean(dcg / ideal))
+    k = min(25, kmax)
+    first = np.where(relevant[:, :k].any(axis=1), relevant[:, :k].argmax(axis=1) + 1, 0)
+    out["mrr@25"] = float(np.mean(np.where(first > 0, 1.0 / np.maximum(first, 1), 0.0)))
+    k = min(10, kmax)
+    precision_at = np.cumsum(relevant[:, :k], axis=1) / np.arange(1, k + 1)
+    ap = (precision_at * relevant[:, :k]).sum(axis=1) / np.minimum(n_rel, k)
+    out["map@10"] = float(np.mean(ap))
+    out["coverage@10"] = float(np.unique(recs[:, :k]).size / n_items)
+    return {key: round(v, 6) if isinstance(v, float) else v for key, v in out.items()}

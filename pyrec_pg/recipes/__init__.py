@@ -1,0 +1,35 @@
+"""Recipes: each turns a user-item matrix into user and item vectors that pgvector serves."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import InvalidParameter
+from .base import Factors, Recipe
+
+_FACTORIES: dict[str, Callable[[dict[str, Any]], Recipe]] = {}
+
+
+def _register() -> None:
+    from .als import Als
+    from .popularity import Popularity
+
+    _FACTORIES["als"] = Als.from_params
+    _FACTORIES["popularity"] = Popularity.from_params
+
+
+_register()
+RECIPES = frozenset(_FACTORIES)
+
+
+def recipe_params(name: str, params: dict[str, Any]) -> Recipe:
+    """The recipe `name` configured with `params`, raising InvalidParameter on bad values."""
+    if name not in _FACTORIES:
+        raise InvalidParameter(
+            f'unknown recipe "{name}"', hint=f"recipes are: {', '.join(sorted(RECIPES))}"
+        )
+    return _FACTORIES[name](params)
+
+
+__all__ = ["RECIPES", "Factors", "Recipe", "recipe_params"]

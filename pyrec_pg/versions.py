@@ -1,0 +1,123 @@
+"""Model versions: writing a version's vector tables and activating it in one transaction."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .interactions import Interactions
+from .models import Model
+from .recipes import Factors
+from .runtime import Db
+
+_ROWS_PER_INSERT = 20_000
+KEEP_VERSIONS_DEFAULT = 3
+
+
+def vector_literals(m: npt.NDArray[np.float32]) -> list[str]:
+    """pgvector's text form, '[x,y,...]', of each row (float32 round-trips through %.9g)."""
+    body = np.char.mod("%.9g", m.astype(np.float64))
+    return ["[" + ",".join(row) + "]" for row in body.tolist()]
+
+
+def vector_type(db: Db, dims: int) -> str:
+    """pgvector's type, qualified by the schema it was installed in (training pins no path)."""
+    schema = db.scalar(
+        "SELECT n.nspname::text FROM pg_catalog.pg_extension e"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'"
+    )
+    return f"{db.ident(schema)}.vector({dims})"
+
+
+def _insert(db: Db, table: str, key: str, ids: npt.NDArray[np.str_], vecs: list[str],
+            extra: npt.NDArray[np.float32] | None, vtype: str) -> None:
+    if extra is None:
+        sql = (f"INSERT INTO {table} ({key}, embedding)"
+               f" SELECT k, v::{vtype} FROM unnest($1::text[], $2::text[]) AS t(k, v)")
+        types = ["text[]", "text[]"]
+    else:
+        sql = (f"INSERT INTO {table} ({key}, embedding, popularity)"
+               f" SELECT k, v::{vtype}, p"
+               f" FROM unnest($1::text[], $2::text[], $3::real[]) AS t(k, v, p)")
+        types = ["text[]", "text[]", "real[]"]
+    for lo in range(0, ids.size, _ROWS_PER_INSERT):
+        hi = lo + _ROWS_PER_INSERT
+        args: list[Any] = [ids[lo:hi].tolist(), vecs[lo:hi]]
+        if extra is not None:
+            args.append(extra[lo:hi].tolist())
+        db.run(sql, args, types)
+
+
+def write_version(
+    db: Db,
+    model: Model,
+    data: Interactions,
+    factors: Factors,
+    popularity: npt.NDArray[np.float32],
+    info: dict[str, Any],
+) -> int:
+    """Create the next version's tables, fill them, record and activate the version.
+
+    The caller commits; until then no other session sees any of it.
+    """
+    # the row lock serializes concurrent writers of one model's versions
+    db.run("SELECT 1 FROM pyrec.models WHERE model_id = $1 FOR UPDATE", [model.model_id], ["int4"])
+    version = int(db.scalar(
+        "SELECT coalesce(max(version), 0) + 1 FROM pyrec._versions WHERE model_id = $1",
+        [model.model_id], ["int4"],
+    ))
+    dims = int(factors.items.shape[1])
+    items_table = f"m{model.model_id}_v{version}_items"
+    users_table = f"m{model.model_id}_v{version}_users"
+    qi, qu = db.ident("pyrec", items_table), db.ident("pyrec", users_table)
+    vtype = vector_type(db, dims)
+    db.run(f"CREATE TABLE {qi} (item_id text PRIMARY KEY, embedding {vtype} NOT NULL,"
+           f" popularity real NOT NULL)")
+    db.run(f"CREATE TABLE {qu} (user_id text PRIMARY KEY, embedding {vtype} NOT NULL)")
+    _insert(db, qi, "item_id", data.items, vector_literals(factors.items), popularity, vtype)
+    _insert(db, qu, "user_id", data.users, vector_literals(factors.users), None, vtype)
+    db.run(f"ANALYZE {qi}")
+    db.run(f"ANALYZE {qu}")
+    db.run(
+        "INSERT INTO pyrec._versions (model_id, version, recipe, params, metrics, dims,"
+        " n_users, n_items, n_interactions, items_table, users_table, training_seconds)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        [model.model_id, version, info["recipe"], json.dumps(info["params"]),
+         json.dumps(info["metrics"]), dims, int(data.users.size), int(data.items.size),
+         int(data.matrix.nnz), items_table, users_table, info["training_seconds"]],
+        ["int4", "int4", "text", "jsonb", "jsonb", "int4", "int4", "int4", "int8", "text",
+         "text", "float8"],
+    )
+    activate(db, model.model_id, version)
+    prune(db, model.model_id)
+    return version
+
+
+def activate(db: Db, model_id: int, version: int) -> None:
+    db.run("UPDATE pyrec.models SET active_version = $2 WHERE model_id = $1",
+           [model_id, version], ["int4", "int4"])
+    db.run("UPDATE pyrec._versions SET status = CASE WHEN version = $2 THEN 'active'"
+           " ELSE 'inactive' END, activated_at = CASE WHEN version = $2 THEN now()"
+           " ELSE activated_at END WHERE model_id = $1", [model_id, version], ["int4", "int4"])
+
+
+def prune(db: Db, model_id: int) -> None:
+    """Drop the oldest inactive versions beyond the setting pyrec.keep_versions."""
+    keep = db.scalar("SELECT current_setting('pyrec.keep_versions', true)")
+    try:
+        n = max(1, int(keep)) if keep else KEEP_VERSIONS_DEFAULT
+    except ValueError:
+        n = KEEP_VERSIONS_DEFAULT
+    old = db.rows(
+        "SELECT version, items_table, users_table FROM pyrec._versions"
+        " WHERE model_id = $1 AND status <> 'active' ORDER BY version DESC OFFSET $2",
+        [model_id, n - 1], ["int4", "int4"],
+    )
+    for row in old:
+        db.run(f"DROP TABLE IF EXISTS {db.ident('pyrec', row['items_table'])},"
+               f" {db.ident('pyrec', row['users_table'])}")
+        db.run("DELETE FROM pyrec._versions WHERE model_id = $1 AND version = $2",
+               [model_id, row["version"]], ["int4", "int4"])

@@ -1,0 +1,140 @@
+-- Serving: plain plpgsql over the active version's vector tables, no Python on the hot path.
+
+CREATE FUNCTION pyrec._active_version(model text) RETURNS pyrec._versions
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    m pyrec.models;
+    v pyrec._versions;
+BEGIN
+    IF model IS NULL THEN
+        RAISE EXCEPTION 'model name must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'SELECT name FROM pyrec.models lists the models';
+    END IF;
+    SELECT * INTO m FROM pyrec.models WHERE models.name = model;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'model "%" does not exist', model USING ERRCODE = 'undefined_object',
+            HINT = 'SELECT name FROM pyrec.models lists the models';
+    END IF;
+    SELECT * INTO v FROM pyrec._versions
+     WHERE _versions.model_id = m.model_id AND _versions.version = m.active_version;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'model "%" has no trained version', model
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('train it first: CALL pyrec.train(%L)', model);
+    END IF;
+    RETURN v;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec._active_version(text) IS 'The serving version of a model, with clear errors when there is none';
+
+CREATE FUNCTION pyrec._seen_items(model_id integer, user_id text) RETURNS text[]
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    m pyrec.models;
+    seen text[];
+BEGIN
+    SELECT * INTO m FROM pyrec.models WHERE models.model_id = model_id;
+    -- the parameter is cast to the column's own type so an index on the user column is used
+    EXECUTE format('SELECT coalesce(array_agg(DISTINCT %I::text), ''{}'') FROM %s WHERE %I = $1::%s',
+                   m.columns->>'item', m.interactions, m.columns->>'user', m.columns->>'user_type')
+       INTO seen USING user_id;
+    RETURN seen;
+EXCEPTION
+    WHEN invalid_text_representation OR numeric_value_out_of_range OR invalid_datetime_format THEN
+        RETURN '{}';  -- the id cannot exist in a column of that type: nothing seen
+    WHEN undefined_table OR undefined_column OR invalid_schema_name THEN
+        RAISE EXCEPTION 'interactions relation % of model "%" no longer matches its definition: %',
+                        m.interactions, m.name, SQLERRM
+            USING ERRCODE = 'undefined_table',
+                  HINT = 'restore the relation and its mapped columns, or drop and recreate the model';
+END
+$fn$;
+COMMENT ON FUNCTION pyrec._seen_items(integer, text) IS 'Items a user interacted with, read live from the model''s interactions relation';
+
+CREATE FUNCTION pyrec.recommend(
+    model text,
+    user_id text,
+    k integer DEFAULT 10,
+    filter text DEFAULT NULL,
+    params jsonb DEFAULT NULL,
+    exclude_seen boolean DEFAULT true
+) RETURNS TABLE (item_id text, score real, rank integer, source text)
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v pyrec._versions;
+    uvec vector;
+    seen text[] := '{}';
+BEGIN
+    IF user_id IS NULL THEN
+        RAISE EXCEPTION 'user_id must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'pass the user''s id as text, for example pyrec.recommend(''movies'', ''42'', 10)';
+    END IF;
+    IF k IS NULL OR k < 1 OR k > 10000 THEN
+        RAISE EXCEPTION 'k must be between 1 and 10000, got %', coalesce(k::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'k is the number of items to return';
+    END IF;
+    IF filter IS NOT NULL OR params IS NOT NULL THEN
+        RAISE EXCEPTION 'filters are not supported by this pyrec version yet'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'call recommend without filter and params';
+    END IF;
+    v := pyrec._active_version(model);
+    IF exclude_seen THEN
+        seen := pyrec._seen_items(v.model_id, user_id);
+    END IF;
+    EXECUTE format('SELECT embedding FROM pyrec.%I WHERE user_id = $1', v.users_table)
+       INTO uvec USING user_id;
+    IF uvec IS NOT NULL THEN
+        RETURN QUERY EXECUTE format(
+            'SELECT t.item_id, (-t.d)::real, (row_number() OVER (ORDER BY t.d, t.item_id))::integer, ''model''
+               FROM (SELECT i.item_id, i.embedding <#> $1 AS d FROM pyrec.%I i
+                      WHERE i.item_id <> ALL ($2) ORDER BY d, i.item_id LIMIT $3) t
+              ORDER BY 3', v.items_table)
+          USING uvec, seen, k;
+    ELSE
+        -- unknown user (or one who arrived after training): the most popular unseen items
+        RETURN QUERY EXECUTE format(
+            'SELECT t.item_id, t.popularity, (row_number() OVER (ORDER BY t.popularity DESC, t.item_id))::integer, ''popular''
+               FROM (SELECT i.item_id, i.popularity FROM pyrec.%I i
+                      WHERE i.item_id <> ALL ($1) ORDER BY i.popularity DESC, i.item_id LIMIT $2) t
+              ORDER BY 3', v.items_table)
+          USING seen, k;
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec.recommend(text, text, integer, text, jsonb, boolean) IS
+'Top-k items for a user from the model''s active version; source says whether the model or the popularity fallback answered';
+
+CREATE FUNCTION pyrec.recommend(model text, user_id bigint, k integer DEFAULT 10,
+                                filter text DEFAULT NULL, params jsonb DEFAULT NULL,
+                                exclude_seen boolean DEFAULT true)
+RETURNS TABLE (item_id text, score real, rank integer, source text)
+LANGUAGE sql STABLE
+AS $fn$ SELECT * FROM pyrec.recommend(model, user_id::text, k, filter, params, exclude_seen) $fn$;
+COMMENT ON FUNCTION pyrec.recommend(text, bigint, integer, text, jsonb, boolean) IS
+'Top-k items for a user with an integer id';
+
+-- The mission's unqualified recommend(user_id, k, filter), for the default model.
+CREATE FUNCTION public.recommend(user_id text, k integer DEFAULT 10, filter text DEFAULT NULL)
+RETURNS TABLE (item_id text, score real, rank integer, source text)
+LANGUAGE sql STABLE
+AS $fn$ SELECT * FROM pyrec.recommend(pyrec.default_model(), user_id, k, filter) $fn$;
+COMMENT ON FUNCTION public.recommend(text, integer, text) IS
+'Top-k items for a user from the default model (setting pyrec.default_model, else the only model)';
+
+CREATE FUNCTION public.recommend(user_id bigint, k integer DEFAULT 10, filter text DEFAULT NULL)
+RETURNS TABLE (item_id text, score real, rank integer, source text)
+LANGUAGE sql STABLE
+AS $fn$ SELECT * FROM pyrec.recommend(pyrec.default_model(), user_id::text, k, filter) $fn$;
+COMMENT ON FUNCTION public.recommend(bigint, integer, text) IS
+'Top-k items for a user with an integer id from the default model';
