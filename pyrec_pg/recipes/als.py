@@ -13,7 +13,7 @@ from ..errors import InvalidParameter
 from .base import Factors, as_dict, parse_params
 
 F64 = npt.NDArray[np.float64]
-_BATCH = 256  # rows whose normal equations are solved in one batched LAPACK call
+_NNZ_PER_BLOCK = 500_000  # interactions per vectorized block: bounds memory to ~f * 8 * this
 
 
 @dataclass(frozen=True)
@@ -23,8 +23,10 @@ class Als:
     name: ClassVar[str] = "als"
     factors: int = 64
     iterations: int = 15
-    regularization: float = 5.0
+    # defaults from a sweep on MovieLens-100K, random 75/25 per user (closing note of issue 2)
+    regularization: float = 30.0
     alpha: float = 2.0
+    cg_steps: int = 3
     seed: int = 0
 
     @classmethod
@@ -37,6 +39,7 @@ class Als:
             "iterations": (1, 1000, self.iterations),
             "regularization": (0.0, 1e6, self.regularization),
             "alpha": (0.0, 1e6, self.alpha),
+            "cg_steps": (1, 100, self.cg_steps),
             "seed": (0, 2**31 - 1, self.seed),
         }
         for key, (lo, hi, value) in bounds.items():
@@ -57,27 +60,46 @@ class Als:
         users = rng.normal(0.0, scale, (c.shape[0], self.factors))
         items = rng.normal(0.0, scale, (c.shape[1], self.factors))
         for _ in range(self.iterations):
-            users = least_squares(c, items, self.regularization)
-            items = least_squares(ct, users, self.regularization)
+            users = least_squares(c, users, items, self.regularization, self.cg_steps)
+            items = least_squares(ct, items, users, self.regularization, self.cg_steps)
         return Factors(users=users.astype(np.float32), items=items.astype(np.float32))
 
 
-def least_squares(c: sp.csr_matrix, y: F64, reg: float) -> F64:
-    """Solve each row's (Y'Y + Y'(C_u - I)Y + reg I) x = Y'C_u p_u, batched; c holds C - I."""
-    n, f = c.shape[0], y.shape[1]
-    base = y.T @ y + reg * np.eye(f)
-    out = np.zeros((n, f))
-    indptr, indices, data = c.indptr, c.indices, c.data
-    rows = np.flatnonzero(np.diff(indptr))  # rows without interactions keep a zero vector
-    for start in range(0, rows.size, _BATCH):
-        batch = rows[start : start + _BATCH]
-        a = np.empty((batch.size, f, f))
-        b = np.empty((batch.size, f))
-        for j, r in enumerate(batch):
-            lo, hi = indptr[r], indptr[r + 1]
-            yu = y[indices[lo:hi]]
-            cu = data[lo:hi]
-            a[j] = base + (yu.T * cu) @ yu
-            b[j] = (1.0 + cu) @ yu
-        out[batch] = np.linalg.solve(a, b[:, :, None])[:, :, 0]
+def least_squares(c: sp.csr_matrix, x: F64, y: F64, reg: float, steps: int) -> F64:
+    """Update each row x_u toward (Y'Y + Y'(C_u - I)Y + reg I)^-1 Y'C_u p_u; c holds C - I.
+
+    Conjugate gradient warm-started from the current x, vectorized over blocks of rows
+    (implicit's CG solver): each step costs O(nnz * f), with no per-row Python loop.
+    """
+    f = y.shape[1]
+    gram = y.T @ y + reg * np.eye(f)
+    out = np.empty_like(x)
+    indptr = c.indptr
+    bounds = np.searchsorted(indptr, np.arange(0, c.nnz + _NNZ_PER_BLOCK, _NNZ_PER_BLOCK))
+    starts = np.unique(np.concatenate(([0], np.minimum(bounds, c.shape[0]))))
+    for lo, hi in zip(starts[:-1], starts[1:], strict=True):
+        block = c[lo:hi]
+        rows = np.repeat(np.arange(hi - lo), np.diff(block.indptr))
+        yc = y[block.indices]  # (nnz, f) item vectors of each interaction
+
+        def apply(p: F64, block: sp.csr_matrix = block, rows: F64 = rows, yc: F64 = yc) -> F64:
+            s = np.einsum("ij,ij->i", yc, p[rows]) * block.data
+            return p @ gram + sp.csr_matrix((s, block.indices, block.indptr), shape=block.shape) @ y
+
+        pattern = sp.csr_matrix((1.0 + block.data, block.indices, block.indptr), shape=block.shape)
+        xb = x[lo:hi].copy()
+        r = pattern @ y - apply(xb)
+        p = r.copy()
+        rs = np.einsum("ij,ij->i", r, r)
+        for _ in range(steps):
+            ap = apply(p)
+            denom = np.einsum("ij,ij->i", p, ap)
+            step = np.divide(rs, denom, out=np.zeros_like(rs), where=denom > 0)
+            xb += step[:, None] * p
+            r -= step[:, None] * ap
+            rs_new = np.einsum("ij,ij->i", r, r)
+            beta = np.divide(rs_new, rs, out=np.zeros_like(rs), where=rs > 0)
+            p = r + beta[:, None] * p
+            rs = rs_new
+        out[lo:hi] = xb
     return out

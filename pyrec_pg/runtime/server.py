@@ -1,61 +1,86 @@
-"""Entry points the extension's PL/Python functions call, turning pyrec errors into ereports."""
+"""Entry points behind the extension's SQL functions: JSON in, JSON result or error out.
+
+Errors travel back as data and the plpgsql wrapper raises them (pyrec._result), because an
+exception escaping PL/Python gets a "plpy.Error: " prefix and a literal "DETAIL: None".
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from .. import __version__, models, training
 from ..errors import PyrecError
-from . import Db, Plpy
-
-T = TypeVar("T")
+from . import Db
 
 
-def _call(plpy: Any, fn: Callable[[Db], T]) -> T:
-    try:
-        return fn(Db(plpy))
-    except PyrecError as e:
-        plpy.error(e.message, detail=e.detail, hint=e.hint, sqlstate=e.sqlstate)
-        raise  # unreachable: plpy.error raises
+def error_fields(e: BaseException) -> dict[str, str] | None:
+    """SQLSTATE, message, detail and hint of a pyrec or database error; None for other errors."""
+    if isinstance(e, PyrecError):
+        fields = {"sqlstate": e.sqlstate, "message": e.message, "detail": e.detail, "hint": e.hint}
+    elif isinstance(getattr(e, "sqlstate", None), str):  # plpy.SPIError or the stub's
+        spidata = getattr(e, "spidata", None) or ()
+        fields = {
+            "sqlstate": e.sqlstate,  # type: ignore[attr-defined]
+            "message": str(e.args[0]) if e.args else str(e),
+            "detail": spidata[1] if len(spidata) > 1 else getattr(e, "detail", None),
+            "hint": spidata[2] if len(spidata) > 2 else getattr(e, "hint", None),
+        }
+    else:
+        return None
+    return {k: v for k, v in fields.items() if v is not None}
 
 
-def _json(text: str | None) -> dict[str, Any]:
-    value = json.loads(text) if text else {}
+def _options(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
     if not isinstance(value, dict):
         raise PyrecError("options must be a JSON object", sqlstate="22023",
                          hint='for example \'{"params": {"factors": 32}}\'')
     return value
 
 
-def version(plpy: Plpy) -> str:
+def _version(db: Db, args: dict[str, Any]) -> dict[str, Any]:
     import numpy
     import scipy
 
-    return json.dumps({
-        "python_package": __version__,
-        "python": sys.version.split()[0],
-        "numpy": numpy.__version__,
-        "scipy": scipy.__version__,
-        "module_path": __file__.rsplit("/runtime/", 1)[0],
-    })
+    return {"python_package": __version__, "python": sys.version.split()[0],
+            "numpy": numpy.__version__, "scipy": scipy.__version__,
+            "module_path": __file__.rsplit("/runtime/", 1)[0]}
 
 
-def create_model(plpy: Plpy, name: str | None, interactions: str | None, items: str | None,
-                 users: str | None, recipe: str | None, options: str | None) -> str:
-    return _call(plpy, lambda db: json.dumps(models.create_model(
-        db, name, interactions, items, users, recipe, _json(options))))
+def _create_model(db: Db, a: dict[str, Any]) -> dict[str, Any]:
+    return models.create_model(db, a.get("name"), a.get("interactions"), a.get("items"),
+                               a.get("users"), a.get("recipe"), _options(a.get("options")))
 
 
-def train(plpy: Plpy, name: str | None, options: str | None) -> None:
-    summary = _call(plpy, lambda db: training.train(db, name, _json(options)))
-    m = summary["metrics"]
+def _train(db: Db, a: dict[str, Any]) -> dict[str, Any]:
+    s = training.train(db, a.get("model"), _options(a.get("options")))
+    m = s["metrics"]
     quality = (f"; holdout precision@10 {m['precision@10']:.3f}, ndcg@10 {m['ndcg@10']:.3f}"
                if "ndcg@10" in m else "")
-    plpy.notice(
-        f'model "{summary["model"]}" version {summary["version"]} is active: '
-        f"{summary['users']} users, {summary['items']} items, "
-        f"{summary['interactions']} interactions in {summary['seconds']:.1f} s{quality}"
-    )
+    s["notice"] = (f'model "{s["model"]}" version {s["version"]} is active: {s["users"]} users,'
+                   f" {s['items']} items, {s['interactions']} interactions in"
+                   f" {s['seconds']:.1f} s{quality}")
+    return s
+
+
+ENTRIES: dict[str, Callable[[Db, dict[str, Any]], Any]] = {
+    "version": _version,
+    "create_model": _create_model,
+    "train": _train,
+}
+
+
+def dispatch(plpy: Any, fn: str, args: str | None) -> str:
+    """Run entry `fn` with JSON `args`; return '{"result": ...}' or '{"error": {...}}'."""
+    try:
+        result = ENTRIES[fn](Db(plpy), json.loads(args) if args else {})
+    except Exception as e:
+        fields = error_fields(e)
+        if fields is None:
+            raise
+        return json.dumps({"error": fields})
+    return json.dumps({"result": result})

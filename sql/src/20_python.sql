@@ -1,46 +1,92 @@
--- The bridge to the Python package: import it once per session and check its version.
+-- The bridge to the Python package. SQL-facing functions are plpgsql wrappers that pass JSON
+-- to pyrec._call (or the procedure pyrec._call_proc) and raise any error it returns, so errors
+-- reach the client as clean Postgres errors: SQLSTATE, message, DETAIL, HINT.
 
-CREATE FUNCTION pyrec._python() RETURNS text
+CREATE FUNCTION pyrec._python() RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path FROM CURRENT
 AS $fn$
-import sys
+import json, sys
 try:
     import pyrec_pg
     from pyrec_pg.runtime import server
 except ImportError as e:
-    plpy.error(
-        "the server's Python cannot import pyrec_pg: %s" % e,
-        detail="server Python %s, sys.path: %s" % (sys.version.split()[0], ", ".join(sys.path)),
-        hint="install it into the server's Python with 'make install' from a pyrec_pg checkout,"
-             " or start the server with PYTHONPATH set to the checkout",
-        sqlstate="58P01")
+    return json.dumps({"error": {
+        "sqlstate": "58P01",
+        "message": "the server's Python cannot import pyrec_pg: %s" % e,
+        "detail": "server Python %s, sys.path: %s" % (sys.version.split()[0], ", ".join(sys.path)),
+        "hint": "install it into the server's Python with 'make install' from a pyrec_pg"
+                " checkout, or start the server with PYTHONPATH set to the checkout"}})
 sql_version = plpy.execute(
     "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pyrec'")[0]["extversion"]
 if pyrec_pg.__version__ != sql_version:
-    plpy.error(
-        "pyrec SQL version %s does not match the Python package version %s at %s"
-        % (sql_version, pyrec_pg.__version__, pyrec_pg.__file__),
-        hint="run ALTER EXTENSION pyrec UPDATE, or install the matching pyrec_pg into the"
-             " server's Python with 'make install'",
-        sqlstate="55000")
+    return json.dumps({"error": {
+        "sqlstate": "55000",
+        "message": "pyrec SQL version %s does not match the Python package version %s at %s"
+                   % (sql_version, pyrec_pg.__version__, pyrec_pg.__file__),
+        "hint": "run ALTER EXTENSION pyrec UPDATE, or install the matching pyrec_pg into the"
+                " server's Python with 'make install'"}})
 GD["pyrec"] = server
-return pyrec_pg.__version__
+return json.dumps({"result": pyrec_pg.__version__})
 $fn$;
 COMMENT ON FUNCTION pyrec._python() IS 'Imports pyrec_pg in this session and checks it matches the SQL version';
 
-CREATE FUNCTION pyrec.version() RETURNS jsonb
+CREATE FUNCTION pyrec._call(fn text, arguments jsonb) RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path FROM CURRENT
 AS $fn$
 if "pyrec" not in GD:
-    plpy.execute("SELECT pyrec._python()")
-import json
-info = json.loads(GD["pyrec"].version(plpy))
-info["sql"] = plpy.execute(
-    "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pyrec'")[0]["extversion"]
-info["pgvector"] = plpy.execute(
-    "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vector'")[0]["extversion"]
-return json.dumps(info)
+    boot = plpy.execute("SELECT pyrec._python()::text AS r")[0]["r"]
+    if "pyrec" not in GD:
+        return boot
+return GD["pyrec"].dispatch(plpy, fn, arguments)
+$fn$;
+COMMENT ON FUNCTION pyrec._call(text, jsonb) IS 'Runs a pyrec_pg entry point; returns {"result": ...} or {"error": ...}';
+
+-- No SET clause: a procedure with one cannot commit; the Python qualifies every name itself.
+CREATE PROCEDURE pyrec._call_proc(fn text, arguments jsonb, INOUT outcome jsonb DEFAULT NULL)
+LANGUAGE plpython3u
+AS $fn$
+if "pyrec" not in GD:
+    boot = plpy.execute("SELECT pyrec._python()::text AS r")[0]["r"]
+    if "pyrec" not in GD:
+        return (boot,)
+return (GD["pyrec"].dispatch(plpy, fn, arguments),)
+$fn$;
+COMMENT ON PROCEDURE pyrec._call_proc(text, jsonb, jsonb) IS 'Like pyrec._call, for entry points that commit (training)';
+
+CREATE FUNCTION pyrec._result(outcome jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE
+SET search_path FROM CURRENT
+AS $fn$
+DECLARE
+    e jsonb := outcome->'error';
+BEGIN
+    IF e IS NULL THEN
+        RETURN outcome->'result';
+    ELSIF e ? 'detail' AND e ? 'hint' THEN
+        RAISE EXCEPTION USING ERRCODE = e->>'sqlstate', MESSAGE = e->>'message',
+                              DETAIL = e->>'detail', HINT = e->>'hint';
+    ELSIF e ? 'hint' THEN
+        RAISE EXCEPTION USING ERRCODE = e->>'sqlstate', MESSAGE = e->>'message', HINT = e->>'hint';
+    ELSIF e ? 'detail' THEN
+        RAISE EXCEPTION USING ERRCODE = e->>'sqlstate', MESSAGE = e->>'message', DETAIL = e->>'detail';
+    ELSE
+        RAISE EXCEPTION USING ERRCODE = e->>'sqlstate', MESSAGE = e->>'message';
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec._result(jsonb) IS 'Returns the result of a pyrec._call outcome or raises its error';
+
+CREATE FUNCTION pyrec.version() RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $fn$
+BEGIN
+    RETURN pyrec._result(pyrec._call('version', '{}'))
+        || jsonb_build_object(
+               'sql', (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pyrec'),
+               'pgvector', (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vector'));
+END
 $fn$;
 COMMENT ON FUNCTION pyrec.version() IS 'Versions of the SQL objects, the server-side Python package, numpy, scipy and pgvector';

@@ -8,12 +8,14 @@ CREATE FUNCTION pyrec.create_model(
     recipe text DEFAULT 'als',
     options jsonb DEFAULT '{}'
 ) RETURNS jsonb
-LANGUAGE plpython3u
+LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $fn$
-if "pyrec" not in GD:
-    plpy.execute("SELECT pyrec._python()")
-return GD["pyrec"].create_model(plpy, name, interactions, items, users, recipe, options)
+BEGIN
+    RETURN pyrec._result(pyrec._call('create_model', jsonb_build_object(
+        'name', name, 'interactions', interactions, 'items', items, 'users', users,
+        'recipe', recipe, 'options', options)));
+END
 $fn$;
 COMMENT ON FUNCTION pyrec.create_model(text, text, text, text, text, jsonb) IS
 'Defines a model over the user''s own tables or views; returns the resolved column mapping';

@@ -1,12 +1,15 @@
--- Training: a procedure, so it can commit progress that other sessions see while it runs.
+-- Training: procedures, so progress is committed where other sessions see it while it runs.
 -- No SET clause: a procedure with one cannot commit; the Python qualifies every name itself.
 
 CREATE PROCEDURE pyrec.train(model text, options jsonb DEFAULT '{}')
-LANGUAGE plpython3u
+LANGUAGE plpgsql
 AS $fn$
-if "pyrec" not in GD:
-    plpy.execute("SELECT pyrec._python()")
-GD["pyrec"].train(plpy, model, options)
+DECLARE
+    outcome jsonb;
+BEGIN
+    CALL pyrec._call_proc('train', jsonb_build_object('model', model, 'options', options), outcome);
+    RAISE NOTICE '%', pyrec._result(outcome)->>'notice';
+END
 $fn$;
 COMMENT ON PROCEDURE pyrec.train(text, jsonb) IS
 'Trains a new version (holdout metrics first), then activates it; the previous version serves until then';

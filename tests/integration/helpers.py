@@ -1,0 +1,37 @@
+"""Assertions shared by integration tests: expected errors and unchanged catalog state."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+
+def catalog_state(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
+    """Everything pyrec owns: catalog rows and the set of tables in schema pyrec."""
+    return (
+        conn.execute("SELECT * FROM pyrec.models ORDER BY model_id").fetchall(),
+        conn.execute("SELECT model_id, version, status FROM pyrec._versions ORDER BY 1, 2").fetchall(),
+        conn.execute("SELECT relname FROM pg_class WHERE relnamespace = 'pyrec'::regnamespace"
+                     " AND relkind = 'r' ORDER BY 1").fetchall(),
+    )
+
+
+@contextmanager
+def raises_pg(conn: psycopg.Connection[Any], sqlstate: str, message: str,
+              hint: str | None = "") -> Iterator[None]:
+    """Expect a Postgres error with this SQLSTATE, a message containing `message`, a hint
+    (containing `hint` when given) and no change to pyrec's catalog."""
+    before = catalog_state(conn)
+    with pytest.raises(psycopg.Error) as info:
+        yield
+    diag = info.value.diag
+    assert diag.sqlstate == sqlstate, (diag.sqlstate, diag.message_primary)
+    assert message in (diag.message_primary or ""), diag.message_primary
+    if hint is not None:
+        assert diag.message_hint, f"no HINT for: {diag.message_primary}"
+        assert hint in diag.message_hint, diag.message_hint
+    assert catalog_state(conn) == before
