@@ -25,13 +25,17 @@ def _connect(dsn: str, autocommit: bool = True) -> psycopg.Connection[Any]:
 def cmd_load_sample(args: argparse.Namespace) -> int:
     with _connect(args.dsn, autocommit=False) as conn:
         if args.dataset == "movielens":
-            counts = movielens.load(conn, args.schema, movielens.fetch(args.grouplens_dir),
-                                    replace=args.replace)
+            counts = movielens.load(
+                conn, args.schema, movielens.fetch(args.grouplens_dir), replace=args.replace
+            )
         else:
             data = synthetic.generate(args.interactions, args.users, args.items, seed=args.seed)
             counts = synthetic.load(conn, data, args.schema, replace=args.replace)
-    print(json.dumps(counts) if args.json else
-          ", ".join(f"{n} {t}" for t, n in counts.items()) + f" loaded into schema {args.schema}")
+    print(
+        json.dumps(counts)
+        if args.json
+        else ", ".join(f"{n} {t}" for t, n in counts.items()) + f" loaded into schema {args.schema}"
+    )
     return 0
 
 
@@ -46,9 +50,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary = training.train(Db(plpy), args.model, json.loads(args.options))
     finally:
         plpy.conn.close()
-    print(json.dumps(summary) if args.json else
-          f"model {summary['model']} version {summary['version']} active "
-          f"({summary['seconds']:.1f} s): ndcg@10 {summary['metrics'].get('ndcg@10')}")
+    print(
+        json.dumps(summary)
+        if args.json
+        else f"model {summary['model']} version {summary['version']} active "
+        f"({summary['seconds']:.1f} s): ndcg@10 {summary['metrics'].get('ndcg@10')}"
+    )
     return 0
 
 
@@ -77,27 +84,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 print(f"\n{stmt};")
                 conn.execute(stmt)
                 print(f"  ({time.perf_counter() - t:.2f} s)")
-            query = ("SELECT r.rank, r.item_id, m.title, m.year, round(r.score::numeric, 3) AS score,"
-                     " r.source FROM recommend(42, 10) r JOIN movies m ON m.movie_id = r.item_id::int"
-                     " ORDER BY r.rank")
+            query = (
+                "SELECT r.rank, r.item_id, m.title, m.year, round(r.score::numeric, 3) AS score,"
+                " r.source FROM recommend(42, 10) r JOIN movies m ON m.movie_id = r.item_id::int"
+                " ORDER BY r.rank"
+            )
             print(f"\n{query};")
             for row in conn.execute(query):
                 print("  ", " | ".join(str(c) for c in row))
             print(f"\n{DEMO_FILTER_NOTE}")
             metrics = conn.execute(
-                "SELECT metrics FROM pyrec.model_versions WHERE model = 'movies'").fetchone()
+                "SELECT metrics FROM pyrec.model_versions WHERE model = 'movies'"
+            ).fetchone()
             if metrics:
                 m = metrics[0]
-                print(f"holdout (random 75/25 per user): precision@10 {m['precision@10']:.3f},"
-                      f" ndcg@10 {m['ndcg@10']:.3f}; popularity baseline ndcg@10 "
-                      f"{m['baseline']['popularity']['ndcg@10']:.3f}")
+                print(
+                    f"holdout (random 75/25 per user): precision@10 {m['precision@10']:.3f},"
+                    f" ndcg@10 {m['ndcg@10']:.3f}; popularity baseline ndcg@10 "
+                    f"{m['baseline']['popularity']['ndcg@10']:.3f}"
+                )
     print(f"\ndone in {time.perf_counter() - t0:.1f} s; the throwaway cluster is stopped")
     return 0
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="pyrec", description="pyrec_pg: an in-database recommender for PostgreSQL.")
+        prog="pyrec", description="pyrec_pg: an in-database recommender for PostgreSQL."
+    )
     p.add_argument("--version", action="version", version=f"pyrec_pg {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -131,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.fn(args))
     except PyrecError as e:
-        print(f"pyrec: error: {e.message}" + (f"\nhint: {e.hint}" if e.hint else ""),
-              file=sys.stderr)
+        print(
+            f"pyrec: error: {e.message}" + (f"\nhint: {e.hint}" if e.hint else ""), file=sys.stderr
+        )
         return 2
     except psycopg.Error as e:
         print(f"pyrec: database error: {e}", file=sys.stderr)

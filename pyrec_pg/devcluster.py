@@ -34,15 +34,26 @@ class Cluster:
         self.socket_dir = Path(tempfile.mkdtemp(prefix="pyrec-sock-"))
         self.os_user = "postgres" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
 
-    def _run(self, *args: str, env: dict[str, str] | None = None) -> str:
+    def _run(self, *args: str | Path, env: dict[str, str] | None = None) -> str:
         cmd = [str(a) for a in args]
         if os.geteuid() == 0:
-            cmd = ["runuser", "-u", self.os_user, "--", "env", *(f"{k}={v}" for k, v in (env or {}).items()), *cmd]
+            cmd = [
+                "runuser",
+                "-u",
+                self.os_user,
+                "--",
+                "env",
+                *(f"{k}={v}" for k, v in (env or {}).items()),
+                *cmd,
+            ]
             env = None
-        done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}
+        )
         if done.returncode != 0:
             log = self.log.read_text()[-3000:] if self.log.exists() else ""
-            raise ClusterError(f"{' '.join(args[:2])} failed:\n{done.stdout}{done.stderr}\n{log}")
+            what = " ".join(str(a) for a in args[:2])
+            raise ClusterError(f"{what} failed:\n{done.stdout}{done.stderr}\n{log}")
         return done.stdout
 
     def _own(self, path: Path) -> None:
@@ -57,8 +68,18 @@ class Cluster:
         self.base.mkdir(parents=True)
         self._own(self.base)
         self._own(self.socket_dir)
-        self._run(PG_BIN / "initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust",
-                  "-E", "UTF8", "--no-locale")
+        self._run(
+            PG_BIN / "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+        )
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write(
                 "\n# pyrec throwaway cluster\nlisten_addresses = ''\nfsync = off\n"
@@ -68,9 +89,20 @@ class Cluster:
 
     def start(self) -> None:
         pythonpath = os.pathsep.join([str(REPO), str(SERVER_SITE)])
-        self._run(PG_BIN / "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
-                  "-o", f"-p {self.port} -k {self.socket_dir}", "start",
-                  env={"PYTHONPATH": pythonpath, "OPENBLAS_NUM_THREADS": "2"})
+        self._run(
+            PG_BIN / "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {self.port} -k {self.socket_dir}",
+            "start",
+            env={"PYTHONPATH": pythonpath, "OPENBLAS_NUM_THREADS": "2"},
+        )
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():

@@ -31,8 +31,14 @@ INTERACTION_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 REQUIRED = ("user", "item")
 TIME_TYPES = {
-    "timestamp with time zone", "timestamp without time zone", "date",
-    "integer", "bigint", "double precision", "numeric", "real",
+    "timestamp with time zone",
+    "timestamp without time zone",
+    "date",
+    "integer",
+    "bigint",
+    "double precision",
+    "numeric",
+    "real",
 }
 NUMERIC_TYPES = {"smallint", "integer", "bigint", "real", "double precision", "numeric"}
 TEXT_TYPES = {"text", "character varying", "character", "name", "citext"}
@@ -69,7 +75,8 @@ def resolve_relation(db: Db, name: str, role: str) -> Relation:
             "SELECT c.oid::int AS oid, n.nspname, c.relname, c.relkind::text AS relkind"
             " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
             " WHERE c.oid = to_regclass($1)",
-            [name], ["text"],
+            [name],
+            ["text"],
         )
     except Exception as e:  # syntactically invalid names make to_regclass itself fail
         raise InvalidParameter(
@@ -90,13 +97,15 @@ def resolve_relation(db: Db, name: str, role: str) -> Relation:
         "SELECT attname::text AS name, format_type(atttypid, atttypmod) AS type"
         " FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped"
         " ORDER BY attnum",
-        [row["oid"]], ["oid"],
+        [row["oid"]],
+        ["oid"],
     )
     pk = db.rows(
         "SELECT a.attname::text AS name FROM pg_index i"
         " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
         " WHERE i.indrelid = $1 AND i.indisprimary",
-        [row["oid"]], ["oid"],
+        [row["oid"]],
+        ["oid"],
     )
     return Relation(
         schema=row["nspname"],
@@ -138,7 +147,7 @@ def resolve_columns(
     unknown = set(mapping) - COLUMN_KEYS
     if unknown:
         raise InvalidParameter(
-            f"unknown column role \"{sorted(unknown)[0]}\" in options.columns",
+            f'unknown column role "{sorted(unknown)[0]}" in options.columns',
             hint=f"column roles are: {', '.join(sorted(COLUMN_KEYS))}",
         )
     out: dict[str, Any] = {}
@@ -246,10 +255,13 @@ def create_model(
         "INSERT INTO pyrec.models (name, recipe, interactions, items, users, columns, options)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7)",
         [
-            name, recipe, inter.qualified,
+            name,
+            recipe,
+            inter.qualified,
             item_rel.qualified if item_rel else None,
             user_rel.qualified if user_rel else None,
-            json.dumps(columns), json.dumps(options),
+            json.dumps(columns),
+            json.dumps(options),
         ],
         ["text", "text", "text", "text", "text", "jsonb", "jsonb"],
     )
@@ -269,12 +281,14 @@ def get_model(db: Db, name: str | None) -> Model:
     row = db.one(
         "SELECT model_id, name, recipe, interactions, items, users, columns::text AS columns,"
         " options::text AS options, active_version FROM pyrec.models WHERE name = $1",
-        [name], ["text"],
+        [name],
+        ["text"],
     )
     if row is None:
         raise UndefinedObject(
             f'model "{name}" does not exist',
-            hint="create it with pyrec.create_model(...); SELECT name FROM pyrec.models lists models",
+            hint="create it with pyrec.create_model(...);"
+            " SELECT name FROM pyrec.models lists models",
         )
     return Model(
         model_id=row["model_id"],

@@ -21,12 +21,15 @@ class _Run:
 
     def __init__(self, db: Db, model: Model) -> None:
         self.db = db
-        self.run_id = int(db.scalar(
-            "INSERT INTO pyrec._runs (model_id, status, phase, pid, backend_start)"
-            " SELECT $1, 'running', 'starting', pg_backend_pid(), backend_start"
-            " FROM pg_stat_activity WHERE pid = pg_backend_pid() RETURNING run_id",
-            [model.model_id], ["int4"],
-        ))
+        self.run_id = int(
+            db.scalar(
+                "INSERT INTO pyrec._runs (model_id, status, phase, pid, backend_start)"
+                " SELECT $1, 'running', 'starting', pg_backend_pid(), backend_start"
+                " FROM pg_stat_activity WHERE pid = pg_backend_pid() RETURNING run_id",
+                [model.model_id],
+                ["int4"],
+            )
+        )
         self.commit()
 
     def commit(self) -> None:
@@ -45,7 +48,8 @@ class _Run:
         self.db.run(
             "UPDATE pyrec._runs SET phase = $2, percent = $3,"
             " rows_read = coalesce($4, rows_read) WHERE run_id = $1",
-            [self.run_id, phase, percent, rows_read], ["int8", "text", "float4", "int8"],
+            [self.run_id, phase, percent, rows_read],
+            ["int8", "text", "float4", "int8"],
         )
         self.commit()
 
@@ -54,7 +58,8 @@ class _Run:
             "UPDATE pyrec._runs SET status = $2, version = $3, message = $4,"
             " percent = CASE WHEN $2 = 'succeeded' THEN 100 ELSE percent END,"
             " finished_at = clock_timestamp() WHERE run_id = $1",
-            [self.run_id, status, version, message], ["int8", "text", "int4", "text"],
+            [self.run_id, status, version, message],
+            ["int8", "text", "int4", "text"],
         )
 
 
@@ -77,11 +82,10 @@ def train(db: Db, name: str | None, overrides: dict[str, Any] | None = None) -> 
     options = {**model.options, **overrides}
     validate_options(options, model.recipe)
     if db.scalar("SELECT pg_is_in_recovery()"):
-        raise NotReady(
-            "cannot train on a standby server", hint="run the training on the primary"
-        )
-    if not db.scalar("SELECT pg_try_advisory_lock($1, $2)", [LOCK_CLASS, model.model_id],
-                     ["int4", "int4"]):
+        raise NotReady("cannot train on a standby server", hint="run the training on the primary")
+    if not db.scalar(
+        "SELECT pg_try_advisory_lock($1, $2)", [LOCK_CLASS, model.model_id], ["int4", "int4"]
+    ):
         raise ObjectInUse(
             f'model "{model.name}" is already being trained by another session',
             hint="wait for it to finish; SELECT * FROM pyrec.training_runs shows its progress",
@@ -115,20 +119,37 @@ def _train(db: Db, model: Model, options: dict[str, Any], run: _Run) -> dict[str
         train_m, test_m = evaluation.split_random_per_user(data.matrix, holdout, seed)
         metrics = evaluation.ranking_metrics(recipe.fit(train_m), train_m, test_m)
         baseline = evaluation.ranking_metrics(Popularity().fit(train_m), train_m, test_m)
-        metrics.update(protocol="random_per_user", holdout=holdout, seed=seed,
-                       baseline={"popularity": baseline})
+        metrics.update(
+            protocol="random_per_user",
+            holdout=holdout,
+            seed=seed,
+            baseline={"popularity": baseline},
+        )
     run.phase("training", 50)
     factors = recipe.fit(data.matrix)
     factors.check()
     run.phase("writing", 90)
     seconds = round(time.perf_counter() - started, 3)
-    version = write_version(db, model, data, factors, item_popularity(data.matrix), {
-        "recipe": model.recipe, "params": recipe.params(), "metrics": metrics,
-        "training_seconds": seconds,
-    })
+    version = write_version(
+        db,
+        model,
+        data,
+        factors,
+        item_popularity(data.matrix),
+        {
+            "recipe": model.recipe,
+            "params": recipe.params(),
+            "metrics": metrics,
+            "training_seconds": seconds,
+        },
+    )
     run.finish("succeeded", version, None)
     return {
-        "model": model.name, "version": version, "users": int(data.users.size),
-        "items": int(data.items.size), "interactions": int(data.matrix.nnz),
-        "seconds": seconds, "metrics": metrics,
+        "model": model.name,
+        "version": version,
+        "users": int(data.users.size),
+        "items": int(data.items.size),
+        "interactions": int(data.matrix.nnz),
+        "seconds": seconds,
+        "metrics": metrics,
     }

@@ -32,16 +32,27 @@ def vector_type(db: Db, dims: int) -> str:
     return f"{db.ident(schema)}.vector({dims})"
 
 
-def _insert(db: Db, table: str, key: str, ids: npt.NDArray[np.str_], vecs: list[str],
-            extra: npt.NDArray[np.float32] | None, vtype: str) -> None:
+def _insert(
+    db: Db,
+    table: str,
+    key: str,
+    ids: npt.NDArray[np.str_],
+    vecs: list[str],
+    extra: npt.NDArray[np.float32] | None,
+    vtype: str,
+) -> None:
     if extra is None:
-        sql = (f"INSERT INTO {table} ({key}, embedding)"
-               f" SELECT k, v::{vtype} FROM unnest($1::text[], $2::text[]) AS t(k, v)")
+        sql = (
+            f"INSERT INTO {table} ({key}, embedding)"
+            f" SELECT k, v::{vtype} FROM unnest($1::text[], $2::text[]) AS t(k, v)"
+        )
         types = ["text[]", "text[]"]
     else:
-        sql = (f"INSERT INTO {table} ({key}, embedding, popularity)"
-               f" SELECT k, v::{vtype}, p"
-               f" FROM unnest($1::text[], $2::text[], $3::real[]) AS t(k, v, p)")
+        sql = (
+            f"INSERT INTO {table} ({key}, embedding, popularity)"
+            f" SELECT k, v::{vtype}, p"
+            f" FROM unnest($1::text[], $2::text[], $3::real[]) AS t(k, v, p)"
+        )
         types = ["text[]", "text[]", "real[]"]
     for lo in range(0, ids.size, _ROWS_PER_INSERT):
         hi = lo + _ROWS_PER_INSERT
@@ -65,17 +76,22 @@ def write_version(
     """
     # the row lock serializes concurrent writers of one model's versions
     db.run("SELECT 1 FROM pyrec.models WHERE model_id = $1 FOR UPDATE", [model.model_id], ["int4"])
-    version = int(db.scalar(
-        "SELECT coalesce(max(version), 0) + 1 FROM pyrec._versions WHERE model_id = $1",
-        [model.model_id], ["int4"],
-    ))
+    version = int(
+        db.scalar(
+            "SELECT coalesce(max(version), 0) + 1 FROM pyrec._versions WHERE model_id = $1",
+            [model.model_id],
+            ["int4"],
+        )
+    )
     dims = int(factors.items.shape[1])
     items_table = f"m{model.model_id}_v{version}_items"
     users_table = f"m{model.model_id}_v{version}_users"
     qi, qu = db.ident("pyrec", items_table), db.ident("pyrec", users_table)
     vtype = vector_type(db, dims)
-    db.run(f"CREATE TABLE {qi} (item_id text PRIMARY KEY, embedding {vtype} NOT NULL,"
-           f" popularity real NOT NULL)")
+    db.run(
+        f"CREATE TABLE {qi} (item_id text PRIMARY KEY, embedding {vtype} NOT NULL,"
+        f" popularity real NOT NULL)"
+    )
     db.run(f"CREATE TABLE {qu} (user_id text PRIMARY KEY, embedding {vtype} NOT NULL)")
     _insert(db, qi, "item_id", data.items, vector_literals(factors.items), popularity, vtype)
     _insert(db, qu, "user_id", data.users, vector_literals(factors.users), None, vtype)
@@ -85,11 +101,34 @@ def write_version(
         "INSERT INTO pyrec._versions (model_id, version, recipe, params, metrics, dims,"
         " n_users, n_items, n_interactions, items_table, users_table, training_seconds)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        [model.model_id, version, info["recipe"], json.dumps(info["params"]),
-         json.dumps(info["metrics"]), dims, int(data.users.size), int(data.items.size),
-         int(data.matrix.nnz), items_table, users_table, info["training_seconds"]],
-        ["int4", "int4", "text", "jsonb", "jsonb", "int4", "int4", "int4", "int8", "text",
-         "text", "float8"],
+        [
+            model.model_id,
+            version,
+            info["recipe"],
+            json.dumps(info["params"]),
+            json.dumps(info["metrics"]),
+            dims,
+            int(data.users.size),
+            int(data.items.size),
+            int(data.matrix.nnz),
+            items_table,
+            users_table,
+            info["training_seconds"],
+        ],
+        [
+            "int4",
+            "int4",
+            "text",
+            "jsonb",
+            "jsonb",
+            "int4",
+            "int4",
+            "int4",
+            "int8",
+            "text",
+            "text",
+            "float8",
+        ],
     )
     activate(db, model.model_id, version)
     prune(db, model.model_id)
@@ -97,11 +136,18 @@ def write_version(
 
 
 def activate(db: Db, model_id: int, version: int) -> None:
-    db.run("UPDATE pyrec.models SET active_version = $2 WHERE model_id = $1",
-           [model_id, version], ["int4", "int4"])
-    db.run("UPDATE pyrec._versions SET status = CASE WHEN version = $2 THEN 'active'"
-           " ELSE 'inactive' END, activated_at = CASE WHEN version = $2 THEN now()"
-           " ELSE activated_at END WHERE model_id = $1", [model_id, version], ["int4", "int4"])
+    db.run(
+        "UPDATE pyrec.models SET active_version = $2 WHERE model_id = $1",
+        [model_id, version],
+        ["int4", "int4"],
+    )
+    db.run(
+        "UPDATE pyrec._versions SET status = CASE WHEN version = $2 THEN 'active'"
+        " ELSE 'inactive' END, activated_at = CASE WHEN version = $2 THEN now()"
+        " ELSE activated_at END WHERE model_id = $1",
+        [model_id, version],
+        ["int4", "int4"],
+    )
 
 
 def prune(db: Db, model_id: int) -> None:
@@ -114,10 +160,16 @@ def prune(db: Db, model_id: int) -> None:
     old = db.rows(
         "SELECT version, items_table, users_table FROM pyrec._versions"
         " WHERE model_id = $1 AND status <> 'active' ORDER BY version DESC OFFSET $2",
-        [model_id, n - 1], ["int4", "int4"],
+        [model_id, n - 1],
+        ["int4", "int4"],
     )
     for row in old:
-        db.run(f"DROP TABLE IF EXISTS {db.ident('pyrec', row['items_table'])},"
-               f" {db.ident('pyrec', row['users_table'])}")
-        db.run("DELETE FROM pyrec._versions WHERE model_id = $1 AND version = $2",
-               [model_id, row["version"]], ["int4", "int4"])
+        db.run(
+            f"DROP TABLE IF EXISTS {db.ident('pyrec', row['items_table'])},"
+            f" {db.ident('pyrec', row['users_table'])}"
+        )
+        db.run(
+            "DELETE FROM pyrec._versions WHERE model_id = $1 AND version = $2",
+            [model_id, row["version"]],
+            ["int4", "int4"],
+        )

@@ -40,8 +40,10 @@ def server_dsn() -> Iterator[str]:
         yield dsn
         return
     if os.environ.get("PYREC_TEST_DOCKER") and _docker_answers():
-        pytest.skip("Docker-based servers need an image with plpython3u, pgvector and pyrec_pg;"
-                    " see README 'Running the tests'")
+        pytest.skip(
+            "Docker-based servers need an image with plpython3u, pgvector and pyrec_pg;"
+            " see README 'Running the tests'"
+        )
     cluster = Cluster(REPO / ".build" / "test-cluster")
     cluster.init()
     cluster.start()
@@ -72,14 +74,18 @@ def template_dsn(server_dsn: str) -> str:
 def _clone(server_dsn: str, template: str) -> Iterator[str]:
     name = f"pyrec_test_{os.getpid()}_{next(_counter)}"
     with psycopg.connect(server_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(template)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        )
     try:
         yield _dsn_for(server_dsn, name)
     finally:
         with psycopg.connect(server_dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 @pytest.fixture
@@ -104,11 +110,16 @@ def trained_template(server_dsn: str, template_dsn: str) -> str:
     name = f"{TEMPLATE}_trained"
     with psycopg.connect(server_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(TEMPLATE)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(TEMPLATE)
+            )
+        )
     with psycopg.connect(_dsn_for(server_dsn, name), autocommit=True) as conn:
-        conn.execute("SELECT pyrec.create_model('movies', 'ratings', items => 'movies',"
-                     f" users => 'viewers', options => '{FAST}')")
+        conn.execute(
+            "SELECT pyrec.create_model('movies', 'ratings', items => 'movies',"
+            f" users => 'viewers', options => '{FAST}')"
+        )
         conn.execute("CALL pyrec.train('movies')")
     return name
 

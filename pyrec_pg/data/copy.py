@@ -21,11 +21,16 @@ def _cell(v: Any) -> str:
     return str(v).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 
 
-def copy_rows(conn: psycopg.Connection[Any], table: sql.Composable, columns: Sequence[str],
-              rows: Sequence[Sequence[Any]]) -> None:
+def copy_rows(
+    conn: psycopg.Connection[Any],
+    table: sql.Composable,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+) -> None:
     """COPY rows (tuples of Python values; lists become arrays) into `table`."""
     stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        table, sql.SQL(", ").join(sql.Identifier(c) for c in columns))
+        table, sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    )
     with conn.cursor() as cur, cur.copy(stmt) as copy:
         for lo in range(0, len(rows), _ROWS_PER_CHUNK):
             buf = io.StringIO()

@@ -30,12 +30,18 @@ class Synthetic:
     item_price: npt.NDArray[np.float64]
 
 
-def generate(n_interactions: int, n_users: int | None = None, n_items: int | None = None,
-             seed: int = 0, in_cluster: float = 0.8, days: int = 180) -> Synthetic:
+def generate(
+    n_interactions: int,
+    n_users: int | None = None,
+    n_items: int | None = None,
+    seed: int = 0,
+    in_cluster: float = 0.8,
+    days: int = 180,
+) -> Synthetic:
     """Users mostly pick popular items of their own taste cluster, otherwise any popular item."""
     rng = np.random.default_rng(seed)
     n_users = n_users or max(100, n_interactions // 50)
-    n_items = n_items or max(50, int(n_interactions ** 0.5 * 3))
+    n_items = n_items or max(50, int(n_interactions**0.5 * 3))
     clusters = len(CATEGORIES)
     popularity = 1.0 / np.arange(1, n_items + 1) ** 0.9  # Zipf-like
     rng.shuffle(popularity)
@@ -57,41 +63,82 @@ def generate(n_interactions: int, n_users: int | None = None, n_items: int | Non
         items[pick] = members[np.searchsorted(local_cdf, rng.random(int(pick.sum())))]
     items = np.minimum(items, n_items - 1)
     return Synthetic(
-        users=users.astype(np.int64), items=items,
+        users=users.astype(np.int64),
+        items=items,
         events=rng.choice(len(EVENT_TYPES), n_interactions, p=_EVENT_P).astype(np.int64),
         seconds=rng.integers(0, days * 86400, n_interactions),
-        item_cluster=item_cluster.astype(np.int64), user_cluster=user_cluster.astype(np.int64),
+        item_cluster=item_cluster.astype(np.int64),
+        user_cluster=user_cluster.astype(np.int64),
         item_price=np.round(rng.lognormal(3.0, 0.8, n_items), 2),
     )
 
 
-def load(conn: psycopg.Connection[Any], data: Synthetic, schema: str = "public",
-         prefix: str = "synthetic", replace: bool = False) -> dict[str, int]:
+def load(
+    conn: psycopg.Connection[Any],
+    data: Synthetic,
+    schema: str = "public",
+    prefix: str = "synthetic",
+    replace: bool = False,
+) -> dict[str, int]:
     """Create `<prefix>_interactions`, `<prefix>_items`, `<prefix>_users` in one transaction."""
     start = datetime(2026, 1, 1, tzinfo=UTC)
     s = sql.Identifier(schema)
-    inter, items, users = (sql.Identifier(f"{prefix}_{t}") for t in ("interactions", "items", "users"))
+    inter, items, users = (
+        sql.Identifier(f"{prefix}_{t}") for t in ("interactions", "items", "users")
+    )
     with conn.transaction():
         if replace:
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {s}.{a}, {s}.{b}, {s}.{c}")
-                         .format(s=s, a=inter, b=items, c=users))
-        conn.execute(sql.SQL(
-            "CREATE TABLE {s}.{items} (item_id bigint PRIMARY KEY, category text NOT NULL,"
-            " price numeric(10,2) NOT NULL, created_at timestamptz NOT NULL);"
-            "CREATE TABLE {s}.{users} (user_id bigint PRIMARY KEY, segment text NOT NULL);"
-            "CREATE TABLE {s}.{inter} (user_id bigint NOT NULL, item_id bigint NOT NULL,"
-            " event_type text NOT NULL, ts timestamptz NOT NULL)"
-        ).format(s=s, items=items, users=users, inter=inter))
-        copy_rows(conn, sql.SQL("{}.{}").format(s, items), ["item_id", "category", "price", "created_at"],
-                  [(i, CATEGORIES[c], p, start - timedelta(days=int(i % 365)))
-                   for i, (c, p) in enumerate(zip(data.item_cluster.tolist(), data.item_price.tolist()))])
-        copy_rows(conn, sql.SQL("{}.{}").format(s, users), ["user_id", "segment"],
-                  [(u, f"seg_{c:02d}") for u, c in enumerate(data.user_cluster.tolist())])
+            conn.execute(
+                sql.SQL("DROP TABLE IF EXISTS {s}.{a}, {s}.{b}, {s}.{c}").format(
+                    s=s, a=inter, b=items, c=users
+                )
+            )
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE {s}.{items} (item_id bigint PRIMARY KEY, category text NOT NULL,"
+                " price numeric(10,2) NOT NULL, created_at timestamptz NOT NULL);"
+                "CREATE TABLE {s}.{users} (user_id bigint PRIMARY KEY, segment text NOT NULL);"
+                "CREATE TABLE {s}.{inter} (user_id bigint NOT NULL, item_id bigint NOT NULL,"
+                " event_type text NOT NULL, ts timestamptz NOT NULL)"
+            ).format(s=s, items=items, users=users, inter=inter)
+        )
+        copy_rows(
+            conn,
+            sql.SQL("{}.{}").format(s, items),
+            ["item_id", "category", "price", "created_at"],
+            [
+                (i, CATEGORIES[c], p, start - timedelta(days=int(i % 365)))
+                for i, (c, p) in enumerate(
+                    zip(data.item_cluster.tolist(), data.item_price.tolist(), strict=True)
+                )
+            ],
+        )
+        copy_rows(
+            conn,
+            sql.SQL("{}.{}").format(s, users),
+            ["user_id", "segment"],
+            [(u, f"seg_{c:02d}") for u, c in enumerate(data.user_cluster.tolist())],
+        )
         stamps = [start + timedelta(seconds=int(x)) for x in data.seconds.tolist()]
-        copy_rows(conn, sql.SQL("{}.{}").format(s, inter), ["user_id", "item_id", "event_type", "ts"],
-                  list(zip(data.users.tolist(), data.items.tolist(),
-                           (EVENT_TYPES[e] for e in data.events.tolist()), stamps)))
-        conn.execute(sql.SQL("CREATE INDEX ON {s}.{t} (user_id); ANALYZE {s}.{t}")
-                     .format(s=s, t=inter))
-    return {"interactions": int(data.users.size), "items": int(data.item_cluster.size),
-            "users": int(data.user_cluster.size)}
+        copy_rows(
+            conn,
+            sql.SQL("{}.{}").format(s, inter),
+            ["user_id", "item_id", "event_type", "ts"],
+            list(
+                zip(
+                    data.users.tolist(),
+                    data.items.tolist(),
+                    [EVENT_TYPES[e] for e in data.events.tolist()],
+                    stamps,
+                    strict=True,
+                )
+            ),
+        )
+        conn.execute(
+            sql.SQL("CREATE INDEX ON {s}.{t} (user_id); ANALYZE {s}.{t}").format(s=s, t=inter)
+        )
+    return {
+        "interactions": int(data.users.size),
+        "items": int(data.item_cluster.size),
+        "users": int(data.user_cluster.size),
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -71,13 +72,14 @@ def least_squares(c: sp.csr_matrix, x: F64, y: F64, reg: float, steps: int) -> F
     Conjugate gradient warm-started from the current x, vectorized over blocks of rows
     (implicit's CG solver): each step costs O(nnz * f), with no per-row Python loop.
     """
-    f = y.shape[1]
+    n, f = c.shape[0], y.shape[1]
     gram = y.T @ y + reg * np.eye(f)
     out = np.empty_like(x)
     indptr = c.indptr
-    bounds = np.searchsorted(indptr, np.arange(0, c.nnz + _NNZ_PER_BLOCK, _NNZ_PER_BLOCK))
-    starts = np.unique(np.concatenate(([0], np.minimum(bounds, c.shape[0]))))
-    for lo, hi in zip(starts[:-1], starts[1:], strict=True):
+    # row blocks of about _NNZ_PER_BLOCK interactions; the last block ends at the last row
+    bounds = np.searchsorted(indptr, np.arange(0, c.nnz, _NNZ_PER_BLOCK))
+    starts = np.unique(np.concatenate(([0], np.minimum(bounds, n), [n])))
+    for lo, hi in itertools.pairwise(starts.tolist()):
         block = c[lo:hi]
         rows = np.repeat(np.arange(hi - lo), np.diff(block.indptr))
         yc = y[block.indices]  # (nnz, f) item vectors of each interaction

@@ -59,8 +59,9 @@ def parse_params(cls: type[P], recipe: str, given: dict[str, Any]) -> P:
             else isinstance(value, int | float) and not isinstance(value, bool)
         )
         if not ok:
+            kind = "an integer" if want in ("int", int) else "a number"
             raise InvalidParameter(
-                f'parameter "{key}" of recipe {recipe} must be {"an integer" if want in ("int", int) else "a number"}',
+                f'parameter "{key}" of recipe {recipe} must be {kind}',
                 hint=f"got {value!r}",
             )
     obj = cls(**given)

@@ -21,7 +21,7 @@ def error_fields(e: BaseException) -> dict[str, str] | None:
     if isinstance(e, PyrecError):
         fields = {"sqlstate": e.sqlstate, "message": e.message, "detail": e.detail, "hint": e.hint}
     elif isinstance(getattr(e, "sqlstate", None), str):  # plpy.SPIError or the stub's
-        spidata = getattr(e, "spidata", None) or ()
+        spidata: tuple[Any, ...] = tuple(getattr(e, "spidata", None) or ())
         fields = {
             "sqlstate": e.sqlstate,  # type: ignore[attr-defined]
             "message": str(e.args[0]) if e.args else str(e),
@@ -37,8 +37,11 @@ def _options(value: Any) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise PyrecError("options must be a JSON object", sqlstate="22023",
-                         hint='for example \'{"params": {"factors": 32}}\'')
+        raise PyrecError(
+            "options must be a JSON object",
+            sqlstate="22023",
+            hint='for example \'{"params": {"factors": 32}}\'',
+        )
     return value
 
 
@@ -46,24 +49,40 @@ def _version(db: Db, args: dict[str, Any]) -> dict[str, Any]:
     import numpy
     import scipy
 
-    return {"python_package": __version__, "python": sys.version.split()[0],
-            "numpy": numpy.__version__, "scipy": scipy.__version__,
-            "module_path": __file__.rsplit("/runtime/", 1)[0]}
+    return {
+        "python_package": __version__,
+        "python": sys.version.split()[0],
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "module_path": __file__.rsplit("/runtime/", 1)[0],
+    }
 
 
 def _create_model(db: Db, a: dict[str, Any]) -> dict[str, Any]:
-    return models.create_model(db, a.get("name"), a.get("interactions"), a.get("items"),
-                               a.get("users"), a.get("recipe"), _options(a.get("options")))
+    return models.create_model(
+        db,
+        a.get("name"),
+        a.get("interactions"),
+        a.get("items"),
+        a.get("users"),
+        a.get("recipe"),
+        _options(a.get("options")),
+    )
 
 
 def _train(db: Db, a: dict[str, Any]) -> dict[str, Any]:
     s = training.train(db, a.get("model"), _options(a.get("options")))
     m = s["metrics"]
-    quality = (f"; holdout precision@10 {m['precision@10']:.3f}, ndcg@10 {m['ndcg@10']:.3f}"
-               if "ndcg@10" in m else "")
-    s["notice"] = (f'model "{s["model"]}" version {s["version"]} is active: {s["users"]} users,'
-                   f" {s['items']} items, {s['interactions']} interactions in"
-                   f" {s['seconds']:.1f} s{quality}")
+    quality = (
+        f"; holdout precision@10 {m['precision@10']:.3f}, ndcg@10 {m['ndcg@10']:.3f}"
+        if "ndcg@10" in m
+        else ""
+    )
+    s["notice"] = (
+        f'model "{s["model"]}" version {s["version"]} is active: {s["users"]} users,'
+        f" {s['items']} items, {s['interactions']} interactions in"
+        f" {s['seconds']:.1f} s{quality}"
+    )
     return s
 
 

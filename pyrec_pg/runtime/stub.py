@@ -151,7 +151,10 @@ class PsycopgPlpy:
 
     def error(self, msg: str, /, **kwargs: Any) -> None:
         raise PyrecError(
-            msg, hint=kwargs.get("hint"), detail=kwargs.get("detail"), sqlstate=kwargs.get("sqlstate")
+            msg,
+            hint=kwargs.get("hint"),
+            detail=kwargs.get("detail"),
+            sqlstate=kwargs.get("sqlstate"),
         )
 
 

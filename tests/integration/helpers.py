@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -14,15 +14,20 @@ def catalog_state(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
     """Everything pyrec owns: catalog rows and the set of tables in schema pyrec."""
     return (
         conn.execute("SELECT * FROM pyrec.models ORDER BY model_id").fetchall(),
-        conn.execute("SELECT model_id, version, status FROM pyrec._versions ORDER BY 1, 2").fetchall(),
-        conn.execute("SELECT relname FROM pg_class WHERE relnamespace = 'pyrec'::regnamespace"
-                     " AND relkind = 'r' ORDER BY 1").fetchall(),
+        conn.execute(
+            "SELECT model_id, version, status FROM pyrec._versions ORDER BY 1, 2"
+        ).fetchall(),
+        conn.execute(
+            "SELECT relname FROM pg_class WHERE relnamespace = 'pyrec'::regnamespace"
+            " AND relkind = 'r' ORDER BY 1"
+        ).fetchall(),
     )
 
 
 @contextmanager
-def raises_pg(conn: psycopg.Connection[Any], sqlstate: str, message: str,
-              hint: str | None = "") -> Iterator[None]:
+def raises_pg(
+    conn: psycopg.Connection[Any], sqlstate: str, message: str, hint: str | None = ""
+) -> Iterator[None]:
     """Expect a Postgres error with this SQLSTATE, a message containing `message`, a hint
     (containing `hint` when given) and no change to pyrec's catalog."""
     before = catalog_state(conn)

@@ -30,8 +30,9 @@ def test_every_api_object_has_a_comment(conn: psycopg.Connection[Any]) -> None:
 
 def test_version_mismatch_fails_loudly(conn: psycopg.Connection[Any]) -> None:
     conn.execute("UPDATE pg_extension SET extversion = '0.0.1' WHERE extname = 'pyrec'")
-    with raises_pg(conn, "55000", "does not match the Python package version",
-                   "ALTER EXTENSION pyrec UPDATE"):
+    with raises_pg(
+        conn, "55000", "does not match the Python package version", "ALTER EXTENSION pyrec UPDATE"
+    ):
         conn.execute("SELECT pyrec.version()")
 
 
@@ -45,10 +46,12 @@ def test_missing_python_package_names_the_fix(conn: psycopg.Connection[Any]) -> 
 def test_drop_extension_removes_its_objects(conn: psycopg.Connection[Any]) -> None:
     conn.execute("SELECT pyrec.create_model('m', 'ratings')")
     conn.execute("DROP EXTENSION pyrec CASCADE")
-    assert conn.execute("SELECT count(*) FROM pg_proc WHERE proname = 'recommend'"
-                        ).fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM pg_proc WHERE proname = 'recommend'").fetchone() == (
+        0,
+    )
     assert conn.execute("SELECT to_regclass('pyrec.models')").fetchone() == (None,)
     # the schema itself is created by Postgres from the control file, so it stays (empty)
-    assert conn.execute("SELECT count(*) FROM pg_class WHERE relnamespace = 'pyrec'::regnamespace"
-                        ).fetchone() == (0,)
+    assert conn.execute(
+        "SELECT count(*) FROM pg_class WHERE relnamespace = 'pyrec'::regnamespace"
+    ).fetchone() == (0,)
     conn.execute("CREATE EXTENSION pyrec")

@@ -19,22 +19,36 @@ Conn = psycopg.Connection[Any]
 def test_training_creates_an_active_version_with_metrics(trained: Conn) -> None:
     row = trained.execute(
         "SELECT version, status, recipe, dims, n_users, n_items, n_interactions, metrics, params"
-        " FROM pyrec.model_versions WHERE model = 'movies'").fetchone()
+        " FROM pyrec.model_versions WHERE model = 'movies'"
+    ).fetchone()
     assert row is not None
     version, status, recipe, dims, n_users, n_items, n_inter, metrics, params = row
     assert (version, status, recipe, dims) == (1, "active", "als", 16)
     assert (n_users, n_items, n_inter) == (943, 1682, 100000)
     assert params["factors"] == 16 and params["iterations"] == 4
-    for key in ("precision@5", "precision@10", "precision@25", "recall@10", "recall@25",
-                "ndcg@5", "ndcg@10", "ndcg@25", "mrr@25", "map@10", "coverage@10"):
+    for key in (
+        "precision@5",
+        "precision@10",
+        "precision@25",
+        "recall@10",
+        "recall@25",
+        "ndcg@5",
+        "ndcg@10",
+        "ndcg@25",
+        "mrr@25",
+        "map@10",
+        "coverage@10",
+    ):
         assert 0 <= metrics[key] <= 1, key
     assert metrics["protocol"] == "random_per_user" and metrics["users_evaluated"] == 943
     assert metrics["ndcg@10"] > metrics["baseline"]["popularity"]["ndcg@10"]
 
 
 def test_training_run_is_recorded(trained: Conn) -> None:
-    row = trained.execute("SELECT status, phase, percent, rows_read, version, message,"
-                          " duration > interval '0' FROM pyrec.training_runs").fetchone()
+    row = trained.execute(
+        "SELECT status, phase, percent, rows_read, version, message,"
+        " duration > interval '0' FROM pyrec.training_runs"
+    ).fetchone()
     assert row == ("succeeded", "writing", 100.0, 100000, 1, None, True)
 
 
@@ -53,8 +67,9 @@ def test_retraining_switches_versions_and_keeps_a_bounded_history(trained: Conn)
     trained.execute("SET pyrec.keep_versions = 2")
     for _ in range(2):
         trained.execute("CALL pyrec.train('movies')")
-    rows = trained.execute("SELECT version, status, items_table FROM pyrec.model_versions"
-                           " ORDER BY version").fetchall()
+    rows = trained.execute(
+        "SELECT version, status, items_table FROM pyrec.model_versions ORDER BY version"
+    ).fetchall()
     assert [(v, s) for v, s, _ in rows] == [(2, "inactive"), (3, "active")]
     assert trained.execute("SELECT to_regclass('pyrec.m1_v1_items')").fetchone() == (None,)
     assert trained.execute("SELECT active_version FROM pyrec.models").fetchone() == (3,)
@@ -70,45 +85,54 @@ def test_failure_while_writing_leaves_previous_version_serving(trained: Conn) ->
     trained.execute(
         "CREATE FUNCTION fail() RETURNS trigger LANGUAGE plpgsql AS"
         " $$BEGIN RAISE EXCEPTION 'disk full (simulated)'; END$$;"
-        "CREATE TRIGGER fail BEFORE INSERT ON pyrec._versions FOR EACH ROW EXECUTE FUNCTION fail()")
+        "CREATE TRIGGER fail BEFORE INSERT ON pyrec._versions FOR EACH ROW EXECUTE FUNCTION fail()"
+    )
     with pytest.raises(psycopg.errors.RaiseException, match="disk full"):
         trained.execute("CALL pyrec.train('movies')")
     assert _recs(trained) == before
     assert trained.execute("SELECT active_version FROM pyrec.models").fetchone() == (1,)
     assert trained.execute(
         "SELECT count(*) FROM pg_class WHERE relnamespace = 'pyrec'::regnamespace"
-        " AND relname LIKE 'm%_v2_%'").fetchone() == (0,)
-    run = trained.execute("SELECT status, phase, message FROM pyrec.training_runs"
-                          " ORDER BY run_id DESC LIMIT 1").fetchone()
+        " AND relname LIKE 'm%_v2_%'"
+    ).fetchone() == (0,)
+    run = trained.execute(
+        "SELECT status, phase, message FROM pyrec.training_runs ORDER BY run_id DESC LIMIT 1"
+    ).fetchone()
     assert run == ("failed", "writing", "disk full (simulated)")
 
 
 def test_failure_while_reading_leaves_previous_version_serving(trained: Conn) -> None:
     before = _recs(trained)
     trained.execute("CREATE TABLE switch (d int); INSERT INTO switch VALUES (1)")
-    trained.execute("CREATE VIEW flaky AS SELECT viewer_id, movie_id / (SELECT d FROM switch)"
-                    " AS movie_id FROM ratings")
+    trained.execute(
+        "CREATE VIEW flaky AS SELECT viewer_id, movie_id / (SELECT d FROM switch)"
+        " AS movie_id FROM ratings"
+    )
     trained.execute(f"SELECT pyrec.create_model('flaky', 'flaky', options => '{FAST}')")
     trained.execute("CALL pyrec.train('flaky')")
     trained.execute("UPDATE switch SET d = 0")
     with pytest.raises(psycopg.errors.DivisionByZero):
         trained.execute("CALL pyrec.train('flaky')")
-    assert trained.execute("SELECT version, status FROM pyrec.model_versions"
-                           " WHERE model = 'flaky'").fetchall() == [(1, "active")]
-    assert trained.execute("SELECT status FROM pyrec.training_runs WHERE model = 'flaky'"
-                           " ORDER BY run_id").fetchall() == [("succeeded",), ("failed",)]
+    assert trained.execute(
+        "SELECT version, status FROM pyrec.model_versions WHERE model = 'flaky'"
+    ).fetchall() == [(1, "active")]
+    assert trained.execute(
+        "SELECT status FROM pyrec.training_runs WHERE model = 'flaky' ORDER BY run_id"
+    ).fetchall() == [("succeeded",), ("failed",)]
     assert _recs(trained) == before
 
 
 def test_concurrent_training_of_one_model_is_refused(trained: Conn) -> None:
     info = trained.info
-    other = psycopg.connect(host=info.host, port=info.port, user=info.user,
-                            dbname=info.dbname, autocommit=True)
+    other = psycopg.connect(
+        host=info.host, port=info.port, user=info.user, dbname=info.dbname, autocommit=True
+    )
     with other:
         model_id = trained.execute("SELECT model_id FROM pyrec.models").fetchone()[0]  # type: ignore[index]
         other.execute("SELECT pg_advisory_lock(%s, %s)", [LOCK_CLASS, model_id])
-        with raises_pg(trained, "55006", "already being trained by another session",
-                       "pyrec.training_runs"):
+        with raises_pg(
+            trained, "55006", "already being trained by another session", "pyrec.training_runs"
+        ):
             trained.execute("CALL pyrec.train('movies')")
 
 
@@ -119,7 +143,8 @@ def test_training_inside_a_transaction_block_is_refused(trained: Conn) -> None:
             trained.execute("CALL pyrec.train('movies')")
         assert info.value.diag.sqlstate == "25001"
         assert info.value.diag.message_primary == (
-            "pyrec.train cannot run inside a transaction block")
+            "pyrec.train cannot run inside a transaction block"
+        )
         assert "outside BEGIN" in (info.value.diag.message_hint or "")
     finally:
         trained.rollback()
@@ -132,24 +157,37 @@ def test_training_inside_a_transaction_block_is_refused(trained: Conn) -> None:
     [
         ("", "CALL pyrec.train('nope')", "42704", 'model "nope" does not exist'),
         ("", "CALL pyrec.train(NULL)", "22004", "model name must not be null"),
-        ("CREATE TABLE empty (user_id int, item_id int);"
-         "SELECT pyrec.create_model('e', 'empty')",
-         "CALL pyrec.train('e')", "22000", "has no usable interactions"),
-        ("", "CALL pyrec.train('movies', '{\"params\": {\"alpha\": -1}}')", "22023",
-         '"alpha" of recipe als is out of range'),
+        (
+            "CREATE TABLE empty (user_id int, item_id int);SELECT pyrec.create_model('e', 'empty')",
+            "CALL pyrec.train('e')",
+            "22000",
+            "has no usable interactions",
+        ),
+        (
+            "",
+            "CALL pyrec.train('movies', '{\"params\": {\"alpha\": -1}}')",
+            "22023",
+            '"alpha" of recipe als is out of range',
+        ),
         ("", "CALL pyrec.train('movies', '\"x\"')", "22023", "options must be a JSON object"),
     ],
 )
-def test_train_rejects_bad_input(trained: Conn, setup: str, call: str, sqlstate: str,
-                                 message: str) -> None:
+def test_train_rejects_bad_input(
+    trained: Conn, setup: str, call: str, sqlstate: str, message: str
+) -> None:
     if setup:
         trained.execute(setup)
-    runs = trained.execute("SELECT count(*) FILTER (WHERE status <> 'failed') FROM pyrec._runs"
-                           ).fetchone()
+    runs = trained.execute(
+        "SELECT count(*) FILTER (WHERE status <> 'failed') FROM pyrec._runs"
+    ).fetchone()
     with raises_pg(trained, sqlstate, message, None):
         trained.execute(call)
-    assert trained.execute("SELECT count(*) FILTER (WHERE status <> 'failed') FROM pyrec._runs"
-                           ).fetchone() == runs
+    assert (
+        trained.execute(
+            "SELECT count(*) FILTER (WHERE status <> 'failed') FROM pyrec._runs"
+        ).fetchone()
+        == runs
+    )
 
 
 def test_external_trainer_writes_the_same_catalog(trained: Conn, capsys: Any) -> None:
@@ -158,10 +196,12 @@ def test_external_trainer_writes_the_same_catalog(trained: Conn, capsys: Any) ->
     assert cli.main(["train", "movies", "--dsn", dsn, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["version"] == 2
-    inside = trained.execute("SELECT metrics FROM pyrec.model_versions WHERE version = 1"
-                             ).fetchone()[0]  # type: ignore[index]
+    inside = trained.execute(
+        "SELECT metrics FROM pyrec.model_versions WHERE version = 1"
+    ).fetchone()[0]  # type: ignore[index]
     assert out["metrics"]["ndcg@10"] == pytest.approx(inside["ndcg@10"], abs=0.01)
-    assert trained.execute("SELECT status FROM pyrec.model_versions ORDER BY version"
-                           ).fetchall() == [("inactive",), ("active",)]
+    assert trained.execute(
+        "SELECT status FROM pyrec.model_versions ORDER BY version"
+    ).fetchall() == [("inactive",), ("active",)]
     rows = _recs(trained)
     assert len(rows) == 10 and {r[3] for r in rows} == {"model"}
