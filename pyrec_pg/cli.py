@@ -60,12 +60,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .devcluster import REPO, Cluster
+    from .devcluster import Cluster
 
-    base = REPO / ".build" / "demo-cluster"
     t0 = time.perf_counter()
-    with Cluster(base) as cluster:
-        print(f"started a throwaway Postgres in {base} ({time.perf_counter() - t0:.1f} s)")
+    with Cluster() as cluster:
+        print(f"started a throwaway Postgres in {cluster.base} ({time.perf_counter() - t0:.1f} s)")
         with _connect(cluster.dsn()) as conn:
             conn.execute("CREATE EXTENSION pyrec CASCADE")
             print("pyrec", conn.execute("SELECT pyrec.version()").fetchone()[0])  # type: ignore[index]

@@ -19,19 +19,21 @@ class ClusterError(RuntimeError):
 
 
 class Cluster:
-    """A private cluster listening only on a Unix socket in its own directory.
+    """A private cluster in a temporary directory, listening only on a Unix socket there.
 
     As root, initdb and the server run as the `postgres` user (they refuse to run as root).
-    The server's Python (plpython3u) finds pyrec_pg through PYTHONPATH: this checkout
-    first, then `.build/server-site` where `make server-deps` puts pinned pure-Python deps.
+    The server's Python (plpython3u) imports a copy of this checkout's pyrec_pg and of the
+    pinned deps in `.build/server-site` (`make server-deps`), made at start in the cluster's
+    own directory: the checkout itself may sit where the postgres user cannot read (/root).
     """
 
-    def __init__(self, base: Path, port: int = 5432) -> None:
-        self.base = base
-        self.data = base / "data"
-        self.log = base / "server.log"
+    def __init__(self, port: int = 5432) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="pyrec-pg-"))
+        self.data = self.base / "data"
+        self.log = self.base / "server.log"
+        self.python = self.base / "python"
         self.port = port
-        self.socket_dir = Path(tempfile.mkdtemp(prefix="pyrec-sock-"))
+        self.socket_dir = self.base
         self.os_user = "postgres" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
 
     def _run(self, *args: str | Path, env: dict[str, str] | None = None) -> str:
@@ -56,22 +58,23 @@ class Cluster:
             raise ClusterError(f"{what} failed:\n{done.stdout}{done.stderr}\n{log}")
         return done.stdout
 
-    def _own(self, path: Path) -> None:
-        if os.geteuid() == 0:
-            shutil.chown(path, self.os_user, self.os_user)
-
     def init(self) -> None:
         if not (PG_BIN / "initdb").exists():
             raise ClusterError(f"no PostgreSQL binaries in {PG_BIN}: run 'make postgres' first")
-        if self.base.exists():
-            shutil.rmtree(self.base)
-        self.base.mkdir(parents=True)
-        self._own(self.base)
-        self._own(self.socket_dir)
+        if not SERVER_SITE.is_dir():
+            raise ClusterError(f"{SERVER_SITE} is missing: run 'make server-deps' first")
+        shutil.copytree(SERVER_SITE, self.python, ignore=shutil.ignore_patterns("*.pyc"))
+        shutil.copytree(
+            REPO / "pyrec_pg",
+            self.python / "pyrec_pg",
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+        if os.geteuid() == 0:
+            subprocess.run(["chown", "-R", f"{self.os_user}:", str(self.base)], check=True)
         self._run(
             PG_BIN / "initdb",
             "-D",
-            str(self.data),
+            self.data,
             "-U",
             "postgres",
             "-A",
@@ -88,7 +91,6 @@ class Cluster:
             )
 
     def start(self) -> None:
-        pythonpath = os.pathsep.join([str(REPO), str(SERVER_SITE)])
         self._run(
             PG_BIN / "pg_ctl",
             "-D",
@@ -101,13 +103,13 @@ class Cluster:
             "-o",
             f"-p {self.port} -k {self.socket_dir}",
             "start",
-            env={"PYTHONPATH": pythonpath, "OPENBLAS_NUM_THREADS": "2"},
+            env={"PYTHONPATH": str(self.python), "OPENBLAS_NUM_THREADS": "2"},
         )
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
             self._run(PG_BIN / "pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
-        shutil.rmtree(self.socket_dir, ignore_errors=True)
+        shutil.rmtree(self.base, ignore_errors=True)
 
     def dsn(self, dbname: str = "postgres") -> str:
         return f"host={self.socket_dir} port={self.port} user=postgres dbname={dbname}"

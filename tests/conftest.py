@@ -14,7 +14,7 @@ import pytest
 from psycopg import sql
 
 from pyrec_pg.data import movielens
-from pyrec_pg.devcluster import REPO, Cluster
+from pyrec_pg.devcluster import Cluster
 
 TEMPLATE = "pyrec_test_template"
 _counter = itertools.count()
@@ -44,7 +44,7 @@ def server_dsn() -> Iterator[str]:
             "Docker-based servers need an image with plpython3u, pgvector and pyrec_pg;"
             " see README 'Running the tests'"
         )
-    cluster = Cluster(REPO / ".build" / "test-cluster")
+    cluster = Cluster()
     cluster.init()
     cluster.start()
     try:
