@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,18 +19,6 @@ TEMPLATE = "pyrec_test_template"
 _counter = itertools.count()
 
 
-def _docker_answers() -> bool:
-    if not shutil.which("docker"):
-        return False
-    try:
-        import docker  # type: ignore[import-not-found]
-
-        docker.from_env().ping()
-        return True
-    except Exception:
-        return False
-
-
 @pytest.fixture(scope="session")
 def server_dsn() -> Iterator[str]:
     """DSN of a maintenance database on a server where pyrec can be installed."""
@@ -39,11 +26,6 @@ def server_dsn() -> Iterator[str]:
     if dsn:
         yield dsn
         return
-    if os.environ.get("PYREC_TEST_DOCKER") and _docker_answers():
-        pytest.skip(
-            "Docker-based servers need an image with plpython3u, pgvector and pyrec_pg;"
-            " see README 'Running the tests'"
-        )
     cluster = Cluster()
     cluster.init()
     cluster.start()
