@@ -41,7 +41,7 @@ def split_random_per_user(
 def top_k(
     factors: Factors, train: sp.csr_matrix, users: npt.NDArray[np.int64], k: int
 ) -> npt.NDArray[np.int64]:
-    """Top-k item indices per user, highest score first, training items excluded."""
+    """Top-k item indices per user, highest score first, training items excluded (-1 pads)."""
     out = np.empty((users.size, k), dtype=np.int64)
     for start in range(0, users.size, _CHUNK):
         chunk = users[start : start + _CHUNK]
@@ -52,7 +52,10 @@ def top_k(
         ordered = np.take_along_axis(scores, part, axis=1)
         # ties broken by item index so results are deterministic
         idx = np.lexsort((part, -ordered), axis=1)
-        out[start : start + chunk.size] = np.take_along_axis(part, idx, axis=1)
+        best = np.take_along_axis(part, idx, axis=1)
+        # users with fewer than k unseen items get -1 (no item) in the remaining slots
+        best[np.take_along_axis(ordered, idx, axis=1) == -np.inf] = -1
+        out[start : start + chunk.size] = best
     return out
 
 
@@ -89,5 +92,6 @@ def ranking_metrics(
     precision_at = np.cumsum(relevant[:, :k], axis=1) / np.arange(1, k + 1)
     ap = (precision_at * relevant[:, :k]).sum(axis=1) / np.minimum(n_rel, k)
     out["map@10"] = float(np.mean(ap))
-    out["coverage@10"] = float(np.unique(recs[:, :k]).size / n_items)
+    shown = np.unique(recs[:, :k])
+    out["coverage@10"] = float(shown[shown >= 0].size / n_items)
     return {key: round(v, 6) if isinstance(v, float) else v for key, v in out.items()}

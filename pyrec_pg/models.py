@@ -128,12 +128,14 @@ def _pick(rel: Relation, role: str, mapped: str | None, candidates: tuple[str, .
 
 
 def _key_column(rel: Relation, role: str, mapped: str | None, preferred: str) -> str:
-    key = _pick(rel, role, mapped, (preferred, f"{role.split('_')[0]}_id", "id"))
+    """The id column of an items (role items_id) or users (role users_id) relation."""
+    entity = "item" if role == "items_id" else "user"
+    key = _pick(rel, role, mapped, (preferred, f"{entity}_id", "id"))
     if key is None and len(rel.primary_key) == 1:
         key = rel.primary_key[0]
     if key is None:
         raise UndefinedColumn(
-            f"cannot tell which column of {rel.qualified} is the {role.split('_')[0]} id",
+            f"cannot tell which column of {rel.qualified} is the {entity} id",
             hint=f'map it with options => \'{{"columns": {{"{role}": "<column>"}}}}\''
             f"; columns of {rel.qualified}: {', '.join(rel.columns)}",
         )
@@ -206,11 +208,18 @@ def validate_options(options: dict[str, Any], recipe: str) -> None:
         if not isinstance(options.get(key, {}), dict):
             raise InvalidParameter(f"options.{key} must be a JSON object")
     holdout = options.get("holdout", 0.25)
-    if not isinstance(holdout, int | float) or not 0 <= holdout < 1:
+    if isinstance(holdout, bool) or not isinstance(holdout, int | float) or not 0 <= holdout < 1:
         raise InvalidParameter(
             "options.holdout must be a fraction in [0, 1)",
             hint="0.25 holds out a quarter of each user's interactions for evaluation; 0 skips it",
         )
+    seed = options.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31:
+        raise InvalidParameter(
+            "options.seed must be an integer between 0 and 2147483647", hint=f"got {seed!r}"
+        )
+    if not isinstance(options.get("exclude_seen", True), bool):
+        raise InvalidParameter("options.exclude_seen must be true or false")
     recipe_params(recipe, options.get("params", {}))  # raises on bad recipe parameters
 
 

@@ -12,13 +12,20 @@ from psycopg import sql
 _ROWS_PER_CHUNK = 200_000
 
 
+def _element(x: Any) -> str:
+    if x is None:
+        return "NULL"
+    return '"' + str(x).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _cell(v: Any) -> str:
+    """One value in COPY's text format; lists and tuples become array literals."""
     if v is None:
         return r"\N"
     if isinstance(v, list | tuple):
-        inner = ",".join('"' + str(x).replace("\\", "\\\\").replace('"', '\\"') + '"' for x in v)
-        v = "{" + inner + "}"
-    return str(v).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+        v = "{" + ",".join(_element(x) for x in v) + "}"
+    text = str(v).replace("\\", "\\\\")
+    return text.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def copy_rows(

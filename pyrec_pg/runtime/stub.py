@@ -70,10 +70,19 @@ class Cursor:
         self._cur = cur
 
     def fetch(self, n: int) -> list[dict[str, Any]]:
-        return self._cur.fetchmany(n)
+        if self._cur.closed:
+            return []
+        rows = self._cur.fetchmany(n)
+        if len(rows) < n:  # exhausted: release the server-side cursor, as plpy does
+            self.close()
+        return rows
 
     def close(self) -> None:
-        self._cur.close()
+        if not self._cur.closed and not self._cur.connection.closed:
+            self._cur.close()
+
+    def __del__(self) -> None:
+        self.close()
 
 
 class PsycopgPlpy:
@@ -96,10 +105,11 @@ class PsycopgPlpy:
     def connect(cls, dsn: str) -> PsycopgPlpy:
         return cls(psycopg.connect(dsn, autocommit=False))
 
-    def _run(self, query: str, params: dict[str, Any] | None, limit: int = 0) -> Result:
+    def _run(self, query: str, params: dict[str, Any], limit: int = 0) -> Result:
         try:
             with self.conn.cursor(row_factory=dict_row) as cur:
-                cur.execute(query, params, prepare=params is not None)
+                # always pass a mapping (maybe empty) so psycopg turns '%%' back into '%'
+                cur.execute(query, params, prepare=bool(params))
                 if cur.description is None:
                     return Result([], [], cur.rowcount)
                 rows = cur.fetchmany(limit) if limit else cur.fetchall()
@@ -112,7 +122,7 @@ class PsycopgPlpy:
             seq = [] if args is None or isinstance(args, int) else args
             return self._run(query.query, query.bind(seq))
         limit = args if isinstance(args, int) else 0
-        return self._run(Plan(query, []).query, None, limit)
+        return self._run(Plan(query, []).query, {}, limit)
 
     def prepare(self, query: str, types: Sequence[str] = (), /) -> Plan:
         return Plan(query, types)
@@ -122,7 +132,7 @@ class PsycopgPlpy:
         cur = self.conn.cursor(f"pyrec_cursor_{self._cursors}", row_factory=dict_row)
         plan = query if isinstance(query, Plan) else Plan(query, [])
         try:
-            cur.execute(plan.query, plan.bind(args or []) if plan.types else None)
+            cur.execute(plan.query, plan.bind(args or []))
         except psycopg.Error as e:
             raise _spi_error(e) from e
         return Cursor(cur)

@@ -1,0 +1,30 @@
+"""interactions.build: id indexing and the summed user-item matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pyrec_pg.interactions import build
+
+
+def test_build_indexes_sorted_distinct_ids_and_sums_duplicates() -> None:
+    data = build(
+        ["b", "a", "b", "c", "a"],
+        ["x", "y", "x", "x", "y"],
+        [1.0, 2.0, 3.0, 4.0, 0.5],
+        rows_read=17,
+    )
+    assert data.users.tolist() == ["a", "b", "c"]
+    assert data.items.tolist() == ["x", "y"]
+    assert data.rows_read == 17
+    assert data.matrix.shape == (3, 2)
+    assert data.matrix.nnz == 3  # (b, x) and (a, y) each stored once
+    assert data.matrix.toarray().tolist() == [[0.0, 2.5], [4.0, 0.0], [4.0, 0.0]]
+    assert data.matrix.dtype == np.float64
+
+
+def test_build_turns_ids_into_text_sorted_as_text() -> None:
+    data = build([10, 9, 2], [1, 1, 1], [1.0, 1.0, 1.0], rows_read=3)
+    assert data.users.tolist() == ["10", "2", "9"]
+    assert data.items.tolist() == ["1"]
+    assert data.matrix.toarray().ravel().tolist() == [1.0, 1.0, 1.0]

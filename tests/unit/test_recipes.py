@@ -1,0 +1,91 @@
+"""Popularity recipe, Factors checks and pgvector text literals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from pyrec_pg.errors import InvalidParameter, ModelFitError
+from pyrec_pg.recipes import Factors
+from pyrec_pg.recipes.popularity import Popularity, item_popularity
+from pyrec_pg.versions import vector_literals
+
+WEIGHTS = sp.csr_matrix(
+    np.array(
+        [
+            [1.0, 0.0, 2.0, 0.0, 1.0],
+            [1.0, 0.0, 3.0, 0.0, 0.0],
+            [1.0, 1.0, 3.0, 0.0, 0.0],
+        ]
+    )
+)  # item totals: 3, 1, 8, 0, 1
+
+
+def test_item_popularity_is_scaled_to_unit_max() -> None:
+    pop = item_popularity(WEIGHTS)
+    assert pop.dtype == np.float32
+    np.testing.assert_allclose(pop, np.array([3, 1, 8, 0, 1]) / 8, rtol=1e-6)
+    assert pop.max() == 1.0 and pop.min() >= 0.0
+
+
+def test_item_popularity_of_nothing_is_zero() -> None:
+    assert item_popularity(sp.csr_matrix((2, 3))).tolist() == [0.0, 0.0, 0.0]
+    assert item_popularity(sp.csr_matrix((2, 0))).size == 0
+
+
+def test_popularity_fit_ranks_by_count_for_every_user() -> None:
+    f = Popularity().fit(WEIGHTS)
+    assert f.users.shape == (3, 1) and f.items.shape == (5, 1)
+    assert f.users.dtype == np.float32 and f.items.dtype == np.float32
+    assert (f.users == 1.0).all()
+    scores = f.users @ f.items.T
+    for row in scores:
+        assert np.argsort(-row, kind="stable").tolist() == [2, 0, 1, 4, 3]
+
+
+def test_popularity_takes_no_parameters() -> None:
+    assert Popularity.from_params({}) == Popularity()
+    assert Popularity().params() == {}
+    with pytest.raises(InvalidParameter) as info:
+        Popularity.from_params({"k": 1})
+    assert info.value.hint == "parameters of popularity: none"
+
+
+@pytest.mark.parametrize("side", ["users", "items"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_factors_check_rejects_non_finite_values(side: str, bad: float) -> None:
+    users = np.ones((2, 3), dtype=np.float32)
+    items = np.ones((4, 3), dtype=np.float32)
+    (users if side == "users" else items)[1, 2] = bad
+    with pytest.raises(ModelFitError) as info:
+        Factors(users=users, items=items).check()
+    assert info.value.sqlstate == "22000"
+    assert f"non-finite {side[:-1]} factors" in info.value.message
+    assert info.value.hint
+
+
+def test_factors_check_accepts_finite_values() -> None:
+    Factors(users=np.zeros((2, 3), np.float32), items=np.full((1, 3), -1e30, np.float32)).check()
+
+
+def _parse(literal: str) -> np.ndarray:
+    assert literal.startswith("[") and literal.endswith("]") and " " not in literal
+    body = literal[1:-1]
+    return np.array([float(x) for x in body.split(",")] if body else [], dtype=np.float32)
+
+
+def test_vector_literals_round_trip_float32_exactly() -> None:
+    rng = np.random.default_rng(0)
+    m = (rng.normal(size=(50, 7)) * 10.0 ** rng.integers(-30, 30, (50, 7))).astype(np.float32)
+    m[0] = [0.0, -0.0, 1.0, -1.0, 1e-45, 3.4028235e38, 0.1]  # extremes, subnormal, 0.1
+    lits = vector_literals(m)
+    assert len(lits) == 50
+    back = np.vstack([_parse(s) for s in lits])
+    assert back.dtype == np.float32
+    assert np.array_equal(back.view(np.uint32), m.view(np.uint32))  # bit for bit
+
+
+def test_vector_literal_text_form() -> None:
+    assert vector_literals(np.array([[1.0, -0.5, 2.0]], dtype=np.float32)) == ["[1,-0.5,2]"]
+    assert vector_literals(np.zeros((0, 3), dtype=np.float32)) == []
