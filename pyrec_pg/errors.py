@@ -68,3 +68,7 @@ class ModelFitError(PyrecError):
     """Training produced unusable factors (NaN or infinite values)."""
 
     sqlstate = "22000"  # data_exception
+
+
+class FeatureNotSupported(PyrecError):
+    sqlstate = "0A000"  # feature_not_supported

@@ -20,6 +20,7 @@ class Plpy(Protocol):
     def rollback(self) -> None: ...
     def subtransaction(self) -> AbstractContextManager[Any]: ...
     def quote_ident(self, name: str, /) -> str: ...
+    def quote_literal(self, value: str, /) -> str: ...
 
 
 class Db:
@@ -64,6 +65,10 @@ class Db:
     def ident(self, *parts: str) -> str:
         """A (schema-)qualified identifier quoted by the server's own rules."""
         return ".".join(self.plpy.quote_ident(p) for p in parts)
+
+    def literal(self, value: str) -> str:
+        """A string literal quoted by the server's own rules."""
+        return self.plpy.quote_literal(value)
 
     def notice(self, msg: str) -> None:
         self.plpy.notice(msg)

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .. import __version__, models, training
+from .. import __version__, filters, models, training
 from ..errors import PyrecError
 from . import Db
 
@@ -86,7 +86,51 @@ def _train(db: Db, a: dict[str, Any]) -> dict[str, Any]:
     return s
 
 
+def _model_by_id(db: Db, model_id: Any) -> models.Model:
+    name = db.scalar("SELECT name FROM pyrec.models WHERE model_id = $1", [model_id], ["int4"])
+    return models.get_model(db, name)
+
+
+def _compile_filter(db: Db, a: dict[str, Any]) -> dict[str, Any]:
+    model = (
+        _model_by_id(db, a["model_id"]) if "model_id" in a else models.get_model(db, a.get("model"))
+    )
+    return filters.compile_filter(db, model, a.get("expression")).to_json()
+
+
+def _create_filter(db: Db, a: dict[str, Any]) -> dict[str, Any]:
+    model = models.get_model(db, a.get("model"))
+    name = a.get("name")
+    if name is None:
+        raise PyrecError("filter name must not be null", sqlstate="22004")
+    if not models.NAME_RE.match(name):
+        raise PyrecError(
+            f'invalid filter name "{name}"',
+            sqlstate="22023",
+            hint="use up to 48 letters, digits and underscores, starting with a letter",
+        )
+    compiled = filters.compile_filter(db, model, a.get("expression"))
+    if db.one(
+        "SELECT 1 FROM pyrec._filters WHERE model_id = $1 AND name = $2",
+        [model.model_id, name],
+        ["int4", "text"],
+    ):
+        raise PyrecError(
+            f'filter "{name}" already exists for model "{model.name}"',
+            sqlstate="42710",
+            hint=f"drop it first with SELECT pyrec.drop_filter('{model.name}', '{name}')",
+        )
+    db.run(
+        "INSERT INTO pyrec._filters (model_id, name, expression, compiled) VALUES ($1, $2, $3, $4)",
+        [model.model_id, name, compiled.expression, json.dumps(compiled.to_json())],
+        ["int4", "text", "text", "jsonb"],
+    )
+    return compiled.to_json()
+
+
 ENTRIES: dict[str, Callable[[Db, dict[str, Any]], Any]] = {
+    "compile_filter": _compile_filter,
+    "create_filter": _create_filter,
     "version": _version,
     "create_model": _create_model,
     "train": _train,

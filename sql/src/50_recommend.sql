@@ -57,6 +57,24 @@ END
 $fn$;
 COMMENT ON FUNCTION pyrec._seen_items(integer, text) IS 'Items a user interacted with, read live from the model''s interactions relation';
 
+CREATE FUNCTION pyrec._user_key(model_id integer, user_id text) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    typ text;
+BEGIN
+    SELECT m.columns->>'user_type' INTO typ FROM pyrec.models m WHERE m.model_id = model_id;
+    EXECUTE format('SELECT $1::%s', typ) USING user_id;
+    RETURN user_id;
+EXCEPTION
+    WHEN invalid_text_representation OR numeric_value_out_of_range OR invalid_datetime_format THEN
+        RETURN NULL;  -- cannot be an id of that type: an unknown user
+END
+$fn$;
+COMMENT ON FUNCTION pyrec._user_key(integer, text) IS 'The user id if it fits the type of the interactions'' user column, else NULL';
+
 CREATE FUNCTION pyrec.recommend(
     model text,
     user_id text,
@@ -73,6 +91,10 @@ DECLARE
     v pyrec._versions;
     uvec vector;
     seen text[] := '{}';
+    compiled jsonb;
+    pred text := 'true';
+    vals jsonb := '{}';
+    ukey text;
 BEGIN
     IF user_id IS NULL THEN
         RAISE EXCEPTION 'user_id must not be null' USING ERRCODE = 'null_value_not_allowed',
@@ -83,33 +105,69 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'k is the number of items to return';
     END IF;
-    IF filter IS NOT NULL OR params IS NOT NULL THEN
-        RAISE EXCEPTION 'filters are not supported by this pyrec version yet'
-            USING ERRCODE = 'feature_not_supported',
-                  HINT = 'call recommend without filter and params';
-    END IF;
     v := pyrec._active_version(model);
+    IF filter IS NOT NULL THEN
+        compiled := pyrec._resolve_filter(v.model_id, filter);
+        IF compiled->>'target' <> 'ItemID' THEN
+            RAISE EXCEPTION 'filter selects users (UserID), but recommend returns items'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'use an INCLUDE/EXCLUDE ItemID filter';
+        END IF;
+        IF (compiled->>'uses_item')::boolean THEN
+            RAISE EXCEPTION 'CurrentItem fields only apply to related-item recommendations'
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'use Items.<field> or CurrentUser.<field> in recommend filters';
+        END IF;
+        vals := pyrec._filter_values(compiled, params);
+        pred := compiled->>'sql';
+        IF (compiled->>'uses_user')::boolean THEN
+            ukey := pyrec._user_key(v.model_id, user_id);
+        END IF;
+    ELSIF params IS NOT NULL THEN
+        RAISE EXCEPTION 'params were given without a filter' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'params fill the $PARAMETERS of the filter argument';
+    END IF;
     IF exclude_seen THEN
         seen := pyrec._seen_items(v.model_id, user_id);
     END IF;
     EXECUTE format('SELECT embedding FROM pyrec.%I WHERE user_id = $1', v.users_table)
        INTO uvec USING user_id;
-    IF uvec IS NOT NULL THEN
-        RETURN QUERY EXECUTE format(
-            'SELECT t.item_id, (-t.d)::real, (row_number() OVER (ORDER BY t.d, t.item_id))::integer, ''model''
-               FROM (SELECT i.item_id, i.embedding <#> $1 AS d FROM pyrec.%I i
-                      WHERE i.item_id <> ALL ($2) ORDER BY d, i.item_id LIMIT $3) t
-              ORDER BY 3', v.items_table)
-          USING uvec, seen, k;
-    ELSE
-        -- unknown user (or one who arrived after training): the most popular unseen items
-        RETURN QUERY EXECUTE format(
-            'SELECT t.item_id, t.popularity, (row_number() OVER (ORDER BY t.popularity DESC, t.item_id))::integer, ''popular''
-               FROM (SELECT i.item_id, i.popularity FROM pyrec.%I i
-                      WHERE i.item_id <> ALL ($1) ORDER BY i.popularity DESC, i.item_id LIMIT $2) t
-              ORDER BY 3', v.items_table)
-          USING seen, k;
-    END IF;
+    BEGIN
+        IF uvec IS NOT NULL THEN
+            -- the filter is part of the candidate scan, so k rows come back whenever k allowed
+            -- unseen items exist (not "top k, then drop")
+            RETURN QUERY EXECUTE format(
+                'SELECT t.item_id, (-t.d)::real, (row_number() OVER (ORDER BY t.d, t.item_id))::integer, ''model''
+                   FROM (SELECT i.item_id, i.embedding <#> $1 AS d FROM pyrec.%I i
+                          WHERE i.item_id <> ALL ($2) AND (%s) ORDER BY d, i.item_id LIMIT $3) t
+                  ORDER BY 3', v.items_table, pred)
+              USING uvec, seen, k, ukey, vals, NULL::text;
+        ELSE
+            -- unknown user (or one who arrived after training): the most popular unseen items
+            RETURN QUERY EXECUTE format(
+                'SELECT t.item_id, t.popularity, (row_number() OVER (ORDER BY t.popularity DESC, t.item_id))::integer, ''popular''
+                   FROM (SELECT i.item_id, i.popularity FROM pyrec.%I i
+                          WHERE i.item_id <> ALL ($2) AND (%s) ORDER BY i.popularity DESC, i.item_id LIMIT $3) t
+                  ORDER BY 3', v.items_table, pred)
+              USING uvec, seen, k, ukey, vals, NULL::text;
+        END IF;
+    EXCEPTION
+        WHEN invalid_text_representation OR invalid_datetime_format OR datetime_field_overflow
+             OR numeric_value_out_of_range OR invalid_parameter_value THEN
+            IF filter IS NULL THEN
+                RAISE;
+            END IF;
+            RAISE EXCEPTION 'a filter value does not fit its field: %', SQLERRM
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'check that each value in params has the type of the field it is compared with';
+        WHEN undefined_table OR undefined_column THEN
+            IF filter IS NULL THEN
+                RAISE;
+            END IF;
+            RAISE EXCEPTION 'filter of model "%" refers to a relation or column that is gone: %', model, SQLERRM
+                USING ERRCODE = 'undefined_table',
+                      HINT = 'recreate the filter (pyrec.drop_filter / pyrec.create_filter) after changing the tables';
+    END;
 END
 $fn$;
 COMMENT ON FUNCTION pyrec.recommend(text, text, integer, text, jsonb, boolean) IS
@@ -125,16 +183,18 @@ COMMENT ON FUNCTION pyrec.recommend(text, bigint, integer, text, jsonb, boolean)
 'Top-k items for a user with an integer id';
 
 -- The mission's unqualified recommend(user_id, k, filter), for the default model.
-CREATE FUNCTION public.recommend(user_id text, k integer DEFAULT 10, filter text DEFAULT NULL)
+CREATE FUNCTION public.recommend(user_id text, k integer DEFAULT 10, filter text DEFAULT NULL,
+                                 params jsonb DEFAULT NULL)
 RETURNS TABLE (item_id text, score real, rank integer, source text)
 LANGUAGE sql STABLE
-AS $fn$ SELECT * FROM pyrec.recommend(pyrec.default_model(), user_id, k, filter) $fn$;
-COMMENT ON FUNCTION public.recommend(text, integer, text) IS
+AS $fn$ SELECT * FROM pyrec.recommend(pyrec.default_model(), user_id, k, filter, params) $fn$;
+COMMENT ON FUNCTION public.recommend(text, integer, text, jsonb) IS
 'Top-k items for a user from the default model (setting pyrec.default_model, else the only model)';
 
-CREATE FUNCTION public.recommend(user_id bigint, k integer DEFAULT 10, filter text DEFAULT NULL)
+CREATE FUNCTION public.recommend(user_id bigint, k integer DEFAULT 10, filter text DEFAULT NULL,
+                                 params jsonb DEFAULT NULL)
 RETURNS TABLE (item_id text, score real, rank integer, source text)
 LANGUAGE sql STABLE
-AS $fn$ SELECT * FROM pyrec.recommend(pyrec.default_model(), user_id::text, k, filter) $fn$;
-COMMENT ON FUNCTION public.recommend(bigint, integer, text) IS
+AS $fn$ SELECT * FROM pyrec.recommend(pyrec.default_model(), user_id::text, k, filter, params) $fn$;
+COMMENT ON FUNCTION public.recommend(bigint, integer, text, jsonb) IS
 'Top-k items for a user with an integer id from the default model';

@@ -109,10 +109,10 @@ def test_huge_k_returns_every_unseen_item(trained: Conn) -> None:
         ("'nope', '42', 10", "42704", 'model "nope" does not exist', "pyrec.models"),
         ("NULL, '42', 10", "22004", "model name must not be null", ""),
         (
-            "'movies', '42', 10, 'EXCLUDE ItemID WHERE Items.genre IN (\"Horror\")'",
-            "0A000",
-            "filters are not supported",
-            "without filter",
+            "'movies', '42', 10, params => '{}'",
+            "22023",
+            "params were given without a filter",
+            "$PARAMETERS",
         ),
     ],
 )
