@@ -51,7 +51,7 @@ test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint:
-	$(BIN)/ruff check pyrec_pg tests
+	$(BIN)/ruff check pyrec_pg tests bench
 
 typecheck:
 	$(BIN)/mypy

@@ -15,8 +15,6 @@ from . import __version__
 from .data import movielens, synthetic
 from .errors import PyrecError
 
-DEMO_FILTER_NOTE = "(filters arrive with the filter language; this demo shows an unfiltered top 10)"
-
 
 def _connect(dsn: str, autocommit: bool = True) -> psycopg.Connection[Any]:
     return psycopg.connect(dsn, autocommit=autocommit)
@@ -83,15 +81,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 print(f"\n{stmt};")
                 conn.execute(stmt)
                 print(f"  ({time.perf_counter() - t:.2f} s)")
-            query = (
+            top10 = (
                 "SELECT r.rank, r.item_id, m.title, m.year, round(r.score::numeric, 3) AS score,"
-                " r.source FROM recommend(42, 10) r JOIN movies m ON m.movie_id = r.item_id::int"
+                " r.source FROM recommend(42, 10{}) r JOIN movies m ON m.movie_id = r.item_id::int"
                 " ORDER BY r.rank"
             )
-            print(f"\n{query};")
-            for row in conn.execute(query):
-                print("  ", " | ".join(str(c) for c in row))
-            print(f"\n{DEMO_FILTER_NOTE}")
+            no_drama = """'EXCLUDE ItemID WHERE Items.genre IN ("Drama", "Comedy")'"""
+            for query in (top10.format(""), top10.format(", " + no_drama)):
+                print(f"\n{query};")
+                for row in conn.execute(query):
+                    print("  ", " | ".join(str(c) for c in row))
             metrics = conn.execute(
                 "SELECT metrics FROM pyrec.model_versions WHERE model = 'movies'"
             ).fetchone()
