@@ -13,6 +13,22 @@ PACKAGES=(postgresql-$PG_MAJOR postgresql-plpython3-$PG_MAJOR postgresql-server-
 say() { printf 'provision: %s\n' "$*"; }
 die() { printf 'provision: %s\n' "$*" >&2; exit 1; }
 
+PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
+missing=()
+if command -v dpkg-query >/dev/null; then
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+else
+  missing=("${PACKAGES[@]}")
+fi
+have_vector=no
+[ -x "$PG_CONFIG" ] && [ -f "$("$PG_CONFIG" --sharedir)/extension/vector--$PGVECTOR_VERSION.sql" ] \
+  && have_vector=yes
+if [ ${#missing[@]} -eq 0 ] && [ $have_vector = yes ]; then
+  say "PostgreSQL $PG_MAJOR, plpython3u, pg_cron, numpy/scipy and pgvector $PGVECTOR_VERSION present"
+  exit 0
+fi
 if [ "$(id -u)" != 0 ]; then
   die "must run as root (it installs Debian packages). Without root, install these yourself:
   apt-get install ${PACKAGES[*]}
@@ -24,10 +40,6 @@ if ! command -v apt-get >/dev/null || [ ! -f /etc/debian_version ]; then
   plpython3u, pg_cron, pgvector >= $PGVECTOR_VERSION, and numpy/scipy for the server's Python 3."
 fi
 
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -37,7 +49,6 @@ else
   say "Debian packages present"
 fi
 
-PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
 SHAREDIR="$($PG_CONFIG --sharedir)"
 if [ -f "$SHAREDIR/extension/vector--$PGVECTOR_VERSION.sql" ]; then
   say "pgvector $PGVECTOR_VERSION present"
