@@ -24,7 +24,7 @@ from ..errors import (
 )
 from ..models import Model, Relation, resolve_relation
 from ..runtime import Db
-from .syntax import Clause, error, parse, position
+from .syntax import NESTING_HINT, Clause, error, parse, position
 
 CANDIDATE = {"ItemID": "i.item_id", "UserID": "u.user_id"}
 INTEGER_TYPES = {"smallint", "integer", "bigint"}
@@ -60,6 +60,7 @@ class CompiledFilter:
     params: list[str]
     uses_user: bool
     uses_item: bool
+    scalar_params: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,6 +71,7 @@ class CompiledFilter:
             "params": self.params,
             "uses_user": self.uses_user,
             "uses_item": self.uses_item,
+            "scalar_params": self.scalar_params,
         }
 
 
@@ -105,6 +107,7 @@ class _Compiler:
     constants: dict[str, Any] = field(default_factory=dict)
     constant_types: dict[str, tuple[str, exp.Expr]] = field(default_factory=dict)
     params: list[str] = field(default_factory=list)
+    scalar_params: set[str] = field(default_factory=set)  # compared with =, <, LIKE ...
     uses_user: bool = False
     uses_item: bool = False
     dataset: str | None = None  # the dataset of the clause being compiled (Items, Users, ...)
@@ -234,6 +237,10 @@ class _Compiler:
         return t.sql
 
     def expr(self, node: exp.Expr) -> Typed:
+        if isinstance(node, exp.In | exp.Between | exp.Like | exp.ILike | exp.Is):
+            t = self.predicate(node)
+            # sqlglot keeps NOT IN / NOT LIKE / IS NOT NULL ... as a negate flag on the node
+            return Typed(f"(NOT {t.sql})", "boolean") if node.args.get("negate") else t
         if isinstance(node, exp.Paren):
             inner = self.expr(node.this)
             return Typed(f"({inner.sql})", inner.type, inner.is_event_type, inner.pending)
@@ -243,11 +250,46 @@ class _Compiler:
                 f"({self.boolean(node.this)} {op} {self.boolean(node.expression)})", "boolean"
             )
         if isinstance(node, exp.Not):
-            return Typed(f"(NOT coalesce({self.boolean(node.this)}, false))", "boolean")
-        if isinstance(node, exp.In):
-            return self.in_list(node)
+            return Typed(f"(NOT {self.boolean(node.this)})", "boolean")
         if isinstance(node, exp.EQ | exp.NEQ | exp.LT | exp.LTE | exp.GT | exp.GTE):
             return self.compare(node)
+        if isinstance(node, exp.Boolean):
+            return Typed("true" if node.this else "false", "boolean")
+        if isinstance(node, exp.Null):
+            return Typed("NULL", None)
+        if isinstance(node, exp.Column):
+            return self.column(node)
+        if isinstance(node, exp.Lower | exp.Upper):
+            arg = self.operand(node.this)
+            fn = node.sql_name().lower()
+            if not arg.is_text:
+                raise self.fail(
+                    DatatypeMismatch,
+                    node,
+                    f"{fn}() needs text, not {arg.type}",
+                    f"apply {fn}() to text columns only",
+                )
+            return Typed(f"{fn}({arg.sql})", "text")
+        if isinstance(node, exp.Length):
+            arg = self.operand(node.this)
+            fn = "cardinality" if arg.is_array else "length"
+            return Typed(f"{fn}({arg.sql})", "integer")
+        if isinstance(node, exp.Abs):
+            arg = self.operand(node.this)
+            return Typed(f"abs({arg.sql})", arg.type)
+        if isinstance(node, exp.Literal | exp.Placeholder | exp.Neg):
+            return Typed("", None, pending=node)
+        raise self.fail(
+            FeatureNotSupported,
+            node,
+            f"{node.sql()} is not allowed in a filter",
+            "see docs/filters.md for what filters may contain",
+        )
+
+    def predicate(self, node: exp.Expr) -> Typed:
+        """IN, BETWEEN, LIKE / ILIKE and IS NULL, before any negation."""
+        if isinstance(node, exp.In):
+            return self.in_list(node)
         if isinstance(node, exp.Between):
             left = self.operand(node.this)
             low = self.cast(node.args["low"], left)
@@ -268,29 +310,19 @@ class _Compiler:
         if isinstance(node, exp.Is):
             left = self.operand(node.this)
             if not isinstance(node.expression, exp.Null):
-                raise self.fail(FeatureNotSupported, node, "only IS NULL / IS NOT NULL are allowed")
+                raise self.fail(
+                    FeatureNotSupported,
+                    node,
+                    "only IS NULL / IS NOT NULL are allowed",
+                    "compare with = for other values",
+                )
             return Typed(f"({left.sql} IS NULL)", "boolean")
-        if isinstance(node, exp.Boolean):
-            return Typed("true" if node.this else "false", "boolean")
-        if isinstance(node, exp.Null):
-            return Typed("NULL", None)
-        if isinstance(node, exp.Column):
-            return self.column(node)
-        if isinstance(node, exp.Lower | exp.Upper):
-            arg = self.operand(node.this)
-            if not arg.is_text:
-                raise self.fail(DatatypeMismatch, node, f"{node.sql_name().lower()}() needs text")
-            return Typed(f"{node.sql_name().lower()}({arg.sql})", "text")
-        if isinstance(node, exp.Length):
-            arg = self.operand(node.this)
-            fn = "cardinality" if arg.is_array else "length"
-            return Typed(f"{fn}({arg.sql})", "integer")
-        if isinstance(node, exp.Abs):
-            arg = self.operand(node.this)
-            return Typed(f"abs({arg.sql})", arg.type)
-        if isinstance(node, exp.Literal | exp.Placeholder | exp.Neg):
-            return Typed("", None, pending=node)
-        raise self.fail(FeatureNotSupported, node, f"{node.sql()} is not allowed in a filter")
+        raise self.fail(
+            FeatureNotSupported,
+            node,
+            f"{node.sql()} is not allowed in a filter",
+            "see docs/filters.md for what filters may contain",
+        )
 
     def operand(self, node: exp.Expr) -> Typed:
         t = self.expr(node)
@@ -372,8 +404,26 @@ class _Compiler:
         t = self.expr(node)
         if t.pending is None:
             return t.sql
-        typ = like.element or "text"
+        typ = self.value_type(t.pending, like)
+        if isinstance(t.pending, exp.Placeholder):
+            self.scalar_params.add(str(t.pending.name))
         return f"({self.value_sql(t.pending, typ)})::{typ}"
+
+    def value_type(self, node: exp.Expr, like: Typed) -> str:
+        """The type a value is read as: its field's, except where SQL would not coerce it."""
+        typ = like.element or "text"
+        lit = node.this if isinstance(node, exp.Neg) else node
+        if isinstance(lit, exp.Literal) and not lit.is_string:
+            if like.element and like.element.startswith(TEXT_TYPES):
+                raise self.fail(
+                    DatatypeMismatch,
+                    node,
+                    "a number is compared with a text field",
+                    'quote the value ("5") to compare it as text',
+                )
+            if typ in INTEGER_TYPES and not lit.is_int:
+                return "numeric"  # year > 1.5 compares as numeric, as SQL does
+        return typ
 
     def value_key(self, node: exp.Expr, typ: str) -> str:
         """The quoted key in $5 under which a parameter's or a literal's value is bound."""
@@ -413,8 +463,8 @@ class _Compiler:
 
     def value_array(self, node: exp.Expr, like: Typed) -> str:
         """An array of values with the element type of `like`, for IN."""
-        elem = like.element or "text"
         t = self.expr(node)
+        elem = (like.element or "text") if t.pending is None else self.value_type(t.pending, like)
         if t.pending is None:
             return f"{t.sql}::{elem}[]" if t.is_array else f"ARRAY[{t.sql}]::{elem}[]"
         if isinstance(t.pending, exp.Placeholder):
@@ -423,7 +473,12 @@ class _Compiler:
 
     def in_list(self, node: exp.In) -> Typed:
         if node.args.get("query") or node.args.get("unnest") or not node.expressions:
-            raise self.fail(FeatureNotSupported, node, "IN takes a list of values")
+            raise self.fail(
+                FeatureNotSupported,
+                node,
+                "IN takes a list of values",
+                'e.g. IN ("a", "b") or IN ($LIST)',
+            )
         left = self.operand(node.this)
         values = " || ".join(self.value_array(v, left) for v in node.expressions)
         if left.is_event_type:
@@ -468,11 +523,11 @@ class _Compiler:
                     f"{node.this.sql()} has several values and cannot be compared with {op}",
                     "use = or IN with multi-valued fields",
                 )
-            sql = f"coalesce({rhs} = ANY ({left.sql}), false)"
+            sql = f"({rhs} = ANY ({left.sql}))"
             return Typed(sql if op == "=" else f"(NOT {sql})", "boolean")
         if left.is_text and op in ("=", "<>"):
             sql = f"pyrec._text_in({left.sql}, ARRAY[{rhs}]::text[])"
-            return Typed(sql if op == "=" else f"(NOT coalesce({sql}, false))", "boolean")
+            return Typed(sql if op == "=" else f"(NOT {sql})", "boolean")
         return Typed(f"({left.sql} {op} {rhs})", "boolean")
 
 
@@ -480,6 +535,15 @@ def compile_filter(db: Db, model: Model, text: str | None) -> CompiledFilter:
     """Parse, resolve against the model's real columns, compile, and let the server check it."""
     clauses = parse(text)
     assert text is not None
+    try:
+        return _compile(db, model, text, clauses)
+    except RecursionError:
+        raise PyrecError(
+            "filter is nested too deeply", sqlstate="54000", hint=NESTING_HINT
+        ) from None
+
+
+def _compile(db: Db, model: Model, text: str, clauses: list[Clause]) -> CompiledFilter:
     targets = {c.target for c in clauses}
     if len(targets) > 1:
         raise PyrecError(
@@ -504,6 +568,7 @@ def compile_filter(db: Db, model: Model, text: str | None) -> CompiledFilter:
         comp.params,
         comp.uses_user,
         comp.uses_item,
+        sorted(comp.scalar_params),
     )
     for key, (typ, node) in comp.constant_types.items():
         if not typ.startswith(TEXT_TYPES):

@@ -63,9 +63,42 @@ def at(node: exp.Expr, pos: int) -> exp.Expr:
 
 def position(node: exp.Expr) -> int | None:
     pos = node.meta.get("pos")
+    if pos is None:
+        pos = node.meta.get("start")
     if pos is None and isinstance(node.this, exp.Expr):
         pos = node.this.meta.get("start")
     return pos if isinstance(pos, int) else None
+
+
+GRAMMAR_HINT = (
+    "the form is INCLUDE|EXCLUDE ItemID|UserID WHERE Dataset.FIELD IN (values) | op value,"
+    " conditions joined by AND/OR, expressions chained with |"
+)
+NESTING_HINT = "flatten the expression: fewer nested parentheses or NOTs, IN lists instead of ORs"
+
+
+def blank_quotes(text: str) -> tuple[str, int | None]:
+    """The text with quoted parts blanked (same length), and where an unclosed quote opens."""
+    out = list(text)
+    i = 0
+    while i < len(text):
+        q = text[i]
+        if q in "'\"":
+            j = i + 1
+            while j < len(text):
+                if text[j] == q and text[j + 1 : j + 2] == q:  # doubled quote inside
+                    j += 2
+                    continue
+                if text[j] == q:
+                    break
+                j += 1
+            if j >= len(text):
+                return "".join(out), i
+            out[i + 1 : j] = " " * (j - i - 1)
+            i = j + 1
+        else:
+            i += 1
+    return "".join(out), None
 
 
 def error(
@@ -125,9 +158,14 @@ def is_personalize(text: str) -> bool:
 def parse(text: str | None) -> list[Clause]:
     """Parse a Personalize expression (chained with |) or a plain SQL predicate over items."""
     text = check_text(text)
-    if is_personalize(text):
-        return _Personalize(text).filter()
-    return [Clause("INCLUDE", "ItemID", parse_shorthand(text), None, 0)]
+    try:
+        if is_personalize(text):
+            return _Personalize(text).filter()
+        return [Clause("INCLUDE", "ItemID", parse_shorthand(text), None, 0)]
+    except RecursionError:
+        raise PyrecError(
+            "filter is nested too deeply", sqlstate="54000", hint=NESTING_HINT
+        ) from None
 
 
 class _Personalize:
@@ -142,7 +180,7 @@ class _Personalize:
         j = self.i + offset
         return self.tokens[j] if j < len(self.tokens) else None
 
-    def fail(self, message: str, hint: str | None = None) -> PyrecError:
+    def fail(self, message: str, hint: str | None = GRAMMAR_HINT) -> PyrecError:
         tok = self.peek()
         if tok is None:
             return FilterSyntaxError(f"{message} at the end of the filter", hint=hint)
@@ -331,6 +369,42 @@ SHORTHAND_NODES: tuple[type[exp.Expr], ...] = (
 
 def parse_shorthand(text: str) -> exp.Expr:
     """A plain SQL boolean expression over item columns, checked against a node whitelist."""
+    bare, unclosed = blank_quotes(text)
+    if unclosed is not None:
+        raise error(
+            FilterSyntaxError,
+            text,
+            unclosed,
+            "unterminated quoted string",
+            "close the quote; a quote inside a value is written twice ('it''s')",
+        )
+    comment = re.search(r"--|/\*", bare)
+    if comment:
+        raise error(
+            FilterSyntaxError,
+            text,
+            comment.start(),
+            "comments are not allowed in filters",
+            "remove -- and /* */ from the expression",
+        )
+    semicolon = bare.find(";")
+    if semicolon >= 0:
+        raise error(
+            FilterSyntaxError,
+            text,
+            semicolon,
+            "filter must be a single expression, not several statements",
+            "remove the ';' and what follows",
+        )
+    marker = re.search(r"(?<![\w$:]):\w|\?|@\w|%s", bare)
+    if marker:
+        raise error(
+            FilterSyntaxError,
+            text,
+            marker.start(),
+            "parameters are written $NAME",
+            'e.g. genre = $GENRE, with params => \'{"GENRE": "Comedy"}\'',
+        )
     try:
         tree = sqlglot.parse(text, dialect="postgres")
     except (ParseError, TokenError) as e:
@@ -358,7 +432,8 @@ def parse_shorthand(text: str) -> exp.Expr:
                 hint="remove -- and /* */ from the expression",
             )
         if not isinstance(sub, SHORTHAND_NODES):
-            pos = _first_position(sub)
+            pos = _keyword_position(bare, sub)
+            pos = _first_position(sub) if pos is None else pos
             label = _describe(sub)
             raise error(
                 FilterSyntaxError,
@@ -368,6 +443,18 @@ def parse_shorthand(text: str) -> exp.Expr:
                 "filters may use columns, literals, $PARAMS, comparisons, IN, BETWEEN,"
                 " LIKE, IS NULL, AND/OR/NOT and lower/upper/length/abs",
             )
+        if isinstance(sub, exp.Placeholder | exp.Parameter):
+            name = sub.this.name if isinstance(sub.this, exp.Expr) else str(sub.this or "")
+            if not re.fullmatch(r"[^\W\d]\w*", name) or not re.search(
+                rf"\${re.escape(name)}\b", bare
+            ):
+                raise error(
+                    FilterSyntaxError,
+                    text,
+                    _first_position(sub),
+                    "parameters are written $NAME",
+                    "e.g. year >= $FROM",
+                )
         if isinstance(sub, exp.Column) and (sub.args.get("db") or sub.args.get("catalog")):
             raise error(
                 FilterSyntaxError,
@@ -396,6 +483,21 @@ def _normalize_shorthand(node: exp.Expr) -> exp.Expr:
         return sub
 
     return node.transform(fix, copy=True)
+
+
+def _keyword_position(bare: str, node: exp.Expr) -> int | None:
+    """Where a subquery or set operation starts: its first keyword outside quotes."""
+    words = {
+        exp.Exists: "EXISTS",
+        exp.Union: "UNION",
+        exp.Intersect: "INTERSECT",
+        exp.Except: "EXCEPT",
+    }
+    word = next((w for t, w in words.items() if isinstance(node, t)), None)
+    if word is None and isinstance(node, exp.Subquery | exp.Select):
+        word = "SELECT"
+    found = re.search(rf"\b{word}\b", bare, re.IGNORECASE) if word else None
+    return found.start() if found else None
 
 
 def _first_position(node: exp.Expr) -> int | None:

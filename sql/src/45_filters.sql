@@ -109,6 +109,14 @@ BEGIN
             USING ERRCODE = 'undefined_parameter',
                   HINT = format('pass it with params => ''{"%s": ...}''', missing[1]);
     END IF;
+    missing := ARRAY(SELECT p FROM jsonb_array_elements_text(compiled->'scalar_params') p
+                      WHERE jsonb_typeof(params->p) IN ('array', 'object'));
+    IF cardinality(missing) > 0 THEN
+        RAISE EXCEPTION 'a filter value does not fit its field: parameter $% must be a single value, not a JSON %',
+                        missing[1], jsonb_typeof(params->missing[1])
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('pass one value in params, or use IN ($%s) to match any of several values', missing[1]);
+    END IF;
     -- the filter's own literals come last so a caller's params can never replace them
     RETURN coalesce(params, '{}') || (compiled->'constants');
 END
