@@ -387,6 +387,8 @@ class _Compiler:
         if name in rel.columns:
             return name
         if not node.meta.get("quoted"):
+            if name.lower() in rel.columns:  # SQL folds unquoted names to lower case
+                return name.lower()
             matches = [c for c in rel.columns if c.lower() == name.lower()]
             if len(matches) == 1:
                 return matches[0]
