@@ -53,7 +53,8 @@ def template_dsn(server_dsn: str) -> str:
     return dsn
 
 
-def _clone(server_dsn: str, template: str) -> Iterator[str]:
+def clone_database(server_dsn: str, template: str) -> Iterator[str]:
+    """Yield the DSN of a new database copied from `template`; drop it afterwards."""
     name = f"pyrec_test_{os.getpid()}_{next(_counter)}"
     with psycopg.connect(server_dsn, autocommit=True) as conn:
         conn.execute(
@@ -73,7 +74,7 @@ def _clone(server_dsn: str, template: str) -> Iterator[str]:
 @pytest.fixture
 def dsn(server_dsn: str, template_dsn: str) -> Iterator[str]:
     """A fresh database with pyrec and MovieLens-100K (ratings, movies, viewers)."""
-    yield from _clone(server_dsn, TEMPLATE)
+    yield from clone_database(server_dsn, TEMPLATE)
 
 
 @pytest.fixture
@@ -109,7 +110,7 @@ def trained_template(server_dsn: str, template_dsn: str) -> str:
 @pytest.fixture
 def trained(server_dsn: str, trained_template: str) -> Iterator[psycopg.Connection[Any]]:
     """A connection to a fresh copy of a database with model "movies" trained (version 1)."""
-    for dsn in _clone(server_dsn, trained_template):
+    for dsn in clone_database(server_dsn, trained_template):
         with psycopg.connect(dsn, autocommit=True) as c:
             yield c
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 from collections.abc import Iterator
@@ -13,8 +12,8 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from psycopg import sql
 
+from tests.conftest import clone_database
 from tests.integration.helpers import raises_pg
 
 Conn = psycopg.Connection[Any]
@@ -57,16 +56,7 @@ UNKNOWN = "nobody"
 def shop_dsn(server_dsn: str, trained_template: str) -> Iterator[str]:
     """A copy of the trained database with model "movies" plus "shop" (over the views, with an
     event type) and "bare" (interactions only), all trained."""
-    name = f"pyrec_test_filters_{os.getpid()}"
-    with psycopg.connect(server_dsn, autocommit=True) as c:
-        c.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-        c.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(trained_template)
-            )
-        )
-    dsn = psycopg.conninfo.make_conninfo(server_dsn, dbname=name)
-    try:
+    for dsn in clone_database(server_dsn, trained_template):
         with psycopg.connect(dsn, autocommit=True) as c:
             c.execute(SHOP_VIEWS)
             c.execute(
@@ -80,11 +70,6 @@ def shop_dsn(server_dsn: str, trained_template: str) -> Iterator[str]:
             )
             c.execute("CALL pyrec.train('bare')")
         yield dsn
-    finally:
-        with psycopg.connect(server_dsn, autocommit=True) as c:
-            c.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,8 +10,8 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from psycopg import sql
 
+from tests.conftest import clone_database
 from tests.integration.helpers import raises_pg
 
 Conn = psycopg.Connection[Any]
@@ -26,25 +25,11 @@ BASELINE: dict[str, Any] = {}
 @pytest.fixture(scope="module")
 def hostile_dsn(server_dsn: str, trained_template: str) -> Iterator[str]:
     """A copy of the trained database (model "movies") with a canary table."""
-    name = f"pyrec_test_hostile_{os.getpid()}"
-    with psycopg.connect(server_dsn, autocommit=True) as c:
-        c.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-        c.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(trained_template)
-            )
-        )
-    dsn = psycopg.conninfo.make_conninfo(server_dsn, dbname=name)
-    try:
+    for dsn in clone_database(server_dsn, trained_template):
         with psycopg.connect(dsn, autocommit=True) as c:
             c.execute("CREATE TABLE canary (id int PRIMARY KEY, note text NOT NULL)")
             c.execute("INSERT INTO canary VALUES (1, 'still here')")
         yield dsn
-    finally:
-        with psycopg.connect(server_dsn, autocommit=True) as c:
-            c.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 @pytest.fixture(scope="module")
