@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from .recipes import Factors
+from .recipes import Factors, Recipe
+from .recipes.popularity import Popularity
+
+if TYPE_CHECKING:
+    from .interactions import Interactions
 
 KS = (5, 10, 25)
 _CHUNK = 1024  # users scored per matrix product
@@ -95,3 +99,58 @@ def ranking_metrics(
     shown = np.unique(recs[:, :k])
     out["coverage@10"] = float(shown[shown >= 0].size / n_items)
     return {key: round(v, 6) if isinstance(v, float) else v for key, v in out.items()}
+
+
+def split(
+    matrix: sp.csr_matrix,
+    protocol: str,
+    holdout: float,
+    seed: int,
+    times: sp.csr_matrix | None = None,
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Train and test matrices for one of the protocols of DESIGN.md section 5."""
+    if protocol == "random_per_user":
+        return split_random_per_user(matrix, holdout, seed)
+    if protocol == "random_per_item":
+        train_t, test_t = split_random_per_user(sp.csr_matrix(matrix.T), holdout, seed)
+        return sp.csr_matrix(train_t.T), sp.csr_matrix(test_t.T)
+    if protocol == "time":
+        return split_by_time(matrix, times, holdout)
+    raise ValueError(f"unknown protocol {protocol}")
+
+
+def split_by_time(
+    matrix: sp.csr_matrix, times: sp.csr_matrix | None, holdout: float
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """The newest `holdout` share of interactions (by their last event) is the test set."""
+    from .errors import InvalidParameter
+
+    if times is None or times.nnz != matrix.nnz or not times.data.any():
+        raise InvalidParameter(
+            "the time protocol needs a timestamp column",
+            hint='map one with options => \'{"columns": {"timestamp": "<column>"}}\'',
+        )
+    coo, shape = sp.coo_matrix(matrix), matrix.shape
+    t = sp.coo_matrix(times)
+    cutoff = np.quantile(t.data, 1.0 - holdout)
+    # align each pair's time with its weight: both sorted by (row, column)
+    order_m = np.lexsort((coo.col, coo.row))
+    order_t = np.lexsort((t.col, t.row))
+    mask = np.empty(coo.nnz, dtype=bool)
+    mask[order_m] = t.data[order_t] > cutoff
+
+    def part(sel: npt.NDArray[np.bool_]) -> sp.csr_matrix:
+        return sp.csr_matrix((coo.data[sel], (coo.row[sel], coo.col[sel])), shape=shape)
+
+    return part(~mask), part(mask)
+
+
+def holdout_metrics(
+    recipe: Recipe, data: Interactions, protocol: str, holdout: float, seed: int
+) -> dict[str, Any]:
+    """Fit `recipe` on the training part of a split and score it, beside popularity."""
+    train, test = split(data.matrix, protocol, holdout, seed, data.times)
+    metrics = ranking_metrics(recipe.fit(train), train, test)
+    baseline = ranking_metrics(Popularity().fit(train), train, test)
+    metrics.update(protocol=protocol, holdout=holdout, seed=seed, baseline={"popularity": baseline})
+    return metrics

@@ -14,6 +14,10 @@ from .errors import InsufficientData
 from .models import Model
 from .runtime import Db
 
+# one aggregated (user, item) pair on the wire: codes as int4, weight and last time as float8
+PAIR = np.dtype([("u", ">i4"), ("i", ">i4"), ("w", ">f8"), ("t", ">f8")])
+EPOCH_TYPES = {"integer", "bigint", "double precision", "numeric", "real"}
+
 
 @dataclass(frozen=True)
 class Interactions:
@@ -21,34 +25,98 @@ class Interactions:
     items: npt.NDArray[np.str_]  # column index -> item id as text
     matrix: sp.csr_matrix  # (users x items) summed event weights
     rows_read: int
+    times: sp.csr_matrix | None = None  # same structure: epoch seconds of each pair's last event
 
 
-def weight_sql(db: Db, model: Model) -> str:
-    """SQL for one interaction's weight; event weights come from a bound jsonb parameter $1."""
+def _epoch(db: Db, model: Model) -> str | None:
+    ts = model.columns.get("timestamp")
+    if ts is None:
+        return None
+    col = db.ident(ts)
+    if str(model.columns.get("timestamp_type", "")) in EPOCH_TYPES:
+        return f"{col}::float8"
+    return f"extract(epoch FROM {col})::float8"
+
+
+def weight_sql(db: Db, model: Model, options: dict[str, Any]) -> str:
+    """SQL for one interaction's weight. $1 is a jsonb of event weights; $2 the newest epoch."""
+    parts = []
     et = model.columns.get("event_type")
-    if not model.options.get("event_weights") or et is None:
-        return "1.0::float8"
-    return f"coalesce(($1::jsonb ->> {db.ident(et)}::text)::float8, 1.0)"
+    if options.get("event_weights") and et is not None:
+        parts.append(f"coalesce(($1::jsonb ->> {db.ident(et)}::text)::float8, 1.0)")
+    ev = model.columns.get("event_value")
+    if options.get("use_event_value") and ev is not None:
+        parts.append(f"greatest({db.ident(ev)}::float8, 0)")
+    epoch = _epoch(db, model)
+    half_life = options.get("recency_half_life_days")
+    if half_life and epoch is not None:
+        parts.append(f"power(0.5, ($2 - {epoch}) / {float(half_life) * 86400.0!r})")
+    return " * ".join(parts) or "1.0::float8"
 
 
-def load(db: Db, model: Model) -> Interactions:
+def where_sql(db: Db, model: Model, options: dict[str, Any]) -> str:
+    cols = model.columns
+    conds = [f"{db.ident(cols['user'])} IS NOT NULL", f"{db.ident(cols['item'])} IS NOT NULL"]
+    et = cols.get("event_type")
+    if options.get("event_types") and et is not None:
+        conds.append(
+            f"lower({db.ident(et)}::text) = ANY (SELECT lower(x) FROM"
+            f" jsonb_array_elements_text($1::jsonb -> '__types') x)"
+        )
+    epoch = _epoch(db, model)
+    if options.get("window_days") and epoch is not None:
+        conds.append(f"{epoch} >= $2 - {float(options['window_days']) * 86400.0!r}")
+    return " AND ".join(conds)
+
+
+def load(db: Db, model: Model, options: dict[str, Any] | None = None) -> Interactions:
+    """Aggregate the interactions by (user, item) in SQL and ship them packed in one bytea."""
+    options = model.options if options is None else options
     cols = model.columns
     user, item = db.ident(cols["user"]), db.ident(cols["item"])
-    weight = weight_sql(db, model)
-    sql = (
-        f"SELECT array_agg(u) AS u, array_agg(i) AS i, array_agg(w) AS w, sum(n)::int8 AS n"
-        f" FROM (SELECT {user}::text AS u, {item}::text AS i, sum({weight}) AS w, count(*) AS n"
-        f" FROM {model.interactions} WHERE {user} IS NOT NULL AND {item} IS NOT NULL"
-        f" GROUP BY 1, 2) s WHERE w > 0"
-    )
-    weights = json.dumps(model.options.get("event_weights") or {})
-    row = db.one(sql, [weights], ["jsonb"]) if "$1" in weight else db.one(sql)
-    if row is None or not row["u"]:
+    epoch = _epoch(db, model) or "0::float8"
+    sql = f"""
+        WITH pairs AS (
+            SELECT {user}::text AS u, {item}::text AS i, sum({weight_sql(db, model, options)}) AS w,
+                   max({epoch}) AS t, count(*) AS n
+              FROM {model.interactions} WHERE {where_sql(db, model, options)}
+             GROUP BY 1, 2 HAVING sum({weight_sql(db, model, options)}) > 0),
+        us AS (SELECT u, (row_number() OVER (ORDER BY u) - 1)::int4 AS c
+                 FROM (SELECT DISTINCT u FROM pairs) d),
+        its AS (SELECT i, (row_number() OVER (ORDER BY i) - 1)::int4 AS c
+                  FROM (SELECT DISTINCT i FROM pairs) d)
+        SELECT (SELECT array_agg(u ORDER BY c) FROM us) AS users,
+               (SELECT array_agg(i ORDER BY c) FROM its) AS items,
+               (SELECT string_agg(int4send(us.c) || int4send(its.c) || float8send(p.w)
+                                  || float8send(coalesce(p.t, 0)), ''::bytea)
+                  FROM pairs p JOIN us USING (u) JOIN its USING (i)) AS packed,
+               (SELECT sum(n) FROM pairs)::int8 AS n"""
+    consts = dict(options.get("event_weights") or {})
+    consts["__types"] = list(options.get("event_types") or [])
+    newest = 0.0
+    if epoch != "0::float8" and (
+        options.get("recency_half_life_days") or options.get("window_days")
+    ):
+        newest = float(db.scalar(f"SELECT max({epoch}) FROM {model.interactions}") or 0.0)
+    row = db.one(sql, [json.dumps(consts), newest], ["jsonb", "float8"])
+    if row is None or not row["users"]:
         raise InsufficientData(
             f"{model.interactions} has no usable interactions",
             hint="training needs rows with a non-NULL user and item (and a positive event weight)",
         )
-    return build(row["u"], row["i"], row["w"], int(row["n"]))
+    pairs = np.frombuffer(bytes(row["packed"]), dtype=PAIR)
+    shape = (len(row["users"]), len(row["items"]))
+    u, i = pairs["u"].astype(np.int64), pairs["i"].astype(np.int64)
+    matrix = sp.csr_matrix((pairs["w"].astype(np.float64), (u, i)), shape=shape)
+    times = sp.csr_matrix((pairs["t"].astype(np.float64) + 1.0, (u, i)), shape=shape)
+    times.data -= 1.0  # +1 above keeps epoch 0 from being dropped as an explicit zero
+    return Interactions(
+        users=np.asarray(row["users"], dtype=str),
+        items=np.asarray(row["items"], dtype=str),
+        matrix=matrix,
+        rows_read=int(row["n"]),
+        times=times,
+    )
 
 
 def build(users: list[Any], items: list[Any], weights: list[float], rows_read: int) -> Interactions:

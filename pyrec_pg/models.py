@@ -42,7 +42,20 @@ TIME_TYPES = {
 }
 NUMERIC_TYPES = {"smallint", "integer", "bigint", "real", "double precision", "numeric"}
 TEXT_TYPES = {"text", "character varying", "character", "name", "citext"}
-OPTION_KEYS = {"columns", "event_weights", "exclude_seen", "seed", "holdout", "params"}
+OPTION_KEYS = {
+    "columns",
+    "event_weights",
+    "exclude_seen",
+    "seed",
+    "holdout",
+    "params",
+    "protocol",
+    "event_types",
+    "window_days",
+    "recency_half_life_days",
+    "use_event_value",
+}
+PROTOCOLS = ("random_per_user", "random_per_item", "time")
 COLUMN_KEYS = {*INTERACTION_COLUMNS, "items_id", "users_id"}
 
 
@@ -181,6 +194,8 @@ def resolve_columns(
             hint="event types must be text; map another column as event_type",
         )
     out["user_type"] = inter.columns[out["user"]]
+    if ts is not None:
+        out["timestamp_type"] = inter.columns[ts]
     out["item_type"] = inter.columns[out["item"]]
     if items is not None:
         out["items_id"] = _key_column(items, "items_id", mapping.get("items_id"), out["item"])
@@ -218,8 +233,30 @@ def validate_options(options: dict[str, Any], recipe: str) -> None:
         raise InvalidParameter(
             "options.seed must be an integer between 0 and 2147483647", hint=f"got {seed!r}"
         )
-    if not isinstance(options.get("exclude_seen", True), bool):
-        raise InvalidParameter("options.exclude_seen must be true or false")
+    for key in ("exclude_seen", "use_event_value"):
+        if not isinstance(options.get(key, True), bool):
+            raise InvalidParameter(f"options.{key} must be true or false")
+    for key in ("window_days", "recency_half_life_days"):
+        value = options.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+        ):
+            raise InvalidParameter(
+                f"options.{key} must be a positive number", hint=f"got {value!r}"
+            )
+    types = options.get("event_types")
+    if types is not None and (
+        not isinstance(types, list) or not types or not all(isinstance(t, str) for t in types)
+    ):
+        raise InvalidParameter(
+            "options.event_types must be a non-empty list of event type names",
+            hint='for example {"event_types": ["purchase"]}',
+        )
+    protocol = options.get("protocol", "random_per_user")
+    if protocol not in PROTOCOLS:
+        raise InvalidParameter(
+            f'unknown evaluation protocol "{protocol}"', hint=f"protocols: {', '.join(PROTOCOLS)}"
+        )
     recipe_params(recipe, options.get("params", {}))  # raises on bad recipe parameters
 
 

@@ -9,7 +9,7 @@ from . import evaluation, interactions
 from .errors import InvalidParameter, NotReady, ObjectInUse, PyrecError
 from .models import Model, get_model, validate_options
 from .recipes import recipe_params
-from .recipes.popularity import Popularity, item_popularity
+from .recipes.popularity import item_popularity
 from .runtime import Db
 from .versions import write_version
 
@@ -109,22 +109,18 @@ def train(db: Db, name: str | None, overrides: dict[str, Any] | None = None) -> 
 def _train(db: Db, model: Model, options: dict[str, Any], run: _Run) -> dict[str, Any]:
     started = time.perf_counter()
     recipe = recipe_params(model.recipe, options.get("params", {}))
+    data_options = getattr(recipe, "data_options", None)
+    if data_options is not None:  # e.g. trending reads events weighted by recency
+        options = {**data_options(), **options}
     run.phase("reading", 0)
-    data = interactions.load(db, model)
+    data = interactions.load(db, model, options)
     run.phase("evaluating", 10, data.rows_read)
     metrics: dict[str, Any] = {}
-    holdout = float(options.get("holdout", 0.25))
+    protocol = str(options.get("protocol", "random_per_user"))
+    holdout = float(options.get("holdout", 0.2 if protocol == "time" else 0.25))
     seed = int(options.get("seed", 0))
     if holdout > 0:
-        train_m, test_m = evaluation.split_random_per_user(data.matrix, holdout, seed)
-        metrics = evaluation.ranking_metrics(recipe.fit(train_m), train_m, test_m)
-        baseline = evaluation.ranking_metrics(Popularity().fit(train_m), train_m, test_m)
-        metrics.update(
-            protocol="random_per_user",
-            holdout=holdout,
-            seed=seed,
-            baseline={"popularity": baseline},
-        )
+        metrics = evaluation.holdout_metrics(recipe, data, protocol, holdout, seed)
     run.phase("training", 50)
     factors = recipe.fit(data.matrix)
     factors.check()
@@ -153,3 +149,20 @@ def _train(db: Db, model: Model, options: dict[str, Any], run: _Run) -> dict[str
         "seconds": seconds,
         "metrics": metrics,
     }
+
+
+def evaluate(db: Db, name: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Holdout metrics of the model's recipe on demand, without writing a version."""
+    model = get_model(db, name)
+    options = {**model.options, **overrides}
+    validate_options(options, model.recipe)
+    recipe = recipe_params(model.recipe, options.get("params", {}))
+    data_options = getattr(recipe, "data_options", None)
+    if data_options is not None:
+        options = {**data_options(), **options}
+    protocol = str(options.get("protocol", "random_per_user"))
+    holdout = float(options.get("holdout", 0.2 if protocol == "time" else 0.25))
+    if holdout <= 0:
+        raise InvalidParameter("holdout must be above 0 to evaluate", hint="e.g. holdout => 0.25")
+    data = interactions.load(db, model, options)
+    return evaluation.holdout_metrics(recipe, data, protocol, holdout, int(options.get("seed", 0)))

@@ -13,10 +13,17 @@ _FACTORIES: dict[str, Callable[[dict[str, Any]], Recipe]] = {}
 
 def _register() -> None:
     from .als import Als
+    from .auto import Auto
+    from .itemitem import Ease, Sims
     from .popularity import Popularity
+    from .trending import Trending
 
     _FACTORIES["als"] = Als.from_params
+    _FACTORIES["auto"] = Auto.from_params
+    _FACTORIES["ease"] = Ease.from_params
     _FACTORIES["popularity"] = Popularity.from_params
+    _FACTORIES["sims"] = Sims.from_params
+    _FACTORIES["trending"] = Trending.from_params
 
 
 _register()

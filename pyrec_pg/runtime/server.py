@@ -128,7 +128,12 @@ def _create_filter(db: Db, a: dict[str, Any]) -> dict[str, Any]:
     return compiled.to_json()
 
 
+def _evaluate(db: Db, a: dict[str, Any]) -> dict[str, Any]:
+    return training.evaluate(db, a.get("model"), _options(a.get("options")))
+
+
 ENTRIES: dict[str, Callable[[Db, dict[str, Any]], Any]] = {
+    "evaluate": _evaluate,
     "compile_filter": _compile_filter,
     "create_filter": _create_filter,
     "version": _version,

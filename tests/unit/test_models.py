@@ -39,6 +39,7 @@ def test_auto_detection_follows_candidate_order() -> None:
         "event_value": "rating",  # before weight
         "user_type": "bigint",
         "item_type": "text",
+        "timestamp_type": "timestamp with time zone",
     }
 
 
@@ -190,7 +191,8 @@ def test_unknown_option_hint_lists_options() -> None:
     with pytest.raises(InvalidParameter) as info:
         validate_options({"zzz": 1}, "als")
     assert info.value.hint == (
-        "options are: columns, event_weights, exclude_seen, holdout, params, seed"
+        "options are: columns, event_types, event_weights, exclude_seen, holdout, params,"
+        " protocol, recency_half_life_days, seed, use_event_value, window_days"
     )
 
 
