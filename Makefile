@@ -6,12 +6,13 @@ VENV        ?= .venv
 SERVER_PY   ?= /usr/bin/python3
 BIN         := $(VENV)/bin
 
-.PHONY: help postgres venv ext server-deps setup install demo test lint typecheck check clean
+.PHONY: help postgres venv ext server-deps setup install demo test eval lint typecheck check clean
 
 help:
 	@echo "make demo     provision Postgres, load MovieLens-100K, train in-database, recommend"
 	@echo "make test     provision everything and run the test suite against a real server"
 	@echo "make install  install the extension and pyrec_pg into an existing Postgres $(PG_MAJOR) server"
+	@echo "make eval     offline metrics of every recipe on MovieLens-100K (3 seeds)"
 	@echo "make check    ruff + mypy"
 
 postgres:
@@ -49,6 +50,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# quality on MovieLens-100K (DESIGN.md section 5), every recipe, mean of 3 seeds
+eval: setup
+	$(BIN)/python -m bench.eval_movielens
 
 lint:
 	$(BIN)/ruff check pyrec_pg tests bench
