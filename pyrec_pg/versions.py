@@ -18,9 +18,12 @@ KEEP_VERSIONS_DEFAULT = 3
 
 
 def vector_literals(m: npt.NDArray[np.float32]) -> list[str]:
-    """pgvector's text form, '[x,y,...]', of each row (float32 round-trips through %.9g)."""
-    body = np.char.mod("%.9g", m.astype(np.float64))
-    return ["[" + ",".join(row) + "]" for row in body.tolist()]
+    """pgvector's text form, '[x,y,...]', of each row (float32 round-trips through %.9g).
+
+    One %-format per row with a prebuilt template is ~3x faster than numpy.char.mod.
+    """
+    template = "[" + ",".join(["%.9g"] * m.shape[1]) + "]"
+    return [template % tuple(row) for row in m.tolist()]
 
 
 def vector_type(db: Db, dims: int) -> str:
