@@ -43,37 +43,65 @@ def split_random_per_user(
 
 
 def top_k(
-    factors: Factors, train: sp.csr_matrix, users: npt.NDArray[np.int64], k: int
+    factors: Factors,
+    train: sp.csr_matrix,
+    users: npt.NDArray[np.int64],
+    k: int,
+    fallback: Factors | None = None,
 ) -> npt.NDArray[np.int64]:
-    """Top-k item indices per user, highest score first, training items excluded (-1 pads)."""
+    """Top-k item indices per user: highest score first, ties by item index, training items
+    excluded, -1 padding short lists. With a `fallback` (popularity) it scores as recommend()
+    serves a model trained on `train`: users without training data get the fallback's
+    answer and items without training data are never recommended."""
+    train = sp.csr_matrix(train)
+    unknown_items = np.diff(sp.csc_matrix(train).indptr) == 0 if fallback is not None else None
     out = np.empty((users.size, k), dtype=np.int64)
     for start in range(0, users.size, _CHUNK):
         chunk = users[start : start + _CHUNK]
         scores = factors.users[chunk] @ factors.items.T
         seen = train[chunk]
+        if fallback is not None:
+            cold = np.diff(seen.indptr) == 0
+            if cold.any():
+                scores[cold] = fallback.users[chunk[cold]] @ fallback.items.T
         scores[seen.nonzero()] = -np.inf
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        ordered = np.take_along_axis(scores, part, axis=1)
-        # ties broken by item index so results are deterministic
-        idx = np.lexsort((part, -ordered), axis=1)
-        best = np.take_along_axis(part, idx, axis=1)
-        # users with fewer than k unseen items get -1 (no item) in the remaining slots
-        best[np.take_along_axis(ordered, idx, axis=1) == -np.inf] = -1
-        out[start : start + chunk.size] = best
+        if unknown_items is not None:
+            scores[:, unknown_items] = -np.inf
+        out[start : start + chunk.size] = _best(scores, k)
     return out
 
 
+def _best(scores: npt.NDArray[np.floating[Any]], k: int) -> npt.NDArray[np.int64]:
+    """Indices of each row's k highest scores, ties broken by index (also at the cut)."""
+    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1 : k]
+    above = scores > kth
+    tied = scores == kth
+    need = k - above.sum(axis=1, keepdims=True)
+    chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))
+    _, cols = np.nonzero(chosen)  # row-major: exactly k per row, in index order
+    part = cols.reshape(scores.shape[0], k)
+    ordered = np.take_along_axis(scores, part, axis=1)
+    idx = np.lexsort((part, -ordered), axis=1)
+    best = np.take_along_axis(part, idx, axis=1)
+    best[np.take_along_axis(ordered, idx, axis=1) == -np.inf] = -1  # fewer than k allowed
+    return best
+
+
 def ranking_metrics(
-    factors: Factors, train: sp.csr_matrix, test: sp.csr_matrix, ks: tuple[int, ...] = KS
+    factors: Factors,
+    train: sp.csr_matrix,
+    test: sp.csr_matrix,
+    ks: tuple[int, ...] = KS,
+    fallback: Factors | None = None,
 ) -> dict[str, Any]:
     """precision@k, recall@k, ndcg@k, mrr@25, map@10 and coverage@10 over users with test items."""
     test = sp.csr_matrix(test)
     users = np.flatnonzero(np.diff(test.indptr)).astype(np.int64)
     n_items = factors.items.shape[0]
-    kmax = min(max(ks), n_items)
+    kmax = min(max(*ks, 25), n_items)  # mrr@25 and map@10 look at 25 and 10 items whatever ks
     if users.size == 0 or kmax == 0:
         return {"users_evaluated": 0}
-    recs = top_k(factors, sp.csr_matrix(train), users, kmax)
+    recs = top_k(factors, train, users, kmax, fallback)
     relevant = np.zeros((users.size, kmax), dtype=bool)
     for j, u in enumerate(users):
         truth = test.indices[test.indptr[u] : test.indptr[u + 1]]
@@ -150,7 +178,9 @@ def holdout_metrics(
 ) -> dict[str, Any]:
     """Fit `recipe` on the training part of a split and score it, beside popularity."""
     train, test = split(data.matrix, protocol, holdout, seed, data.times)
-    metrics = ranking_metrics(recipe.fit(train), train, test)
-    baseline = ranking_metrics(Popularity().fit(train), train, test)
+    popular = Popularity().fit(train)
+    # users absent from the training part get popular items, as recommend() serves them
+    metrics = ranking_metrics(recipe.fit(train), train, test, fallback=popular)
+    baseline = ranking_metrics(popular, train, test)
     metrics.update(protocol=protocol, holdout=holdout, seed=seed, baseline={"popularity": baseline})
     return metrics

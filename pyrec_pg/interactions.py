@@ -50,7 +50,9 @@ def weight_sql(db: Db, model: Model, options: dict[str, Any]) -> str:
     epoch = _epoch(db, model)
     half_life = options.get("recency_half_life_days")
     if half_life and epoch is not None:
-        parts.append(f"power(0.5, ($2 - {epoch}) / {float(half_life) * 86400.0!r})")
+        # capped: 0.5^1000 is ~1e-301, still a float8 (older events would underflow)
+        age = f"($2 - {epoch}) / {float(half_life) * 86400.0!r}"
+        parts.append(f"power(0.5, least({age}, 1000.0))")
     return " * ".join(parts) or "1.0::float8"
 
 

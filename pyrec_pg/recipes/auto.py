@@ -35,18 +35,16 @@ class Auto:
     seed: int = 0
     time_budget_seconds: float = 300.0
     candidates: list[Any] = field(default_factory=lambda: [list(c) for c in CANDIDATES])
-    chosen: dict[str, Any] | None = field(default=None, repr=False)
-    trials: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    # state of the search, not parameters (parse_params skips fields marked internal)
+    chosen: dict[str, Any] | None = field(default=None, repr=False, metadata={"internal": True})
+    trials: list[dict[str, Any]] = field(
+        default_factory=list, repr=False, metadata={"internal": True}
+    )
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Auto:
         cands = params.get("candidates")
         rest = {k: v for k, v in params.items() if k != "candidates"}
-        for key in rest.keys() & {"chosen", "trials"}:
-            raise InvalidParameter(
-                f'unknown parameter "{key}" for recipe auto',
-                hint="parameters of auto: validation, seed, time_budget_seconds, candidates",
-            )
         auto = parse_params(cls, cls.name, rest)
         if cands is not None:
             if not isinstance(cands, list) or not cands:
@@ -60,10 +58,15 @@ class Auto:
         return auto
 
     def check(self) -> None:
-        if not 0 < self.validation < 1 or self.time_budget_seconds <= 0:
+        if (
+            not 0 < self.validation < 1
+            or self.time_budget_seconds <= 0
+            or not 0 <= self.seed < 2**31
+        ):
             raise InvalidParameter(
                 "parameters of recipe auto are out of range",
-                hint="validation is a fraction in (0, 1); time_budget_seconds is positive",
+                hint="validation is a fraction in (0, 1); time_budget_seconds is positive;"
+                " seed is between 0 and 2147483647",
             )
 
     def _build(self, cand: Any) -> Recipe:

@@ -45,7 +45,7 @@ P = TypeVar("P")
 
 def parse_params(cls: type[P], recipe: str, given: dict[str, Any]) -> P:
     """Build the dataclass `cls` from user JSON, naming any unknown or mistyped parameter."""
-    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    known = {f.name: f for f in fields(cls) if not f.metadata.get("internal")}  # type: ignore[arg-type]
     for key, value in given.items():
         if key not in known:
             raise InvalidParameter(

@@ -1,10 +1,11 @@
 -- Offline evaluation on demand (training stores the same metrics in pyrec.model_versions).
+-- protocol, holdout and seed default to the model's options, as training uses them.
 
 CREATE FUNCTION pyrec.evaluate(
     model text,
-    protocol text DEFAULT 'random_per_user',
+    protocol text DEFAULT NULL,
     holdout double precision DEFAULT NULL,
-    seed integer DEFAULT 0,
+    seed integer DEFAULT NULL,
     options jsonb DEFAULT '{}'
 ) RETURNS TABLE (metric text, value double precision, popularity double precision)
 LANGUAGE plpgsql
