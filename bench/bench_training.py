@@ -17,8 +17,10 @@ Confidence: pyrec uses c = 1 + alpha * count (alpha 2). implicit (0.7, cpu/_als.
 alpha times the matrix value as c itself (b += c y, A += (c - 1) y y'), so the peer passes
 1 + 2 * count with implicit's alpha = 1: both fit the same objective.
 
-Peak memory: the training backend's VmHWM, and its private memory (RssAnon) sampled every
-20 ms from a thread; the peer process's ru_maxrss and its backend's VmHWM.
+Peak memory: the training backend's VmHWM (peak RSS; it includes shared buffers it touched)
+and its private memory (RssAnon) sampled every 20 ms from a thread, per phase; the peer
+process's VmHWM (not ru_maxrss: after fork it starts at the parent's, which held the loaded
+data) and its backend's VmHWM. Both backends are fresh sessions, so VmHWM is this run's.
 Run: .venv/bin/python -m bench.bench_training [--sizes 1M,10M] [--repeat N] [--seed S]
 (needs the bench extra: .venv/bin/pip install -e '.[bench]')
 """
@@ -30,7 +32,6 @@ import gc
 import itertools
 import json
 import os
-import resource
 import subprocess
 import sys
 import threading
@@ -92,23 +93,24 @@ class Watcher(threading.Thread):
     def __init__(self, dsn: str, pid: int, after_run: int) -> None:
         super().__init__(daemon=True)
         self.dsn, self.pid, self.after_run = dsn, pid, after_run
-        self.peak_rss = self.peak_anon = 0
         self.phases: dict[str, float] = {}  # phase -> perf_counter when first seen
+        self.anon: dict[str, int] = {}  # phase -> peak RssAnon (bytes) while in it
         self.stop = threading.Event()
 
     def run(self) -> None:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
+            phase = "starting"
             while not self.stop.is_set():
-                status = proc_status(self.pid)
-                self.peak_rss = max(self.peak_rss, status.get("VmRSS", 0))
-                self.peak_anon = max(self.peak_anon, status.get("RssAnon", 0))
+                anon = proc_status(self.pid).get("RssAnon", 0)
+                self.anon[phase] = max(self.anon.get(phase, 0), anon)
                 row = conn.execute(
                     "SELECT phase FROM pyrec._runs WHERE pid = %s AND run_id > %s"
                     " ORDER BY run_id DESC LIMIT 1",
                     [self.pid, self.after_run],
                 ).fetchone()
                 if row is not None:
-                    self.phases.setdefault(row[0], time.perf_counter())
+                    phase = row[0]
+                    self.phases.setdefault(phase, time.perf_counter())
                 self.stop.wait(SAMPLE_SECONDS)
 
 
@@ -116,10 +118,11 @@ class Watcher(threading.Thread):
 class Run:
     total: float
     steps: dict[str, float]
-    peak: int  # bytes: the training backend's VmHWM, or the peer process's ru_maxrss
-    private: int  # bytes: the backend's peak RssAnon, or the peer process's RSS after imports
-    other: int  # bytes: the peer's backend VmHWM; for pyrec the backend's RSS before the CALL
-    shape: tuple[int, int, int] = (0, 0, 0)  # users, items, pairs
+    peak: int  # bytes, VmHWM: the training backend's, or the peer process's
+    baseline: int  # bytes, RSS before the work: the backend's after import, the peer's after import
+    shape: tuple[int, int, int]  # users, items, pairs
+    anon: dict[str, int] = field(default_factory=dict)  # pyrec: peak RssAnon by phase
+    backend_peak: int = 0  # the peer's backend VmHWM
 
 
 @dataclass
@@ -160,9 +163,9 @@ def run_pyrec(dsn: str, model: str) -> Run:
         total=ended - started,
         steps=steps,
         peak=after.get("VmHWM", 0),
-        private=max(watcher.peak_anon, after.get("RssAnon", 0)),
-        other=before.get("VmRSS", 0),
+        baseline=before.get("VmRSS", 0),
         shape=(int(version[0]), int(version[1]), int(version[2])),
+        anon=watcher.anon,
     )
 
 
@@ -178,9 +181,9 @@ def run_peer(dsn: str, table: str, out: str) -> Run:
         total=res["total"],
         steps=res["steps"],
         peak=res["peak"],
-        private=res["after_imports"],
-        other=res["backend_peak"],
+        baseline=res["after_imports"],
         shape=tuple(res["shape"]),
+        backend_peak=res["backend_peak"],
     )
 
 
@@ -256,7 +259,7 @@ def peer_main(dsn: str, table: str, out: str) -> None:
             {
                 "total": t3 - t0,
                 "steps": {"copy out + CSR": t1 - t0, "fit (implicit)": t2 - t1, "write": t3 - t2},
-                "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                "peak": proc_status(os.getpid()).get("VmHWM", 0),
                 "after_imports": after_imports,
                 "backend_peak": backend_peak,
                 "shape": [int(users.size), int(items.size), int(matrix.nnz)],
@@ -327,15 +330,18 @@ def report(size: Size) -> None:
     for step in q[0].steps:
         print(line(f"    {step}", [r.steps[step] for r in q]))
     print(f"  ratio pyrec / peer (median totals): {median([r.total for r in p]) / peer_total:.2f}x")
-    print(
-        f"  peak memory, pyrec training backend: VmHWM {mb([r.peak for r in p])},"
-        f" private (RssAnon) {mb([r.private for r in p])};"
-        f" RSS before the CALL {mb([r.other for r in p])}"
+    anon = ", ".join(
+        f"{ph} {mb([r.anon.get(ph, 0) for r in p])}" for ph in PHASES if p[0].anon.get(ph)
     )
     print(
-        f"  peak memory, peer process: ru_maxrss {mb([r.peak for r in q])}"
-        f" ({mb([r.private for r in q])} after imports); its backend VmHWM"
-        f" {mb([r.other for r in q])}",
+        f"  peak memory, pyrec training backend: VmHWM {mb([r.peak for r in p])}"
+        f" (RSS {mb([r.baseline for r in p])} before the CALL);"
+        f" private (RssAnon) peak by phase: {anon}"
+    )
+    print(
+        f"  peak memory, peer process: VmHWM {mb([r.peak for r in q])}"
+        f" ({mb([r.baseline for r in q])} after imports); its backend's VmHWM"
+        f" {mb([r.backend_peak for r in q])}",
         flush=True,
     )
 
@@ -358,6 +364,7 @@ def main() -> None:
         f" vector({FACTORS}) tables; {os.cpu_count()} CPUs",
         flush=True,
     )
+    print(f"load average at start: {Path('/proc/loadavg').read_text().strip()}", flush=True)
     started = time.perf_counter()
     results: list[Size] = []
     with Cluster() as cluster:
@@ -377,7 +384,10 @@ def main() -> None:
     for s in results:
         a, b = median([r.total for r in s.pyrec]), median([r.total for r in s.peer])
         print(f"  {label(s.n):>6} {a:9.2f} {b:9.2f} {a / b:6.2f}x")
-    print(f"whole run {time.perf_counter() - started:.0f} s")
+    print(
+        f"whole run {time.perf_counter() - started:.0f} s;"
+        f" load average at end: {Path('/proc/loadavg').read_text().strip()}"
+    )
 
 
 if __name__ == "__main__":

@@ -40,10 +40,12 @@ def _insert(
     table: str,
     key: str,
     ids: npt.NDArray[np.str_],
-    vecs: list[str],
+    vecs: npt.NDArray[np.float32],
     extra: npt.NDArray[np.float32] | None,
     vtype: str,
 ) -> None:
+    """Insert rows in chunks, formatting each chunk's vectors only when it is sent, so the
+    text of all vectors never sits in memory at once."""
     if extra is None:
         sql = (
             f"INSERT INTO {table} ({key}, embedding)"
@@ -59,7 +61,7 @@ def _insert(
         types = ["text[]", "text[]", "real[]"]
     for lo in range(0, ids.size, _ROWS_PER_INSERT):
         hi = lo + _ROWS_PER_INSERT
-        args: list[Any] = [ids[lo:hi].tolist(), vecs[lo:hi]]
+        args: list[Any] = [ids[lo:hi].tolist(), vector_literals(vecs[lo:hi])]
         if extra is not None:
             args.append(extra[lo:hi].tolist())
         db.run(sql, args, types)
@@ -96,8 +98,8 @@ def write_version(
         f" popularity real NOT NULL)"
     )
     db.run(f"CREATE TABLE {qu} (user_id text PRIMARY KEY, embedding {vtype} NOT NULL)")
-    _insert(db, qi, "item_id", data.items, vector_literals(factors.items), popularity, vtype)
-    _insert(db, qu, "user_id", data.users, vector_literals(factors.users), None, vtype)
+    _insert(db, qi, "item_id", data.items, factors.items, popularity, vtype)
+    _insert(db, qu, "user_id", data.users, factors.users, None, vtype)
     db.run(f"ANALYZE {qi}")
     db.run(f"ANALYZE {qu}")
     db.run(
