@@ -15,14 +15,21 @@ from pyrec_pg.devcluster import Cluster
 
 
 @contextmanager
-def movielens_server(train_options: str = "{}") -> Iterator[str]:
-    """DSN of a throwaway server with MovieLens-100K and model "movies" trained."""
+def movielens_database() -> Iterator[str]:
+    """DSN of a throwaway server with pyrec installed and MovieLens-100K loaded."""
     with Cluster() as cluster:
         dsn = cluster.dsn()
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION pyrec CASCADE")
         with psycopg.connect(dsn) as conn:
             movielens.load(conn)
+        yield dsn
+
+
+@contextmanager
+def movielens_server(train_options: str = "{}") -> Iterator[str]:
+    """DSN of a throwaway server with MovieLens-100K and model "movies" trained."""
+    with movielens_database() as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(
                 "SELECT pyrec.create_model('movies', 'ratings', items => 'movies',"

@@ -14,23 +14,12 @@ import time
 
 import psycopg
 
-from pyrec_pg.data import movielens
-from pyrec_pg.devcluster import Cluster
+from pyrec_pg.evaluation import METRIC_NAMES
+
+from .common import movielens_database
 
 RECIPES = ["popularity", "sims", "ease", "als", "auto"]
-METRICS = [
-    "precision@5",
-    "precision@10",
-    "precision@25",
-    "recall@10",
-    "recall@25",
-    "ndcg@5",
-    "ndcg@10",
-    "ndcg@25",
-    "mrr@25",
-    "map@10",
-    "coverage@10",
-]
+METRICS = list(METRIC_NAMES)
 PUBLISHED = {  # Microsoft Recommenders' MovieLens-100K table: (ndcg@10, precision@10)
     "BiVAE (published)": (0.475, 0.412),
     "Cornac BPR (published)": (0.442, 0.389),
@@ -48,29 +37,21 @@ def main() -> None:
     recipes = args.recipes.split(",")
     results: dict[str, dict[str, float]] = {}
     seconds: dict[str, float] = {}
-    with Cluster() as cluster:
-        dsn = cluster.dsn()
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION pyrec CASCADE")
-        with psycopg.connect(dsn) as conn:
-            movielens.load(conn)
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            for recipe in recipes:
-                conn.execute(
-                    "SELECT pyrec.create_model(%s, 'ratings', recipe => %s)", [recipe, recipe]
-                )
-                runs: dict[str, list[float]] = {m: [] for m in METRICS}
-                started = time.perf_counter()
-                for seed in range(args.seeds):
-                    rows = conn.execute(
-                        "SELECT metric, value FROM pyrec.evaluate(%s, %s, seed => %s)",
-                        [recipe, args.protocol, seed],
-                    ).fetchall()
-                    got = dict(rows)
-                    for m in METRICS:
-                        runs[m].append(float(got[m]))
-                seconds[recipe] = (time.perf_counter() - started) / args.seeds
-                results[recipe] = {m: statistics.mean(v) for m, v in runs.items()}
+    with movielens_database() as dsn, psycopg.connect(dsn, autocommit=True) as conn:
+        for recipe in recipes:
+            conn.execute("SELECT pyrec.create_model(%s, 'ratings', recipe => %s)", [recipe, recipe])
+            runs: dict[str, list[float]] = {m: [] for m in METRICS}
+            started = time.perf_counter()
+            for seed in range(args.seeds):
+                rows = conn.execute(
+                    "SELECT metric, value FROM pyrec.evaluate(%s, %s, seed => %s)",
+                    [recipe, args.protocol, seed],
+                ).fetchall()
+                got = dict(rows)
+                for m in METRICS:
+                    runs[m].append(float(got[m]))
+            seconds[recipe] = (time.perf_counter() - started) / args.seeds
+            results[recipe] = {m: statistics.mean(v) for m, v in runs.items()}
     print(
         f"MovieLens-100K, protocol {args.protocol}, mean of {args.seeds} seeds"
         f" (in-database pyrec.evaluate; seconds = one split's fit + scoring)"

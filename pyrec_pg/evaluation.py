@@ -15,6 +15,19 @@ if TYPE_CHECKING:
     from .interactions import Interactions
 
 KS = (5, 10, 25)
+METRIC_NAMES = (  # what ranking_metrics reports with the default KS (DESIGN.md section 5)
+    "precision@5",
+    "precision@10",
+    "precision@25",
+    "recall@10",
+    "recall@25",
+    "ndcg@5",
+    "ndcg@10",
+    "ndcg@25",
+    "mrr@25",
+    "map@10",
+    "coverage@10",
+)
 _CHUNK = 1024  # users scored per matrix product
 
 
