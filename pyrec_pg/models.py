@@ -21,6 +21,16 @@ from .runtime import Db
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
 
+
+def check_name(kind: str, name: str) -> None:
+    """Model and filter names: identifier-like, so they read well in SQL and in table names."""
+    if not NAME_RE.match(name):
+        raise InvalidParameter(
+            f'invalid {kind} name "{name}"',
+            hint="use up to 48 letters, digits and underscores, starting with a letter",
+        )
+
+
 # candidates tried in order when a role's column is not mapped explicitly
 INTERACTION_COLUMNS: dict[str, tuple[str, ...]] = {
     "user": ("user_id", "userid", "user", "customer_id", "viewer_id", "visitor_id"),
@@ -276,11 +286,7 @@ def create_model(
             "interactions must not be null",
             hint="give the table or view holding (user, item[, timestamp, ...]) rows",
         )
-    if not NAME_RE.match(name):
-        raise InvalidParameter(
-            f'invalid model name "{name}"',
-            hint="use up to 48 letters, digits and underscores, starting with a letter",
-        )
+    check_name("model", name)
     recipe = recipe or "als"
     if recipe not in RECIPES:
         raise InvalidParameter(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from . import evaluation, interactions
 from .errors import InvalidParameter, NotReady, ObjectInUse, PyrecError
 from .models import Model, get_model, validate_options
-from .recipes import recipe_params
+from .recipes import Recipe, recipe_params
 from .recipes.popularity import item_popularity
 from .runtime import Db
 from .versions import write_version
@@ -73,14 +74,36 @@ def _mark_abandoned_runs(db: Db) -> None:
     )
 
 
-def train(db: Db, name: str | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train model `name` into a new version and activate it; the previous one serves until then."""
-    model = get_model(db, name)
+@dataclass(frozen=True)
+class _Plan:
+    """What a training or an evaluation runs: the model's options with the call's overrides."""
+
+    options: dict[str, Any]
+    recipe: Recipe
+    protocol: str
+    holdout: float
+    seed: int
+
+
+def _plan(model: Model, overrides: dict[str, Any] | None) -> _Plan:
     overrides = overrides or {}
     if not isinstance(overrides, dict):
         raise InvalidParameter("training options must be a JSON object")
     options = {**model.options, **overrides}
     validate_options(options, model.recipe)
+    recipe = recipe_params(model.recipe, options.get("params", {}))
+    data_options = getattr(recipe, "data_options", None)
+    if data_options is not None:  # e.g. trending reads events weighted by recency
+        options = {**data_options(), **options}
+    protocol = str(options.get("protocol", "random_per_user"))
+    holdout = float(options.get("holdout", 0.2 if protocol == "time" else 0.25))
+    return _Plan(options, recipe, protocol, holdout, int(options.get("seed", 0)))
+
+
+def train(db: Db, name: str | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train model `name` into a new version and activate it; the previous one serves until then."""
+    model = get_model(db, name)
+    plan = _plan(model, overrides)
     if db.scalar("SELECT pg_is_in_recovery()"):
         raise NotReady("cannot train on a standby server", hint="run the training on the primary")
     if not db.scalar(
@@ -94,7 +117,7 @@ def train(db: Db, name: str | None, overrides: dict[str, Any] | None = None) -> 
         _mark_abandoned_runs(db)
         run = _Run(db, model)
         try:
-            summary = _train(db, model, options, run)
+            summary = _train(db, model, plan, run)
         except BaseException as e:
             db.rollback()  # drops any half-written version tables
             run.finish("failed", None, getattr(e, "message", None) or str(e) or type(e).__name__)
@@ -106,21 +129,15 @@ def train(db: Db, name: str | None, overrides: dict[str, Any] | None = None) -> 
         db.run("SELECT pg_advisory_unlock($1, $2)", [LOCK_CLASS, model.model_id], ["int4", "int4"])
 
 
-def _train(db: Db, model: Model, options: dict[str, Any], run: _Run) -> dict[str, Any]:
+def _train(db: Db, model: Model, plan: _Plan, run: _Run) -> dict[str, Any]:
     started = time.perf_counter()
-    recipe = recipe_params(model.recipe, options.get("params", {}))
-    data_options = getattr(recipe, "data_options", None)
-    if data_options is not None:  # e.g. trending reads events weighted by recency
-        options = {**data_options(), **options}
+    recipe = plan.recipe
     run.phase("reading", 0)
-    data = interactions.load(db, model, options)
+    data = interactions.load(db, model, plan.options)
     run.phase("evaluating", 10, data.rows_read)
     metrics: dict[str, Any] = {}
-    protocol = str(options.get("protocol", "random_per_user"))
-    holdout = float(options.get("holdout", 0.2 if protocol == "time" else 0.25))
-    seed = int(options.get("seed", 0))
-    if holdout > 0:
-        metrics = evaluation.holdout_metrics(recipe, data, protocol, holdout, seed)
+    if plan.holdout > 0:
+        metrics = evaluation.holdout_metrics(recipe, data, plan.protocol, plan.holdout, plan.seed)
     run.phase("training", 50)
     factors = recipe.fit(data.matrix)
     factors.check()
@@ -154,15 +171,8 @@ def _train(db: Db, model: Model, options: dict[str, Any], run: _Run) -> dict[str
 def evaluate(db: Db, name: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
     """Holdout metrics of the model's recipe on demand, without writing a version."""
     model = get_model(db, name)
-    options = {**model.options, **overrides}
-    validate_options(options, model.recipe)
-    recipe = recipe_params(model.recipe, options.get("params", {}))
-    data_options = getattr(recipe, "data_options", None)
-    if data_options is not None:
-        options = {**data_options(), **options}
-    protocol = str(options.get("protocol", "random_per_user"))
-    holdout = float(options.get("holdout", 0.2 if protocol == "time" else 0.25))
-    if holdout <= 0:
+    plan = _plan(model, overrides)
+    if plan.holdout <= 0:
         raise InvalidParameter("holdout must be above 0 to evaluate", hint="e.g. holdout => 0.25")
-    data = interactions.load(db, model, options)
-    return evaluation.holdout_metrics(recipe, data, protocol, holdout, int(options.get("seed", 0)))
+    data = interactions.load(db, model, plan.options)
+    return evaluation.holdout_metrics(plan.recipe, data, plan.protocol, plan.holdout, plan.seed)

@@ -103,12 +103,7 @@ def _create_filter(db: Db, a: dict[str, Any]) -> dict[str, Any]:
     name = a.get("name")
     if name is None:
         raise PyrecError("filter name must not be null", sqlstate="22004")
-    if not models.NAME_RE.match(name):
-        raise PyrecError(
-            f'invalid filter name "{name}"',
-            sqlstate="22023",
-            hint="use up to 48 letters, digits and underscores, starting with a letter",
-        )
+    models.check_name("filter", name)
     compiled = filters.compile_filter(db, model, a.get("expression"))
     if db.one(
         "SELECT 1 FROM pyrec._filters WHERE model_id = $1 AND name = $2",
