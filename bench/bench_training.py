@@ -22,7 +22,6 @@ and its private memory (RssAnon) sampled every 20 ms from a thread, per phase; t
 process's VmHWM (not ru_maxrss: after fork it starts at the parent's, which held the loaded
 data) and its backend's VmHWM. Both backends are fresh sessions, so VmHWM is this run's.
 Run: .venv/bin/python -m bench.bench_training [--sizes 1M,10M] [--repeat N] [--seed S]
-(needs the bench extra: .venv/bin/pip install -e '.[bench]')
 """
 
 from __future__ import annotations

@@ -35,7 +35,8 @@ def _epoch(db: Db, model: Model) -> str | None:
     col = db.ident(ts)
     if str(model.columns.get("timestamp_type", "")) in EPOCH_TYPES:
         return f"{col}::float8"
-    return f"extract(epoch FROM {col})::float8"
+    # date_part is float8 already; extract() builds a numeric per row (about 2x slower here)
+    return f"date_part('epoch', {col})"
 
 
 def weight_sql(db: Db, model: Model, options: dict[str, Any]) -> str:
@@ -77,18 +78,19 @@ def load(db: Db, model: Model, options: dict[str, Any] | None = None) -> Interac
     cols = model.columns
     user, item = db.ident(cols["user"]), db.ident(cols["item"])
     epoch = _epoch(db, model) or "0::float8"
+    # ids stay in their own type while grouping (text keys cost more to hash and compare)
     sql = f"""
         WITH pairs AS (
-            SELECT {user}::text AS u, {item}::text AS i, sum({weight_sql(db, model, options)}) AS w,
+            SELECT {user} AS u, {item} AS i, sum({weight_sql(db, model, options)}) AS w,
                    max({epoch}) AS t, count(*) AS n
               FROM {model.interactions} WHERE {where_sql(db, model, options)}
              GROUP BY 1, 2 HAVING sum({weight_sql(db, model, options)}) > 0),
-        us AS (SELECT u, (row_number() OVER (ORDER BY u) - 1)::int4 AS c
+        us AS (SELECT u, u::text AS ut, (row_number() OVER (ORDER BY u::text) - 1)::int4 AS c
                  FROM (SELECT DISTINCT u FROM pairs) d),
-        its AS (SELECT i, (row_number() OVER (ORDER BY i) - 1)::int4 AS c
+        its AS (SELECT i, i::text AS it, (row_number() OVER (ORDER BY i::text) - 1)::int4 AS c
                   FROM (SELECT DISTINCT i FROM pairs) d)
-        SELECT (SELECT array_agg(u ORDER BY c) FROM us) AS users,
-               (SELECT array_agg(i ORDER BY c) FROM its) AS items,
+        SELECT (SELECT array_agg(ut ORDER BY c) FROM us) AS users,
+               (SELECT array_agg(it ORDER BY c) FROM its) AS items,
                (SELECT string_agg(int4send(us.c) || int4send(its.c) || float8send(p.w)
                                   || float8send(coalesce(p.t, 0)), ''::bytea)
                   FROM pairs p JOIN us USING (u) JOIN its USING (i)) AS packed,
@@ -100,7 +102,15 @@ def load(db: Db, model: Model, options: dict[str, Any] | None = None) -> Interac
         options.get("recency_half_life_days") or options.get("window_days")
     ):
         newest = float(db.scalar(f"SELECT max({epoch}) FROM {model.interactions}") or 0.0)
+    # training is maintenance work: hash the pairs in memory up to maintenance_work_mem
+    # (an error aborts the transaction, which undoes the local setting too)
+    work_mem = db.scalar("SELECT current_setting('work_mem')")
+    db.run(
+        "SELECT set_config('work_mem', greatest(pg_size_bytes(current_setting('work_mem')),"
+        " pg_size_bytes(current_setting('maintenance_work_mem'))) / 1024 || 'kB', true)"
+    )
     row = db.one(sql, [json.dumps(consts), newest], ["jsonb", "float8"])
+    db.run("SELECT set_config('work_mem', $1, true)", [work_mem], ["text"])
     if row is None or not row["users"]:
         raise InsufficientData(
             f"{model.interactions} has no usable interactions",

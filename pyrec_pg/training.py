@@ -3,75 +3,20 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import evaluation, interactions
-from .errors import InvalidParameter, NotReady, ObjectInUse, PyrecError
+from .errors import InvalidParameter, NotReady, ObjectInUse
 from .models import Model, get_model, validate_options
-from .recipes import Recipe, recipe_params
+from .recipes import Factors, Recipe, recipe_params
+from .recipes.als import Als
 from .recipes.popularity import item_popularity
+from .runs import Run, abandoned
 from .runtime import Db
-from .versions import write_version
+from .versions import read_vectors, write_version
 
 LOCK_CLASS = 0x7079  # first key of pyrec's advisory locks ("py"); the second is the model id
-
-
-class _Run:
-    """A row of pyrec.training_runs, committed at each phase so other sessions see progress."""
-
-    def __init__(self, db: Db, model: Model) -> None:
-        self.db = db
-        self.run_id = int(
-            db.scalar(
-                "INSERT INTO pyrec._runs (model_id, status, phase, pid, backend_start)"
-                " SELECT $1, 'running', 'starting', pg_backend_pid(), backend_start"
-                " FROM pg_stat_activity WHERE pid = pg_backend_pid() RETURNING run_id",
-                [model.model_id],
-                ["int4"],
-            )
-        )
-        self.commit()
-
-    def commit(self) -> None:
-        try:
-            self.db.commit()
-        except Exception as e:  # CALL inside BEGIN ... COMMIT cannot commit
-            if getattr(e, "sqlstate", None) == "2D000":
-                raise PyrecError(
-                    "pyrec.train cannot run inside a transaction block",
-                    hint="run CALL pyrec.train(...) on its own, outside BEGIN ... COMMIT",
-                    sqlstate="25001",
-                ) from e
-            raise
-
-    def phase(self, phase: str, percent: float, rows_read: int | None = None) -> None:
-        self.db.run(
-            "UPDATE pyrec._runs SET phase = $2, percent = $3,"
-            " rows_read = coalesce($4, rows_read) WHERE run_id = $1",
-            [self.run_id, phase, percent, rows_read],
-            ["int8", "text", "float4", "int8"],
-        )
-        self.commit()
-
-    def finish(self, status: str, version: int | None, message: str | None) -> None:
-        self.db.run(
-            "UPDATE pyrec._runs SET status = $2, version = $3, message = $4,"
-            " percent = CASE WHEN $2 = 'succeeded' THEN 100 ELSE percent END,"
-            " finished_at = clock_timestamp() WHERE run_id = $1",
-            [self.run_id, status, version, message],
-            ["int8", "text", "int4", "text"],
-        )
-
-
-def _mark_abandoned_runs(db: Db) -> None:
-    """Runs whose backend is gone (killed, crashed, server restarted) are failed, not running."""
-    db.run(
-        "UPDATE pyrec._runs r SET status = 'failed', finished_at = clock_timestamp(),"
-        " message = 'the training backend exited before finishing'"
-        " WHERE r.status = 'running' AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a"
-        " WHERE a.pid = r.pid AND a.backend_start = r.backend_start)"
-    )
 
 
 @dataclass(frozen=True)
@@ -100,8 +45,21 @@ def _plan(model: Model, overrides: dict[str, Any] | None) -> _Plan:
     return _Plan(options, recipe, protocol, holdout, int(options.get("seed", 0)))
 
 
-def train(db: Db, name: str | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train model `name` into a new version and activate it; the previous one serves until then."""
+MODES = ("full", "update")
+
+
+def train(
+    db: Db, name: str | None, overrides: dict[str, Any] | None = None, mode: str | None = "full"
+) -> dict[str, Any]:
+    """Train model `name` into a new version and activate it; the previous one serves until then.
+
+    mode "update" warm-starts ALS from the active version's vectors (Personalize's
+    trainingMode UPDATE) and runs a third of the sweeps; other recipes refit in full.
+    """
+    if mode not in MODES:
+        raise InvalidParameter(
+            f"unknown training mode {mode!r}", hint='mode is "full" (default) or "update"'
+        )
     model = get_model(db, name)
     plan = _plan(model, overrides)
     if db.scalar("SELECT pg_is_in_recovery()"):
@@ -114,10 +72,10 @@ def train(db: Db, name: str | None, overrides: dict[str, Any] | None = None) -> 
             hint="wait for it to finish; SELECT * FROM pyrec.training_runs shows its progress",
         )
     try:
-        _mark_abandoned_runs(db)
-        run = _Run(db, model)
+        abandoned(db, "train")
+        run = Run(db, model, "train")
         try:
-            summary = _train(db, model, plan, run)
+            summary = _train(db, model, plan, run, mode)
         except BaseException as e:
             db.rollback()  # drops any half-written version tables
             run.finish("failed", None, getattr(e, "message", None) or str(e) or type(e).__name__)
@@ -129,17 +87,45 @@ def train(db: Db, name: str | None, overrides: dict[str, Any] | None = None) -> 
         db.run("SELECT pg_advisory_unlock($1, $2)", [LOCK_CLASS, model.model_id], ["int4", "int4"])
 
 
-def _train(db: Db, model: Model, plan: _Plan, run: _Run) -> dict[str, Any]:
+def _warm_start(db: Db, model: Model, recipe: Als, data: interactions.Interactions) -> Factors:
+    """The active version's vectors aligned with the new data's users and items."""
+    row = db.one(
+        "SELECT version, dims, items_table, users_table FROM pyrec._versions"
+        " WHERE model_id = $1 AND version = $2",
+        [model.model_id, model.active_version],
+        ["int4", "int4"],
+    )
+    if row is None:
+        raise NotReady(
+            f'model "{model.name}" has no active version to update',
+            hint=f"run a full training first: CALL pyrec.train('{model.name}')",
+        )
+    if int(row["dims"]) != recipe.factors:
+        raise InvalidParameter(
+            f"factors changed from {row['dims']} (version {row['version']}) to {recipe.factors}",
+            hint="an update keeps the vectors' size: run a full training (mode => 'full')",
+        )
+    users, _ = read_vectors(db, row["users_table"], "user_id", data.users.tolist(), recipe.factors)
+    items, _ = read_vectors(db, row["items_table"], "item_id", data.items.tolist(), recipe.factors)
+    return Factors(users=users, items=items)
+
+
+def _train(db: Db, model: Model, plan: _Plan, run: Run, mode: str | None) -> dict[str, Any]:
     started = time.perf_counter()
     recipe = plan.recipe
     run.phase("reading", 0)
     data = interactions.load(db, model, plan.options)
+    warm, update = None, None
+    if mode == "update" and isinstance(recipe, Als):
+        warm = _warm_start(db, model, recipe, data)
+        update = replace(recipe, iterations=max(2, recipe.iterations // 3))
     run.phase("evaluating", 10, data.rows_read)
     metrics: dict[str, Any] = {}
-    if plan.holdout > 0:
+    # a warm start has seen the holdout's interactions: its metrics would flatter it
+    if plan.holdout > 0 and warm is None:
         metrics = evaluation.holdout_metrics(recipe, data, plan.protocol, plan.holdout, plan.seed)
     run.phase("training", 50)
-    factors = recipe.fit(data.matrix)
+    factors = recipe.fit(data.matrix) if update is None else update.fit(data.matrix, warm)
     factors.check()
     run.phase("writing", 90)
     seconds = round(time.perf_counter() - started, 3)
@@ -154,6 +140,8 @@ def _train(db: Db, model: Model, plan: _Plan, run: _Run) -> dict[str, Any]:
             "params": recipe.params(),
             "metrics": metrics,
             "training_seconds": seconds,
+            "mode": "update" if warm is not None else "full",
+            "base_version": model.active_version if warm is not None else None,
         },
     )
     run.finish("succeeded", version, None)
@@ -165,6 +153,7 @@ def _train(db: Db, model: Model, plan: _Plan, run: _Run) -> dict[str, Any]:
         "interactions": int(data.matrix.nnz),
         "seconds": seconds,
         "metrics": metrics,
+        "mode": "update" if warm is not None else "full",
     }
 
 

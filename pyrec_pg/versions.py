@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -26,13 +27,45 @@ def vector_literals(m: npt.NDArray[np.float32]) -> list[str]:
     return [template % tuple(row) for row in m.tolist()]
 
 
-def vector_type(db: Db, dims: int) -> str:
-    """pgvector's type, qualified by the schema it was installed in (training pins no path)."""
+def vector_schema(db: Db) -> str:
+    """pgvector's schema, quoted: training and batches pin no search_path."""
     schema = db.scalar(
         "SELECT n.nspname::text FROM pg_catalog.pg_extension e"
         " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'"
     )
-    return f"{db.ident(schema)}.vector({dims})"
+    return db.ident(schema)
+
+
+def vector_type(db: Db, dims: int) -> str:
+    return f"{vector_schema(db)}.vector({dims})"
+
+
+def vector_dtype(dims: int, prefix: Sequence[tuple[str, str]] = ()) -> np.dtype[Any]:
+    """pgvector's binary form (vector_send): int16 dims, int16 unused, float4s; big endian."""
+    return np.dtype([*prefix, ("dim", ">i2"), ("unused", ">i2"), ("v", ">f4", (dims,))])
+
+
+def read_vectors(
+    db: Db, table: str, key: str, ids: Sequence[str], dims: int
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """Vectors of `ids` from pyrec.<table> in the order given, shipped in binary; ids the
+    table lacks get zeros and False in the mask."""
+    out = np.zeros((len(ids), dims), dtype=np.float32)
+    known = np.zeros(len(ids), dtype=bool)
+    send = f"{vector_schema(db)}.vector_send(t.embedding)"
+    packed = db.scalar(
+        f"SELECT string_agg(int4send((b.n - 1)::int4) || {send}, ''::bytea)"
+        f" FROM unnest($1::text[]) WITH ORDINALITY b(id, n)"
+        f" JOIN {db.ident('pyrec', table)} t ON t.{db.ident(key)} = b.id",
+        [list(ids)],
+        ["text[]"],
+    )
+    if packed:
+        rows = np.frombuffer(bytes(packed), dtype=vector_dtype(dims, [("pos", ">i4")]))
+        pos = rows["pos"].astype(np.int64)
+        out[pos] = rows["v"]
+        known[pos] = True
+    return out, known
 
 
 def _insert(
@@ -104,8 +137,9 @@ def write_version(
     db.run(f"ANALYZE {qu}")
     db.run(
         "INSERT INTO pyrec._versions (model_id, version, recipe, params, metrics, dims,"
-        " n_users, n_items, n_interactions, items_table, users_table, training_seconds)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        " n_users, n_items, n_interactions, items_table, users_table, training_seconds,"
+        " mode, base_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
+        " $13, $14)",
         [
             model.model_id,
             version,
@@ -119,6 +153,8 @@ def write_version(
             items_table,
             users_table,
             info["training_seconds"],
+            info.get("mode", "full"),
+            info.get("base_version"),
         ],
         [
             "int4",
@@ -133,6 +169,8 @@ def write_version(
             "text",
             "text",
             "float8",
+            "text",
+            "int4",
         ],
     )
     activate(db, model.model_id, version)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -29,6 +30,9 @@ class Als:
     alpha: float = 2.0
     cg_steps: int = 3
     seed: int = 0
+    threads: int = 0  # 0: every core; implicit's solver runs this many threads
+    # "implicit" when its compiled solver imports (the fast path), else numpy's CG below
+    engine: str = field(default="auto", metadata={"internal": True})
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Als:
@@ -42,6 +46,7 @@ class Als:
             "alpha": (0.0, 1e6, self.alpha),
             "cg_steps": (1, 100, self.cg_steps),
             "seed": (0, 2**31 - 1, self.seed),
+            "threads": (0, 256, self.threads),
         }
         for key, (lo, hi, value) in bounds.items():
             if not lo <= value <= hi:
@@ -51,16 +56,66 @@ class Als:
                 )
 
     def params(self) -> dict[str, Any]:
-        return as_dict(self)
+        out = as_dict(self)
+        out.pop("engine")
+        return out
 
-    def fit(self, confidence: sp.csr_matrix) -> Factors:
+    def fit(self, confidence: sp.csr_matrix, init: Factors | None = None) -> Factors:
+        """Fit from a random start, or continue from `init` (a warm start: the previous
+        version's vectors, rows aligned with this matrix; zeros rows for newcomers)."""
+        if self.engine != "numpy":
+            fitted = self._fit_implicit(confidence, init)
+            if fitted is not None:
+                return fitted
+        return self._fit_numpy(confidence, init)
+
+    def _initial(self, shape: tuple[int, int], init: Factors | None) -> tuple[F64, F64]:
+        rng = np.random.default_rng(self.seed)
+        users = rng.normal(0.0, 0.01, (shape[0], self.factors)).astype(np.float32)
+        items = rng.normal(0.0, 0.01, (shape[1], self.factors)).astype(np.float32)
+        if init is not None:  # keep the random start only where init has no vector
+            for start, given in ((users, init.users), (items, init.items)):
+                have = np.any(given != 0, axis=1)
+                start[have] = given[have]
+        return users, items
+
+    def _fit_implicit(self, confidence: sp.csr_matrix, init: Factors | None) -> Factors | None:
+        """implicit's multithreaded CG solver (Cython), the same objective as _fit_numpy."""
+        try:
+            from implicit.cpu.als import AlternatingLeastSquares
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            if self.engine == "implicit":
+                raise
+            return None
+        # implicit takes the matrix value as the confidence c itself (cpu/_als.pyx)
+        c = sp.csr_matrix(confidence, dtype=np.float32)
+        c.data = np.float32(1.0) + np.float32(self.alpha) * c.data
+        # its threads each call BLAS: a multithreaded BLAS underneath would oversubscribe
+        with threadpool_limits(1, "blas"):
+            model = AlternatingLeastSquares(
+                factors=self.factors,
+                regularization=self.regularization,
+                alpha=1.0,
+                iterations=self.iterations,
+                use_cg=True,
+                num_threads=self.threads or (os.cpu_count() or 1),
+                random_state=self.seed,
+            )
+            model.cg_steps = self.cg_steps  # not a constructor argument in 0.7
+            # implicit's own start (uniform, all positive) needs more sweeps to break symmetry
+            model.user_factors, model.item_factors = self._initial(c.shape, init)
+            model.fit(c, show_progress=False)
+        return Factors(
+            users=np.ascontiguousarray(model.user_factors, dtype=np.float32),
+            items=np.ascontiguousarray(model.item_factors, dtype=np.float32),
+        )
+
+    def _fit_numpy(self, confidence: sp.csr_matrix, init: Factors | None) -> Factors:
         # float32 halves memory traffic; CG's few steps per sweep do not need float64
         c = sp.csr_matrix(confidence, dtype=np.float32) * np.float32(self.alpha)
         ct = sp.csr_matrix(c.T)
-        rng = np.random.default_rng(self.seed)
-        scale = 0.01
-        users = rng.normal(0.0, scale, (c.shape[0], self.factors)).astype(np.float32)
-        items = rng.normal(0.0, scale, (c.shape[1], self.factors)).astype(np.float32)
+        users, items = self._initial(c.shape, init)
         for _ in range(self.iterations):
             users = least_squares(c, users, items, self.regularization, self.cg_steps)
             items = least_squares(ct, items, users, self.regularization, self.cg_steps)

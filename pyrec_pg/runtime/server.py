@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .. import __version__, filters, models, training
+from .. import __version__, batch, filters, models, training
 from ..errors import PyrecError
 from . import Db
 
@@ -71,15 +71,16 @@ def _create_model(db: Db, a: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train(db: Db, a: dict[str, Any]) -> dict[str, Any]:
-    s = training.train(db, a.get("model"), _options(a.get("options")))
+    s = training.train(db, a.get("model"), _options(a.get("options")), a.get("mode", "full"))
     m = s["metrics"]
     quality = (
         f"; holdout precision@10 {m['precision@10']:.3f}, ndcg@10 {m['ndcg@10']:.3f}"
         if "ndcg@10" in m
         else ""
     )
+    how = " (update of the previous version)" if s["mode"] == "update" else ""
     s["notice"] = (
-        f'model "{s["model"]}" version {s["version"]} is active: {s["users"]} users,'
+        f'model "{s["model"]}" version {s["version"]}{how} is active: {s["users"]} users,'
         f" {s['items']} items, {s['interactions']} interactions in"
         f" {s['seconds']:.1f} s{quality}"
     )
@@ -123,11 +124,25 @@ def _create_filter(db: Db, a: dict[str, Any]) -> dict[str, Any]:
     return compiled.to_json()
 
 
+def _batch_recommend(db: Db, a: dict[str, Any]) -> dict[str, Any]:
+    return batch.batch_recommend(
+        db,
+        a.get("model"),
+        a.get("users"),
+        a.get("k"),
+        a.get("filter"),
+        a.get("params"),
+        a.get("into_table"),
+        a.get("exclude_seen") is not False,
+    )
+
+
 def _evaluate(db: Db, a: dict[str, Any]) -> dict[str, Any]:
     return training.evaluate(db, a.get("model"), _options(a.get("options")))
 
 
 ENTRIES: dict[str, Callable[[Db, dict[str, Any]], Any]] = {
+    "batch_recommend": _batch_recommend,
     "evaluate": _evaluate,
     "compile_filter": _compile_filter,
     "create_filter": _create_filter,

@@ -29,6 +29,8 @@ CREATE TABLE pyrec._versions (
     items_table      text NOT NULL,
     users_table      text NOT NULL,
     training_seconds double precision NOT NULL,
+    mode             text NOT NULL DEFAULT 'full' CHECK (mode IN ('full', 'update')),
+    base_version     integer,
     created_at       timestamptz NOT NULL DEFAULT now(),
     activated_at     timestamptz,
     PRIMARY KEY (model_id, version)
@@ -38,6 +40,8 @@ COMMENT ON TABLE pyrec._versions IS 'Trained versions of each model; read it thr
 CREATE TABLE pyrec._runs (
     run_id        bigserial PRIMARY KEY,
     model_id      integer NOT NULL REFERENCES pyrec.models ON DELETE CASCADE,
+    kind          text NOT NULL DEFAULT 'train' CHECK (kind IN ('train', 'batch')),
+    target        text,
     version       integer,
     status        text NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
     phase         text NOT NULL,
@@ -49,11 +53,12 @@ CREATE TABLE pyrec._runs (
     finished_at   timestamptz,
     message       text
 );
-COMMENT ON TABLE pyrec._runs IS 'Training runs; read it through pyrec.training_runs';
+COMMENT ON TABLE pyrec._runs IS 'Training runs and batch jobs; read them through pyrec.training_runs and pyrec.batch_jobs';
 
 CREATE VIEW pyrec.model_versions AS
 SELECT m.name AS model, v.version, v.status, v.recipe, v.params, v.metrics, v.dims,
-       v.n_users, v.n_items, v.n_interactions, v.training_seconds, v.created_at,
+       v.n_users, v.n_items, v.n_interactions, v.training_seconds, v.mode, v.base_version,
+       v.created_at,
        v.activated_at, v.items_table, v.users_table
 FROM pyrec._versions v JOIN pyrec.models m USING (model_id);
 COMMENT ON VIEW pyrec.model_versions IS 'Trained versions: status, recipe, parameters, holdout metrics, sizes, timings';
@@ -61,8 +66,17 @@ COMMENT ON VIEW pyrec.model_versions IS 'Trained versions: status, recipe, param
 CREATE VIEW pyrec.training_runs AS
 SELECT r.run_id, m.name AS model, r.version, r.status, r.phase, r.percent, r.rows_read,
        r.pid, r.started_at, r.finished_at, r.finished_at - r.started_at AS duration, r.message
-FROM pyrec._runs r JOIN pyrec.models m USING (model_id);
+FROM pyrec._runs r JOIN pyrec.models m USING (model_id)
+WHERE r.kind = 'train';
 COMMENT ON VIEW pyrec.training_runs IS 'Progress of running trainings and the outcome of past ones';
+
+CREATE VIEW pyrec.batch_jobs AS
+SELECT r.run_id, m.name AS model, r.version, r.target, r.status, r.phase, r.percent,
+       r.rows_read AS rows_written, r.pid, r.started_at, r.finished_at,
+       r.finished_at - r.started_at AS duration, r.message
+FROM pyrec._runs r JOIN pyrec.models m USING (model_id)
+WHERE r.kind = 'batch';
+COMMENT ON VIEW pyrec.batch_jobs IS 'Progress of running batch_recommend jobs and the outcome of past ones';
 
 -- pg_dump keeps the catalog's rows (the vector tables of each version are dumped as user tables)
 SELECT pg_catalog.pg_extension_config_dump('pyrec.models', '');

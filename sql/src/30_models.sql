@@ -44,10 +44,18 @@ BEGIN
     FOR t IN SELECT v.items_table, v.users_table FROM pyrec._versions v WHERE v.model_id = mid LOOP
         EXECUTE format('DROP TABLE IF EXISTS pyrec.%I, pyrec.%I', t.items_table, t.users_table);
     END LOOP;
+    -- batch outputs it wrote (still marked as this model's) and staging tables of its batch jobs
+    FOR t IN SELECT r.run_id, r.target FROM pyrec._runs r WHERE r.model_id = mid AND r.kind = 'batch' LOOP
+        EXECUTE format('DROP TABLE IF EXISTS pyrec.%I', '_batch_' || t.run_id);
+        IF starts_with(coalesce(obj_description(to_regclass(t.target), 'pg_class'), ''),
+                       format('pyrec batch output: model %s version ', name)) THEN
+            EXECUTE format('DROP TABLE %s', to_regclass(t.target));
+        END IF;
+    END LOOP;
     DELETE FROM pyrec.models m WHERE m.model_id = mid;
 END
 $fn$;
-COMMENT ON FUNCTION pyrec.drop_model(text, boolean) IS 'Drops a model with all its versions, vector tables and runs';
+COMMENT ON FUNCTION pyrec.drop_model(text, boolean) IS 'Drops a model with all its versions, vector tables, runs and batch output tables';
 
 CREATE FUNCTION pyrec.default_model() RETURNS text
 LANGUAGE plpgsql STABLE

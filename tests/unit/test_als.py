@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -148,8 +150,32 @@ def test_from_params_accepts_valid_values() -> None:
         "alpha": 1,
         "cg_steps": 100,
         "seed": 0,
+        "threads": 0,
     }
     assert Als.from_params({}) == Als()
+    with pytest.raises(InvalidParameter, match="unknown parameter"):
+        Als.from_params({"engine": "numpy"})  # internal, not a user parameter
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_implicit_engine_fits_the_same_objective_as_numpy(threads: int) -> None:
+    c = sp.csr_matrix(_checkerboard(3) * 2.0)
+    fast = replace(Als(factors=6, iterations=6, threads=threads), engine="implicit").fit(c)
+    slow = replace(Als(factors=6, iterations=6), engine="numpy").fit(c)
+    np.testing.assert_allclose(fast.users, slow.users, rtol=2e-3, atol=2e-4)
+    np.testing.assert_allclose(fast.items, slow.items, rtol=2e-3, atol=2e-4)
+
+
+def test_numpy_engine_serves_when_implicit_does_not_import(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "implicit.cpu.als", None)  # import now raises ImportError
+    c = sp.csr_matrix(_checkerboard())
+    got = Als(factors=4, iterations=2).fit(c)
+    want = replace(Als(factors=4, iterations=2), engine="numpy").fit(c)
+    assert np.array_equal(got.users, want.users)
+    with pytest.raises(ImportError):
+        replace(Als(factors=4, iterations=2), engine="implicit").fit(c)
 
 
 def test_recipe_params_names_known_recipes() -> None:

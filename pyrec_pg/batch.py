@@ -1,0 +1,450 @@
+"""Batch recommendations: many users' top k in one vectorized pass, swapped into a table."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from .errors import (
+    FeatureNotSupported,
+    InvalidParameter,
+    NotReady,
+    NullValue,
+    ObjectInUse,
+    PyrecError,
+    UndefinedObject,
+)
+from .models import Model, get_model
+from .runs import Run, abandoned
+from .runtime import Db
+from .topk import top_k
+from .versions import read_vectors, vector_dtype, vector_schema
+
+LOCK_CLASS = 0x7062  # advisory locks of batch targets ("pb"); the second key hashes the target
+MAX_K = 1000
+USERS_PER_BLOCK = 20_000  # scored and written per step: bounds memory to ~block * (items + k)
+COLUMNS = ["user_id", "item_id", "score", "rank", "source"]
+MARK = "pyrec batch output"  # start of the target's COMMENT: only such tables are replaced
+_QUERY = re.compile(r"^\s*\(?\s*(select|with|values|table)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The active version's items: ids (code order), vectors and popularity."""
+
+    ids: npt.NDArray[np.str_]
+    vectors: npt.NDArray[np.float32]
+    popularity: npt.NDArray[np.float32]
+    codes: dict[str, int]
+
+
+def _active(db: Db, model: Model) -> dict[str, Any]:
+    row = db.one(
+        "SELECT version, items_table, users_table, dims FROM pyrec._versions"
+        " WHERE model_id = $1 AND version = $2",
+        [model.model_id, model.active_version],
+        ["int4", "int4"],
+    )
+    if row is None:
+        raise NotReady(
+            f'model "{model.name}" has no trained version',
+            hint=f"train it first: CALL pyrec.train('{model.name}')",
+        )
+    return dict(row)
+
+
+def _items(db: Db, version: dict[str, Any], vschema: str) -> Catalog:
+    table = db.ident("pyrec", version["items_table"])
+    row = db.one(
+        f"SELECT array_agg(item_id ORDER BY item_id) AS ids,"
+        f" string_agg({vschema}.vector_send(embedding), ''::bytea ORDER BY item_id) AS vecs,"
+        f" array_agg(popularity ORDER BY item_id) AS pop FROM {table}"
+    )
+    ids = np.asarray((row or {}).get("ids") or [], dtype=str)
+    if ids.size == 0:
+        raise NotReady("the active version has no items", hint="retrain the model")
+    packed = np.frombuffer(bytes(row["vecs"]), dtype=vector_dtype(version["dims"]))  # type: ignore[index]
+    return Catalog(
+        ids=ids,
+        vectors=np.ascontiguousarray(packed["v"], dtype=np.float32),
+        popularity=np.asarray(row["pop"], dtype=np.float32),  # type: ignore[index]
+        codes={s: i for i, s in enumerate(ids.tolist())},
+    )
+
+
+def _user_ids(db: Db, model: Model, version: dict[str, Any], users: str | None) -> list[str]:
+    """The batch's distinct user ids: every user of the version, a query's or a relation's."""
+    if users is None:
+        table = db.ident("pyrec", version["users_table"])
+        return [r["user_id"] for r in db.rows(f"SELECT user_id FROM {table} ORDER BY user_id")]
+    if not users.strip():
+        raise InvalidParameter(
+            "users must be a query or a table name",
+            hint="for example users => 'SELECT id FROM customers WHERE active'",
+        )
+    if _QUERY.match(users):
+        source = f"({users})"
+    else:
+        rel = db.scalar("SELECT to_regclass($1)::text", [users], ["text"])
+        if rel is None:
+            raise UndefinedObject(
+                f'users relation "{users}" does not exist',
+                hint="pass a table or view name, or a query such as 'SELECT id FROM customers'",
+            )
+        source = rel
+    # a prepared plan holds exactly one statement: the text cannot smuggle in a second one
+    try:
+        cols = db.plpy.execute(db.plpy.prepare(f"SELECT * FROM {source} q LIMIT 0", [])).colnames()
+    except Exception as e:
+        if getattr(e, "sqlstate", None) is None:
+            raise
+        raise InvalidParameter(
+            f"users query failed: {e.args[0] if e.args else e}",
+            hint="users must be a single SELECT returning user ids, or a table or view name",
+        ) from e
+    user_col = model.columns["user"]
+    if len(cols) == 1:
+        col = cols[0]
+    elif user_col in cols:
+        col = user_col
+    else:
+        raise InvalidParameter(
+            f"users returns {len(cols)} columns and none is named {user_col}",
+            hint=f"return one column of user ids, or name it {user_col}",
+        )
+    plan = db.plpy.prepare(
+        f"SELECT DISTINCT q.{db.ident(col)}::text AS u FROM {source} q"
+        f" WHERE q.{db.ident(col)} IS NOT NULL ORDER BY 1",
+        [],
+    )
+    return [r["u"] for r in db.plpy.execute(plan, [])]
+
+
+def _seen(db: Db, model: Model, ids: list[str], items: Catalog) -> sp.csr_matrix:
+    """(batch users x catalog items) pattern of what each user interacted with, read live."""
+    user, item = db.ident(model.columns["user"]), db.ident(model.columns["item"])
+    packed = db.scalar(
+        f"SELECT string_agg(int4send((b.n - 1)::int4) || int4send((c.n - 1)::int4), ''::bytea)"
+        f" FROM {model.interactions} x"
+        f" JOIN unnest($1::text[]) WITH ORDINALITY b(id, n) ON x.{user}::text = b.id"
+        f" JOIN unnest($2::text[]) WITH ORDINALITY c(id, n) ON x.{item}::text = c.id",
+        [ids, items.ids.tolist()],
+        ["text[]", "text[]"],
+    )
+    pairs = np.frombuffer(bytes(packed or b""), dtype=[("u", ">i4"), ("i", ">i4")])
+    data = np.ones(pairs.size, dtype=np.float32)
+    m = sp.csr_matrix(
+        (data, (pairs["u"].astype(np.int64), pairs["i"].astype(np.int64))),
+        shape=(len(ids), items.ids.size),
+    )
+    m.sum_duplicates()
+    return m
+
+
+def _excluded(
+    db: Db, model: Model, version: dict[str, Any], items: Catalog, flt: str | None, params: Any
+) -> npt.NDArray[np.int32]:
+    """Codes of the items the filter rules out (none without a filter)."""
+    if flt is None:
+        if params is not None:
+            raise InvalidParameter(
+                "params were given without a filter",
+                hint="params fill the $PARAMETERS of the filter argument",
+            )
+        return np.zeros(0, dtype=np.int32)
+    compiled = json.loads(
+        db.scalar(
+            "SELECT pyrec._resolve_filter($1, $2)::text", [model.model_id, flt], ["int4", "text"]
+        )
+    )
+    if compiled["target"] != "ItemID":
+        raise InvalidParameter(
+            "filter selects users (UserID), but batch_recommend returns items",
+            hint="use an INCLUDE/EXCLUDE ItemID filter",
+        )
+    if compiled["uses_item"]:
+        raise FeatureNotSupported(
+            "CurrentItem fields only apply to related-item recommendations",
+            hint="use Items.<field> in batch_recommend filters",
+        )
+    if compiled["uses_user"]:
+        raise FeatureNotSupported(
+            "batch_recommend does not support filters that depend on the user"
+            " (CurrentUser fields or Interactions)",
+            hint="filter on Items fields here, or call pyrec.recommend per user;"
+            " items each user interacted with are excluded already (exclude_seen)",
+        )
+    vals = db.scalar(
+        "SELECT pyrec._filter_values($1::jsonb, $2::jsonb)::text",
+        [json.dumps(compiled), None if params is None else json.dumps(params)],
+        ["text", "text"],
+    )
+    table = db.ident("pyrec", version["items_table"])
+    allowed = db.rows(
+        f"SELECT i.item_id FROM {table} i WHERE ({compiled['sql']})",
+        [None, None, None, None, vals, None],
+        ["text", "text[]", "int4", "text", "jsonb", "text"],
+    )
+    mask = np.ones(items.ids.size, dtype=bool)
+    mask[[items.codes[r["item_id"]] for r in allowed]] = False
+    return np.flatnonzero(mask).astype(np.int32)
+
+
+def _target(db: Db, model: Model, into: str | None) -> tuple[str, str, str]:
+    """(schema, name, quoted qualified name) of the output table; default pyrec.batch_<model>."""
+    if into is None:
+        return "pyrec", f"batch_{model.name}", db.ident("pyrec", f"batch_{model.name}")
+    try:
+        parts = db.scalar("SELECT parse_ident($1)", [into], ["text"])
+    except Exception as e:
+        if getattr(e, "sqlstate", None) is None:
+            raise
+        raise InvalidParameter(
+            f'into_table "{into}" is not a valid table name',
+            hint="a name such as recs or reporting.recs",
+        ) from e
+    if len(parts) == 1:
+        schema = db.scalar("SELECT current_schema()::text")
+        if schema is None:
+            raise InvalidParameter(
+                f'into_table "{into}" has no schema and search_path names none',
+                hint="qualify it, for example public.recs",
+            )
+        parts = [schema, parts[0]]
+    if len(parts) != 2:
+        raise InvalidParameter(
+            f'into_table "{into}" must be a table name or schema.table',
+            hint="for example reporting.recs",
+        )
+    return parts[0], parts[1], db.ident(*parts)
+
+
+def _check_replaceable(db: Db, qualified: str) -> bool:
+    """Whether the target exists; refuse to replace a table pyrec did not write."""
+    row = db.one(
+        "SELECT obj_description(c.oid, 'pg_class') AS note,"
+        " array(SELECT attname::text FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0"
+        " AND NOT attisdropped ORDER BY attnum) AS cols"
+        " FROM pg_class c WHERE c.oid = to_regclass($1)",
+        [qualified],
+        ["text"],
+    )
+    if row is None:
+        return False
+    if not str(row["note"] or "").startswith(MARK) or list(row["cols"]) != COLUMNS:
+        raise PyrecError(
+            f"{qualified} exists and was not written by pyrec.batch_recommend",
+            sqlstate="42P07",
+            hint="choose another into_table, or drop that table first",
+        )
+    return True
+
+
+def batch_recommend(
+    db: Db,
+    name: str | None,
+    users: str | None,
+    k: Any,
+    flt: str | None,
+    params: Any,
+    into: str | None,
+    exclude_seen: bool,
+) -> dict[str, Any]:
+    """Top k items for many users into `into` (user_id, item_id, score, rank, source)."""
+    model = get_model(db, name)
+    if k is None:
+        raise NullValue("k must not be null", hint="k is the number of items per user")
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+        raise InvalidParameter(
+            f"k must be between 1 and {MAX_K}, got {k}",
+            hint="k is the number of items per user",
+        )
+    version = _active(db, model)
+    schema, table, qualified = _target(db, model, into)
+    if not db.scalar(
+        "SELECT pg_try_advisory_lock($1, hashtext($2))", [LOCK_CLASS, qualified], ["int4", "text"]
+    ):
+        raise ObjectInUse(
+            f"another batch_recommend is writing {qualified}",
+            hint="wait for it; SELECT * FROM pyrec.batch_jobs shows its progress",
+        )
+    try:
+        for run_id in abandoned(db, "batch"):  # staging tables of killed jobs
+            db.run(f"DROP TABLE IF EXISTS {db.ident('pyrec', f'_batch_{run_id}')}")
+        run = Run(db, model, "batch", qualified)
+        staging = f"_batch_{run.run_id}"
+        try:
+            summary = _batch(
+                db,
+                model,
+                version,
+                run,
+                staging,
+                users,
+                k,
+                flt,
+                params,
+                exclude_seen,
+                (schema, table, qualified),
+            )
+        except BaseException as e:
+            db.rollback()
+            db.run(f"DROP TABLE IF EXISTS {db.ident('pyrec', staging)}")
+            run.finish("failed", version["version"], getattr(e, "message", None) or str(e))
+            run.commit()
+            raise
+        run.commit()
+        return summary
+    finally:
+        db.run(
+            "SELECT pg_advisory_unlock($1, hashtext($2))", [LOCK_CLASS, qualified], ["int4", "text"]
+        )
+
+
+def _batch(
+    db: Db,
+    model: Model,
+    version: dict[str, Any],
+    run: Run,
+    staging: str,
+    users: str | None,
+    k: int,
+    flt: str | None,
+    params: Any,
+    exclude_seen: bool,
+    target: tuple[str, str, str],
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    run.phase("reading", 0)
+    items = _items(db, version, vector_schema(db))
+    excluded = _excluded(db, model, version, items, flt, params)
+    ids = _user_ids(db, model, version, users)
+    vectors, known = read_vectors(db, version["users_table"], "user_id", ids, version["dims"])
+    seen = _seen(db, model, ids, items) if exclude_seen else None
+    run.phase("scoring", 10, 0)
+    stage = db.ident("pyrec", staging)
+    db.run(
+        f"CREATE TABLE {stage} (user_id text NOT NULL, item_id text NOT NULL,"
+        f" score real NOT NULL, rank integer NOT NULL, source text NOT NULL)"
+    )
+    written = 0
+    sql = (
+        f"INSERT INTO {stage} SELECT * FROM unnest($1::text[], $2::text[], $3::real[],"
+        f" $4::int4[], $5::text[])"
+    )
+    for lo in range(0, len(ids), USERS_PER_BLOCK):
+        hi = min(lo + USERS_PER_BLOCK, len(ids))
+        block_seen = seen[lo:hi] if seen is not None else None
+        rows = _score_block(vectors[lo:hi], known[lo:hi], items, k, block_seen, excluded)
+        user_pos, codes, scores, ranks, model_rows = rows
+        block_ids = np.asarray(ids[lo:hi], dtype=object)
+        db.run(
+            sql,
+            [
+                block_ids[user_pos].tolist(),
+                items.ids[codes].tolist(),
+                scores.tolist(),
+                ranks.tolist(),
+                np.where(model_rows, "model", "popular").tolist(),
+            ],
+            ["text[]", "text[]", "real[]", "int4[]", "text[]"],
+        )
+        written += int(codes.size)
+        run.phase("writing", 10 + 80 * hi / max(len(ids), 1), written)
+    schema, table, qualified = target
+    db.run(f"ALTER TABLE {stage} ADD PRIMARY KEY (user_id, rank)")
+    db.run(f"ANALYZE {stage}")
+    run.phase("activating", 95, written)
+    _swap(db, staging, schema, table, qualified, model, version, k)
+    seconds = round(time.perf_counter() - started, 3)
+    run.finish("succeeded", version["version"], None)
+    return {
+        "model": model.name,
+        "version": version["version"],
+        "table": qualified,
+        "users": len(ids),
+        "users_without_vectors": int((~known).sum()),
+        "rows": written,
+        "seconds": seconds,
+    }
+
+
+def _score_block(
+    vectors: npt.NDArray[np.float32],
+    known: npt.NDArray[np.bool_],
+    items: Catalog,
+    k: int,
+    seen: sp.csr_matrix | None,
+    excluded: npt.NDArray[np.int32],
+) -> tuple[npt.NDArray[Any], ...]:
+    """One block's rows, by user then rank: user position, item code, score, rank, and
+    whether the model (not the popularity fallback) chose the item."""
+    codes = np.full((known.size, k), -1, dtype=np.int32)
+    scores = np.zeros((known.size, k), dtype=np.float32)
+    for is_model in (True, False):
+        pos = np.flatnonzero(known == is_model)
+        if pos.size == 0:
+            continue
+        if is_model:
+            query, catalog = vectors[pos], items.vectors
+        else:  # users the version does not know: the most popular allowed unseen items
+            query, catalog = np.ones((pos.size, 1), dtype=np.float32), items.popularity[:, None]
+        codes[pos], scores[pos] = top_k(
+            catalog, query, k, None if seen is None else seen[pos], excluded
+        )
+    valid = codes >= 0  # a user with fewer than k allowed items gets ranks 1..n
+    users = np.broadcast_to(np.arange(known.size)[:, None], codes.shape)[valid]
+    ranks = np.broadcast_to(np.arange(1, k + 1, dtype=np.int32), codes.shape)[valid]
+    return users, codes[valid], scores[valid], ranks, known[users]
+
+
+def _swap(
+    db: Db,
+    staging: str,
+    schema: str,
+    table: str,
+    qualified: str,
+    model: Model,
+    version: dict[str, Any],
+    k: int,
+) -> None:
+    """Replace the target with the staging table in one transaction.
+
+    Readers see the old rows until the commit. Without dependent views the staging table is
+    renamed into place (a brief lock); with them, rows are copied so the views survive.
+    """
+    note = (
+        f"{MARK}: model {model.name} version {version['version']}, k {k},"
+        f" written {time.strftime('%Y-%m-%d %H:%M:%S %z')}"
+    )
+    exists = _check_replaceable(db, qualified)
+    dependents = exists and db.scalar(
+        "SELECT count(*) FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid"
+        " WHERE d.refobjid = to_regclass($1) AND d.classid = 'pg_rewrite'::regclass"
+        " AND r.ev_class <> d.refobjid",
+        [qualified],
+        ["text"],
+    )
+    stage = db.ident("pyrec", staging)
+    if dependents:
+        db.run(f"TRUNCATE {qualified}")
+        db.run(f"INSERT INTO {qualified} SELECT * FROM {stage}")
+        db.run(f"DROP TABLE {stage}")
+    else:
+        if exists:
+            db.run(f"DROP TABLE {qualified}")
+        if schema != "pyrec":
+            db.run(f"ALTER TABLE {stage} SET SCHEMA {db.ident(schema)}")
+        db.run(f"ALTER TABLE {db.ident(schema, staging)} RENAME TO {db.ident(table)}")
+        db.run(
+            f"ALTER INDEX {db.ident(schema, staging + '_pkey')}"
+            f" RENAME TO {db.ident(table + '_pkey')}"
+        )
+    db.run(f"COMMENT ON TABLE {qualified} IS {db.literal(note)}")

@@ -1,0 +1,27 @@
+-- Batch recommendations: a procedure, so its progress is committed where others see it.
+
+CREATE PROCEDURE pyrec.batch_recommend(
+    model text,
+    users text DEFAULT NULL,
+    k integer DEFAULT 25,
+    filter text DEFAULT NULL,
+    into_table text DEFAULT NULL,
+    params jsonb DEFAULT NULL,
+    exclude_seen boolean DEFAULT true
+)
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    outcome jsonb;
+    r jsonb;
+BEGIN
+    CALL pyrec._call_proc('batch_recommend', jsonb_build_object(
+        'model', model, 'users', users, 'k', k, 'filter', filter, 'into_table', into_table,
+        'params', params, 'exclude_seen', exclude_seen), outcome);
+    r := pyrec._result(outcome);
+    RAISE NOTICE '% rows for % users in % (model "%" version %) in % s', r->>'rows', r->>'users',
+        r->>'table', r->>'model', r->>'version', round((r->>'seconds')::numeric, 1);
+END
+$fn$;
+COMMENT ON PROCEDURE pyrec.batch_recommend(text, text, integer, text, text, jsonb, boolean) IS
+'Top-k items for many users (all, a query or a table) into a table of (user_id, item_id, score, rank, source), replaced atomically';
