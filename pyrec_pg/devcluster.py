@@ -27,12 +27,13 @@ class Cluster:
     own directory: the checkout itself may sit where the postgres user cannot read (/root).
     """
 
-    def __init__(self, port: int = 5432) -> None:
+    def __init__(self, port: int = 5432, settings: dict[str, str] | None = None) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="pyrec-pg-"))
         self.data = self.base / "data"
         self.log = self.base / "server.log"
         self.python = self.base / "python"
         self.port = port
+        self.settings = settings or {}  # extra postgresql.conf lines, e.g. to preload pg_cron
         self.socket_dir = self.base
         self.os_user = "postgres" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
 
@@ -89,6 +90,7 @@ class Cluster:
                 "synchronous_commit = off\nfull_page_writes = off\nmax_connections = 50\n"
                 "shared_buffers = 256MB\n"
             )
+            conf.writelines(f"{k} = '{v}'\n" for k, v in self.settings.items())
 
     def start(self) -> None:
         self._run(

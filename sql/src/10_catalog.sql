@@ -63,10 +63,22 @@ SELECT m.name AS model, v.version, v.status, v.recipe, v.params, v.metrics, v.di
 FROM pyrec._versions v JOIN pyrec.models m USING (model_id);
 COMMENT ON VIEW pyrec.model_versions IS 'Trained versions: status, recipe, parameters, holdout metrics, sizes, timings';
 
+-- a run whose backend is gone (killed, crashed, server restarted) shows as failed at once
+CREATE VIEW pyrec._runs_now AS
+SELECT r.run_id, r.model_id, r.kind, r.target, r.version,
+       CASE WHEN gone THEN 'failed' ELSE r.status END AS status, r.phase, r.percent,
+       r.rows_read, r.pid, r.started_at, r.finished_at,
+       CASE WHEN gone THEN 'the backend exited before finishing' ELSE r.message END AS message
+FROM pyrec._runs r,
+     LATERAL (SELECT r.status = 'running' AND NOT EXISTS (
+                SELECT 1 FROM pg_catalog.pg_stat_activity a
+                 WHERE a.pid = r.pid AND a.backend_start = r.backend_start)) g(gone);
+COMMENT ON VIEW pyrec._runs_now IS 'pyrec._runs with runs of vanished backends shown as failed';
+
 CREATE VIEW pyrec.training_runs AS
 SELECT r.run_id, m.name AS model, r.version, r.status, r.phase, r.percent, r.rows_read,
        r.pid, r.started_at, r.finished_at, r.finished_at - r.started_at AS duration, r.message
-FROM pyrec._runs r JOIN pyrec.models m USING (model_id)
+FROM pyrec._runs_now r JOIN pyrec.models m USING (model_id)
 WHERE r.kind = 'train';
 COMMENT ON VIEW pyrec.training_runs IS 'Progress of running trainings and the outcome of past ones';
 
@@ -74,7 +86,7 @@ CREATE VIEW pyrec.batch_jobs AS
 SELECT r.run_id, m.name AS model, r.version, r.target, r.status, r.phase, r.percent,
        r.rows_read AS rows_written, r.pid, r.started_at, r.finished_at,
        r.finished_at - r.started_at AS duration, r.message
-FROM pyrec._runs r JOIN pyrec.models m USING (model_id)
+FROM pyrec._runs_now r JOIN pyrec.models m USING (model_id)
 WHERE r.kind = 'batch';
 COMMENT ON VIEW pyrec.batch_jobs IS 'Progress of running batch_recommend jobs and the outcome of past ones';
 

@@ -52,6 +52,9 @@ BEGIN
             EXECUTE format('DROP TABLE %s', to_regclass(t.target));
         END IF;
     END LOOP;
+    IF to_regprocedure('cron.unschedule(name)') IS NOT NULL THEN
+        PERFORM pyrec.unschedule_training(name, if_exists => true);
+    END IF;
     DELETE FROM pyrec.models m WHERE m.model_id = mid;
 END
 $fn$;

@@ -1,0 +1,717 @@
+"""Batch recommendations: CALL pyrec.batch_recommend for every user vs COPY out, numpy, COPY in.
+
+Target (the issue): 200,000 users x 25 recommendations over a 20,000-item catalog in under 30 s
+on this 2-core machine, with and without a filter.
+
+Setup, not timed: a throwaway cluster; an items table bb_items (item_id bigint, category one of
+a/b/c/d, uniform) and an interactions table bb_interactions (user_id, item_id bigint; Poisson(20)
+per user, Zipf-popular items, ~4M rows for 200k users) loaded with binary COPY, indexed on
+user_id, VACUUM ANALYZE; a model (pyrec.create_model, items => bb_items) whose active version
+has random float32 64-d user and item vectors, written by pyrec_pg.versions.write_version
+through the psycopg plpy stub (no training: ALS at this size is bench_training's subject).
+
+pyrec: CALL pyrec.batch_recommend(model, users => NULL (every user of the version), k => 25,
+filter, into_table, exclude_seen => true), wall clock from the client, in a fresh session that
+has already imported pyrec_pg. Cases: (a) no filter; (b) 'INCLUDE ItemID WHERE Items.category
+IN ("a", "b")' (about half the catalog). Phases are polled from pyrec.batch_jobs by a second
+session (the "scoring" phase is the first block's scoring and INSERT; "writing" the other
+blocks, then the primary key and ANALYZE; "activating" the swap and commit). A finer in-server
+breakdown comes from timers wrapped, in that backend only, around pyrec_pg.batch's steps
+(_items, _excluded, _user_ids, read_vectors, _seen, _score_block, the staging INSERTs, the
+primary key, ANALYZE, _swap); the wrappers add microseconds and change nothing else.
+
+The peer, measured in the same run on the same data, is the pipeline a user would otherwise
+run, in a fresh process (numpy's BLAS on its default threads):
+  1. binary COPY out of the version's user and item vectors (ids cast to bigint, parsed with
+     numpy), of the (user_id, item_id) interactions and, with the filter, of the allowed ids;
+  2. per block of 512 users, float32 matmul against the (allowed) items, seen items set to
+     -inf, np.argpartition for the top 25, sorted;
+  3. in one transaction: binary COPY of (user_id, item_id, score, rank, source) -- the same
+     columns and types as pyrec's output -- into a new table, primary key (user_id, rank),
+     ANALYZE, drop the previous table, rename the new one into place.
+Both pipelines replace their previous output from the second repeat on. Before each timed run
+the cluster is quiesced (CHECKPOINT, no autovacuum worker busy), untimed.
+
+Peak memory: the batch backend's VmHWM (peak RSS; includes the shared buffers it touched) and
+its private memory (RssAnon) sampled every 20 ms, per phase; the peer process's VmHWM and its
+backend's. Each repeat uses fresh sessions, so each VmHWM is that run's.
+Run: .venv/bin/python -m bench.bench_batch [--users 200000] [--items 20000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+import scipy.sparse as sp
+from psycopg import sql
+
+from pyrec_pg.devcluster import Cluster
+from pyrec_pg.interactions import Interactions
+from pyrec_pg.models import get_model
+from pyrec_pg.recipes import Factors
+from pyrec_pg.runtime import Db
+from pyrec_pg.runtime.stub import PsycopgPlpy
+from pyrec_pg.versions import write_version
+
+from .bench_training import BINARY_HEADER, line, mb, proc_status
+from .common import median
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL = "bench_batch"
+ITEMS, INTERACTIONS = "bb_items", "bb_interactions"
+K = 25
+DIMS = 64
+PER_USER = 20
+CATEGORIES = ("a", "b", "c", "d")
+FILTER = 'INCLUDE ItemID WHERE Items.category IN ("a", "b")'
+ALLOWED = ("a", "b")  # the same rule, for the peer
+CASES = (("no filter", None, "all"), ("filter", FILTER, "ab"))  # name, filter, table suffix
+PHASES = ("starting", "reading", "scoring", "writing", "activating")  # pyrec.batch_jobs.phase
+SAMPLE_SECONDS = 0.02  # memory sampling; the phase is polled every POLL_EVERY samples
+POLL_EVERY = 5
+PEER_BLOCK = 512
+COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension
+COPY_TRAILER = b"\xff\xff"
+INTERACTION_ROW = np.dtype([("n", ">i2"), ("lu", ">i4"), ("u", ">i8"), ("li", ">i4"), ("i", ">i8")])
+
+
+def vector_row(dims: int) -> np.dtype[Any]:
+    """A binary COPY row of (bigint id, vector): pgvector sends int16 dim, int16 0, float4s."""
+    return np.dtype(
+        [
+            ("n", ">i2"),
+            ("lk", ">i4"),
+            ("k", ">i8"),
+            ("lv", ">i4"),
+            ("dim", ">i2"),
+            ("unused", ">i2"),
+            ("v", ">f4", (dims,)),
+        ]
+    )
+
+
+# Installed once per session in the batch backend: timers around pyrec_pg.batch's steps.
+PROBE = """
+import json, time
+log = GD.get("bench_batch_log")
+if log is None:
+    from pyrec_pg import batch
+    from pyrec_pg.runtime import Db
+    log = GD["bench_batch_log"] = []
+
+    def wrap(label, fn):
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                log.append((label, t, time.perf_counter()))
+        return timed
+
+    for name in ("_batch", "_items", "_excluded", "_user_ids", "read_vectors", "_seen",
+                 "_score_block", "_swap"):
+        setattr(batch, name, wrap(name, getattr(batch, name)))
+    db_run = Db.run
+
+    def run(self, text, *args, **kwargs):
+        if text.startswith("INSERT INTO") and "unnest(" in text and "_batch_" in text:
+            label = "insert"
+        elif "ADD PRIMARY KEY" in text:
+            label = "primary key"
+        elif text.startswith("ANALYZE"):
+            label = "analyze"
+        else:
+            return db_run(self, text, *args, **kwargs)
+        return wrap(label, db_run)(self, text, *args, **kwargs)
+
+    Db.run = run
+if action == "read":
+    return json.dumps(log)
+del log[:]
+return None
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# setup
+
+
+def setup(dsn: str, n_users: int, n_items: int, seed: int) -> tuple[dict[str, float], int]:
+    """Tables, model and an active version; returns the setup timings and interaction count."""
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    category = rng.integers(0, len(CATEGORIES), n_items)
+    popularity = 1.0 / np.arange(1, n_items + 1) ** 0.9  # Zipf-like
+    rng.shuffle(popularity)
+    cdf = np.cumsum(popularity) / popularity.sum()
+    users = np.repeat(np.arange(n_users, dtype=np.int64), rng.poisson(PER_USER, n_users))
+    items = np.minimum(np.searchsorted(cdf, rng.random(users.size)), n_items - 1).astype(np.int64)
+    user_vecs = rng.standard_normal((n_users, DIMS), dtype=np.float32) * 0.1
+    item_vecs = rng.standard_normal((n_items, DIMS), dtype=np.float32) * 0.1
+    t1 = time.perf_counter()
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            f"CREATE TABLE {ITEMS} (item_id bigint PRIMARY KEY, category text NOT NULL);"
+            f"CREATE TABLE {INTERACTIONS} (user_id bigint NOT NULL, item_id bigint NOT NULL)"
+        )
+        with conn.cursor() as cur, cur.copy(f"COPY {ITEMS} FROM STDIN") as copy:
+            copy.write("".join(f"{i}\t{CATEGORIES[c]}\n" for i, c in enumerate(category.tolist())))
+        stmt = f"COPY {INTERACTIONS} FROM STDIN (FORMAT binary)"
+        with conn.cursor() as cur, cur.copy(stmt) as copy:
+            copy.write(COPY_SIGNATURE)
+            for lo in range(0, users.size, 1_000_000):
+                chunk = np.empty(min(1_000_000, users.size - lo), INTERACTION_ROW)
+                chunk["n"], chunk["lu"], chunk["li"] = 2, 8, 8
+                chunk["u"], chunk["i"] = users[lo : lo + chunk.size], items[lo : lo + chunk.size]
+                copy.write(chunk.tobytes())
+            copy.write(COPY_TRAILER)
+    t2 = time.perf_counter()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE INDEX ON {INTERACTIONS} (user_id)")
+        conn.execute(f"VACUUM ANALYZE {ITEMS}, {INTERACTIONS}")
+        conn.execute(
+            "SELECT pyrec.create_model(%s, %s, items => %s, options => %s)",
+            [MODEL, INTERACTIONS, ITEMS, json.dumps({"holdout": 0})],
+        )
+        conn.execute(
+            "CREATE FUNCTION public.bench_batch_probe(action text) RETURNS text"
+            f" LANGUAGE plpython3u AS $probe${PROBE}$probe$"
+        )
+    t3 = time.perf_counter()
+    counts = np.bincount(items, minlength=n_items).astype(np.float32)
+    with psycopg.connect(dsn, autocommit=False) as conn:
+        db = Db(PsycopgPlpy(conn))
+        data = Interactions(
+            users=np.arange(n_users).astype(str),
+            items=np.arange(n_items).astype(str),
+            matrix=sp.csr_matrix(
+                (np.ones(users.size, dtype=np.float32), (users, items)), shape=(n_users, n_items)
+            ),
+            rows_read=int(users.size),
+        )
+        info: dict[str, Any] = {"recipe": "als", "params": {"factors": DIMS}, "metrics": {}}
+        info["training_seconds"] = 0.0
+        write_version(db, get_model(db, MODEL), data, Factors(user_vecs, item_vecs), counts, info)
+        conn.commit()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        users_table, items_table = version_tables(conn)
+        conn.execute(f"VACUUM ANALYZE pyrec.{users_table}, pyrec.{items_table}")
+    t4 = time.perf_counter()
+    return {
+        "generate": t1 - t0,
+        "load (COPY)": t2 - t1,
+        "index + VACUUM ANALYZE + model": t3 - t2,
+        "version (write_version)": t4 - t3,
+    }, int(users.size)
+
+
+def version_tables(conn: psycopg.Connection[Any]) -> tuple[str, str]:
+    row = conn.execute(
+        "SELECT users_table, items_table FROM pyrec.model_versions"
+        " WHERE model = %s AND status = 'active'",
+        [MODEL],
+    ).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+def quiesce(dsn: str) -> None:
+    """Flush dirty buffers and wait (up to 2 min) until no autovacuum worker is busy."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            busy = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+                " AND state IS DISTINCT FROM 'idle' AND query <> ''"
+            ).fetchone()
+            if not busy or not busy[0]:
+                return
+            time.sleep(0.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# pyrec
+
+
+class Watcher(threading.Thread):
+    """Samples a backend's memory and polls its batch job's phase until stopped."""
+
+    def __init__(self, dsn: str, pid: int, after_run: int) -> None:
+        super().__init__(daemon=True)
+        self.dsn, self.pid, self.after_run = dsn, pid, after_run
+        self.phases: dict[str, float] = {}  # phase -> perf_counter when first seen
+        self.anon: dict[str, int] = {}  # phase -> peak RssAnon (bytes) while in it
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            phase = "starting"
+            for tick in itertools.count():
+                if self.stop.is_set():
+                    return
+                anon = proc_status(self.pid).get("RssAnon", 0)
+                self.anon[phase] = max(self.anon.get(phase, 0), anon)
+                if tick % POLL_EVERY == 0:
+                    row = conn.execute(
+                        "SELECT phase FROM pyrec.batch_jobs WHERE pid = %s AND run_id > %s"
+                        " ORDER BY run_id DESC LIMIT 1",
+                        [self.pid, self.after_run],
+                    ).fetchone()
+                    if row is not None:
+                        phase = row[0]
+                        self.phases.setdefault(phase, time.perf_counter())
+                self.stop.wait(SAMPLE_SECONDS)
+
+
+@dataclass
+class Run:
+    total: float
+    steps: dict[str, float]
+    peak: int  # bytes, VmHWM: the batch backend's, or the peer process's
+    baseline: int  # bytes, RSS before the work
+    rows: int
+    users: int
+    anon: dict[str, int] = field(default_factory=dict)  # pyrec: peak RssAnon by phase
+    breakdown: dict[str, float] = field(default_factory=dict)  # pyrec: in-server timers
+    backend_peak: int = 0  # the peer's backend VmHWM
+
+
+@dataclass
+class Case:
+    name: str
+    flt: str | None
+    pyrec_table: str
+    peer_table: str
+    pyrec: list[Run] = field(default_factory=list)
+    peer: list[Run] = field(default_factory=list)
+    checks: dict[str, Any] = field(default_factory=dict)
+
+
+def breakdown(log: list[list[Any]], total: float) -> dict[str, float]:
+    """Seconds per step from the in-server timers; the buckets add up to the total."""
+    spent: dict[str, float] = {}
+    for label, t0, t1 in log:
+        spent[label] = spent.get(label, 0.0) + t1 - t0
+    starts = {label: t0 for label, t0, _ in reversed(log)}  # the first start of each
+    loop = starts.get("primary key", 0.0) - starts.get("_score_block", 0.0)
+    out = {
+        "items": spent.get("_items", 0.0),
+        "filter": spent.get("_excluded", 0.0),
+        "user ids": spent.get("_user_ids", 0.0),
+        "user vectors": spent.get("read_vectors", 0.0),
+        "seen": spent.get("_seen", 0.0),
+        "score (top_k)": spent.get("_score_block", 0.0),
+        "INSERT": spent.get("insert", 0.0),
+        "to lists": loop - spent.get("_score_block", 0.0) - spent.get("insert", 0.0),
+        "primary key": spent.get("primary key", 0.0),
+        "ANALYZE": spent.get("analyze", 0.0),
+        "swap": spent.get("_swap", 0.0),
+    }
+    out["other"] = total - sum(out.values())
+    return out
+
+
+BUCKETS = {  # where the time goes: breakdown keys by stage
+    "reading": ("items", "filter", "user ids", "user vectors", "seen"),
+    "scoring": ("score (top_k)",),
+    "writing": ("INSERT", "to lists", "primary key", "ANALYZE"),
+    "swap": ("swap",),
+    "other": ("other",),
+}
+
+
+def run_pyrec(dsn: str, flt: str | None, into: str) -> Run:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pyrec._python()")  # import pyrec_pg, numpy, scipy in this backend
+        conn.execute("SELECT public.bench_batch_probe('install')")
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+        last = conn.execute("SELECT coalesce(max(run_id), 0) FROM pyrec._runs").fetchone()
+        before = proc_status(pid)
+        notices: list[str] = []
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        watcher = Watcher(dsn, pid, int(last[0]))  # type: ignore[index]
+        watcher.start()
+        started = time.perf_counter()
+        conn.execute(
+            "CALL pyrec.batch_recommend(%s, k => %s, filter => %s, into_table => %s)",
+            [MODEL, K, flt, into],
+        )
+        ended = time.perf_counter()
+        watcher.stop.set()
+        watcher.join()
+        after = proc_status(pid)
+        log = json.loads(conn.execute("SELECT public.bench_batch_probe('read')").fetchone()[0])  # type: ignore[index]
+        job = conn.execute(
+            "SELECT status, rows_written, message FROM pyrec.batch_jobs WHERE pid = %s"
+            " AND run_id > %s ORDER BY run_id DESC LIMIT 1",
+            [pid, int(last[0])],  # type: ignore[index]
+        ).fetchone()
+        users = conn.execute(f"SELECT count(DISTINCT user_id) FROM {into}").fetchone()
+    assert job is not None and job[0] == "succeeded", (job, notices)
+    watcher.phases["starting"] = started  # lock, run row: until "reading" is seen
+    marks = [*sorted(watcher.phases.items(), key=lambda kv: kv[1]), ("end", ended)]
+    seen = {p: t1 - t0 for (p, t0), (_, t1) in itertools.pairwise(marks)}
+    return Run(
+        total=ended - started,
+        steps={p: seen.get(p, 0.0) for p in PHASES},
+        peak=after.get("VmHWM", 0),
+        baseline=before.get("VmRSS", 0),
+        rows=int(job[1]),
+        users=int(users[0]) if users else 0,
+        anon=watcher.anon,
+        breakdown=breakdown(log, ended - started),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# peer
+
+
+def run_peer(dsn: str, flt: bool, out: str) -> Run:
+    """The peer pipeline in a fresh process (so its memory peak is its own)."""
+    cmd = [sys.executable, "-m", "bench.bench_batch", "--peer", dsn, str(int(flt)), out]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"peer pipeline failed:\n{done.stdout}{done.stderr}")
+    res = json.loads(done.stdout.strip().splitlines()[-1])
+    return Run(
+        total=res["total"],
+        steps=res["steps"],
+        peak=res["peak"],
+        baseline=res["after_imports"],
+        rows=res["rows"],
+        users=res["users"],
+        backend_peak=res["backend_peak"],
+    )
+
+
+def copy_out(conn: psycopg.Connection[Any], query: str) -> bytearray:
+    buf = bytearray()
+    with conn.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT (FORMAT binary)") as copy:
+        for chunk in copy:
+            buf += chunk
+    return buf
+
+
+def binary_rows(buf: bytearray, dtype: np.dtype[Any], fields: int) -> npt.NDArray[Any]:
+    count = (len(buf) - BINARY_HEADER - len(COPY_TRAILER)) // dtype.itemsize
+    rows = np.frombuffer(buf, dtype, offset=BINARY_HEADER, count=count)
+    assert (rows["n"] == fields).all()
+    return rows
+
+
+def read_vectors(
+    conn: psycopg.Connection[Any], table: str, key: str
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """(ids sorted, their vectors) of a version table, ids cast to bigint."""
+    buf = copy_out(conn, f"SELECT {key}::bigint, embedding FROM pyrec.{table}")
+    rows = binary_rows(buf, vector_row(DIMS), 2)
+    order = np.argsort(rows["k"], kind="stable")
+    return rows["k"][order].astype(np.int64), rows["v"][order].astype(np.float32)
+
+
+def codes_of(ids: npt.NDArray[np.int64], sorted_ids: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
+    """Positions of ids in sorted_ids, -1 where absent."""
+    pos = np.minimum(np.searchsorted(sorted_ids, ids), sorted_ids.size - 1)
+    return np.where(sorted_ids[pos] == ids, pos, -1)
+
+
+def encode_ids(ids: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.bytes_], npt.NDArray[Any]]:
+    text = ids.astype(str)
+    return np.char.encode(text, "ascii"), np.char.str_len(text)
+
+
+def output_chunks(
+    users: tuple[npt.NDArray[np.bytes_], npt.NDArray[Any]],
+    items: tuple[npt.NDArray[np.bytes_], npt.NDArray[Any]],
+    u: npt.NDArray[Any],
+    i: npt.NDArray[Any],
+    scores: npt.NDArray[np.float32],
+    ranks: npt.NDArray[Any],
+) -> Iterator[bytes]:
+    """Binary COPY rows of (user_id text, item_id text, score real, rank int, source text):
+    rows whose ids have the same text lengths share a fixed layout, one numpy record each
+    (row order in a COPY does not matter)."""
+    lu, li = users[1][u], items[1][i]
+    key = lu * 64 + li
+    for value in np.unique(key).tolist():
+        a, b = divmod(value, 64)
+        sel = np.flatnonzero(key == value)
+        out = np.empty(
+            sel.size,
+            [
+                ("n", ">i2"),
+                ("lu", ">i4"),
+                ("u", f"S{a}"),
+                ("li", ">i4"),
+                ("i", f"S{b}"),
+                ("ls", ">i4"),
+                ("s", ">f4"),
+                ("lr", ">i4"),
+                ("r", ">i4"),
+                ("lsrc", ">i4"),
+                ("src", "S5"),
+            ],
+        )
+        out["n"], out["lu"], out["li"], out["ls"], out["lr"], out["lsrc"] = 5, a, b, 4, 4, 5
+        out["u"] = users[0][u[sel]].astype(f"S{a}")
+        out["i"] = items[0][i[sel]].astype(f"S{b}")
+        out["s"], out["r"], out["src"] = scores[sel], ranks[sel], b"model"
+        yield out.tobytes()
+
+
+def peer_main(dsn: str, flt: bool, out: str) -> None:
+    """Child process: run the peer pipeline, print its timings and memory as one JSON line."""
+    after_imports = proc_status(os.getpid()).get("VmRSS", 0)
+    with psycopg.connect(dsn) as conn:
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+        users_table, items_table = version_tables(conn)
+        conn.commit()
+        t0 = time.perf_counter()
+        # 1. COPY out: vectors, what each user has seen, the allowed items
+        user_ids, user_vecs = read_vectors(conn, users_table, "user_id")
+        item_ids, item_vecs = read_vectors(conn, items_table, "item_id")
+        allowed = np.arange(item_ids.size)
+        if flt:
+            rows = conn.execute(
+                f"SELECT item_id FROM {ITEMS} WHERE category = ANY(%s)", [list(ALLOWED)]
+            ).fetchall()
+            found = codes_of(np.asarray([r[0] for r in rows], dtype=np.int64), item_ids)
+            allowed = np.unique(found[found >= 0])
+        column = np.full(item_ids.size, -1, dtype=np.int64)  # catalog code -> scored column
+        column[allowed] = np.arange(allowed.size)
+        pairs = binary_rows(
+            copy_out(conn, f"SELECT user_id, item_id FROM {INTERACTIONS}"), INTERACTION_ROW, 2
+        )
+        su = codes_of(pairs["u"].astype(np.int64), user_ids)
+        si = codes_of(pairs["i"].astype(np.int64), item_ids)
+        si = np.where(si >= 0, column[si], -1)
+        keep = (su >= 0) & (si >= 0)
+        seen = sp.csr_matrix(
+            (np.ones(int(keep.sum()), dtype=np.float32), (su[keep], si[keep])),
+            shape=(user_ids.size, allowed.size),
+        )
+        del pairs, su, si, keep
+        conn.commit()
+        t1 = time.perf_counter()
+        # 2. score: matmul, mask, argpartition, sort
+        kk = min(K, allowed.size)
+        catalog_t = np.ascontiguousarray(item_vecs[allowed].T)
+        codes = np.empty((user_ids.size, kk), dtype=np.int64)
+        scores = np.empty((user_ids.size, kk), dtype=np.float32)
+        for lo in range(0, user_ids.size, PEER_BLOCK):
+            hi = min(lo + PEER_BLOCK, user_ids.size)
+            s = user_vecs[lo:hi] @ catalog_t
+            ptr = seen.indptr[lo : hi + 1]
+            s[np.repeat(np.arange(hi - lo), np.diff(ptr)), seen.indices[ptr[0] : ptr[-1]]] = -np.inf
+            part = np.argpartition(s, s.shape[1] - kk, axis=1)[:, s.shape[1] - kk :]
+            top = np.take_along_axis(s, part, axis=1)
+            order = np.argsort(-top, axis=1, kind="stable")
+            codes[lo:hi] = allowed[np.take_along_axis(part, order, axis=1)]
+            scores[lo:hi] = np.take_along_axis(top, order, axis=1)
+        t2 = time.perf_counter()
+        # 3. COPY in, primary key, ANALYZE, replace the previous table: one transaction
+        valid = np.isfinite(scores)  # fewer than k allowed unseen items: ranks 1..n
+        u = np.broadcast_to(np.arange(user_ids.size)[:, None], codes.shape)[valid]
+        ranks = np.broadcast_to(np.arange(1, kk + 1, dtype=np.int32), codes.shape)[valid]
+        i, s_valid = codes[valid], scores[valid]
+        enc_users, enc_items = encode_ids(user_ids), encode_ids(item_ids)
+        stage, target = sql.Identifier(f"{out}_new"), sql.Identifier(out)
+        with conn.transaction():
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE {} (user_id text NOT NULL, item_id text NOT NULL,"
+                    " score real NOT NULL, rank integer NOT NULL, source text NOT NULL)"
+                ).format(stage)
+            )
+            stmt = sql.SQL("COPY {} FROM STDIN (FORMAT binary)").format(stage)
+            with conn.cursor() as cur, cur.copy(stmt) as copy:
+                copy.write(COPY_SIGNATURE)
+                for lo in range(0, u.size, 1_000_000):
+                    part_rows = slice(lo, lo + 1_000_000)
+                    cols = (u[part_rows], i[part_rows], s_valid[part_rows], ranks[part_rows])
+                    for chunk in output_chunks(enc_users, enc_items, *cols):
+                        copy.write(chunk)
+                copy.write(COPY_TRAILER)
+            conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (user_id, rank)").format(stage))
+            conn.execute(sql.SQL("ANALYZE {}").format(stage))
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(target))
+            conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(stage, target))
+            conn.execute(
+                sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                    sql.Identifier(f"{out}_new_pkey"), sql.Identifier(f"{out}_pkey")
+                )
+            )
+        t3 = time.perf_counter()
+        backend_peak = proc_status(pid).get("VmHWM", 0)
+    print(
+        json.dumps(
+            {
+                "total": t3 - t0,
+                "steps": {
+                    "COPY out (vectors, seen, filter)": t1 - t0,
+                    "score (matmul + argpartition)": t2 - t1,
+                    "COPY in + primary key + ANALYZE + swap": t3 - t2,
+                },
+                "peak": proc_status(os.getpid()).get("VmHWM", 0),
+                "after_imports": after_imports,
+                "backend_peak": backend_peak,
+                "rows": int(u.size),
+                "users": int(np.unique(u).size),
+            }
+        )
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# checks and report
+
+
+def check(dsn: str, case: Case) -> None:
+    """Untimed: both outputs hold the same (user, rank, item) rows; nothing seen or filtered out
+    slipped into pyrec's."""
+    p, q = sql.Identifier(case.pyrec_table), sql.Identifier(case.peer_table)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        same = conn.execute(
+            sql.SQL(
+                "SELECT count(*) FILTER (WHERE p.item_id = q.item_id), count(*)"
+                " FROM {} p JOIN {} q USING (user_id, rank)"
+            ).format(p, q)
+        ).fetchone()
+        seen = conn.execute(
+            sql.SQL(
+                "SELECT count(*) FROM {} p JOIN {} x"
+                " ON x.user_id = p.user_id::bigint AND x.item_id = p.item_id::bigint"
+            ).format(p, sql.Identifier(INTERACTIONS))
+        ).fetchone()
+        outside = conn.execute(
+            sql.SQL(
+                "SELECT count(*) FROM {} p JOIN {} i ON i.item_id = p.item_id::bigint"
+                " WHERE %s AND i.category <> ALL(%s)"
+            ).format(p, sql.Identifier(ITEMS)),
+            [case.flt is not None, list(ALLOWED)],
+        ).fetchone()
+    assert same is not None and seen is not None and outside is not None
+    case.checks = {
+        "same": int(same[0]),
+        "pairs": int(same[1]),
+        "seen": int(seen[0]),
+        "outside": int(outside[0]),
+    }
+
+
+def report(case: Case, n_users: int, elapsed: float) -> None:
+    p, q = case.pyrec, case.peer
+    print(f"\n({case.name}) filter: {case.flt or 'none'}", flush=True)
+    peer_total = median([r.total for r in q])
+    pyrec_total = median([r.total for r in p])
+    print(line("pyrec: CALL pyrec.batch_recommend", [r.total for r in p], peer_total))
+    for phase in PHASES:
+        print(line(f"    phase {phase} (pyrec.batch_jobs)", [r.steps.get(phase, 0.0) for r in p]))
+    parts = []
+    for stage, keys in BUCKETS.items():
+        inner = ", ".join(f"{k} {median([r.breakdown[k] for r in p]):.2f}" for k in keys)
+        total = median([sum(r.breakdown[k] for k in keys) for r in p])
+        parts.append(f"{stage} {total:.2f} s" + (f" ({inner})" if len(keys) > 1 else ""))
+    print("    in-server breakdown, medians: " + "; ".join(parts))
+    print(line("peer: COPY out + numpy + COPY in", [r.total for r in q]))
+    for step in q[0].steps:
+        print(line(f"    {step}", [r.steps[step] for r in q]))
+    verdict = "met" if pyrec_total < 30 else "missed"
+    print(
+        f"  ratio pyrec / peer (median totals): {pyrec_total / peer_total:.2f}x;"
+        f" target < 30 s for 200,000 users: {verdict} ({pyrec_total:.1f} s for {n_users:,} users)"
+    )
+    c = case.checks
+    print(
+        f"  rows written: pyrec {p[-1].rows:,} for {p[-1].users:,} users,"
+        f" peer {q[-1].rows:,} for {q[-1].users:,} users; same item at (user, rank):"
+        f" {c['same']:,} of {c['pairs']:,}; seen items in pyrec's output: {c['seen']}"
+        + (f"; items outside the filter: {c['outside']}" if case.flt else "")
+    )
+    anon = ", ".join(
+        f"{ph} {mb([r.anon.get(ph, 0) for r in p])}" for ph in PHASES if p[0].anon.get(ph)
+    )
+    print(
+        f"  peak memory, pyrec batch backend: VmHWM {mb([r.peak for r in p])}"
+        f" (RSS {mb([r.baseline for r in p])} before the CALL);"
+        f" private (RssAnon) peak by phase: {anon}"
+    )
+    print(
+        f"  peak memory, peer process: VmHWM {mb([r.peak for r in q])}"
+        f" ({mb([r.baseline for r in q])} after imports); its backend's VmHWM"
+        f" {mb([r.backend_peak for r in q])}"
+    )
+    print(f"  (case took {elapsed:.0f} s with setup of runs and checks)", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--users", type=int, default=200_000)
+    ap.add_argument("--items", type=int, default=20_000)
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each pipeline per case")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--peer", nargs=3, help=argparse.SUPPRESS)  # child: dsn, filter 0/1, out
+    args = ap.parse_args()
+    if args.peer:
+        peer_main(args.peer[0], args.peer[1] == "1", args.peer[2])
+        return
+    print(
+        f"batch top-{K}, exclude_seen, every user of the version, {DIMS}-d float32 vectors;"
+        f" peer: binary COPY out + numpy matmul/argpartition (blocks of {PEER_BLOCK})"
+        f" + binary COPY in; {os.cpu_count()} CPUs",
+        flush=True,
+    )
+    print(f"load average at start: {Path('/proc/loadavg').read_text().strip()}", flush=True)
+    started = time.perf_counter()
+    cases = [
+        Case(name, flt, f"recs_pyrec_{suffix}", f"recs_peer_{suffix}")
+        for name, flt, suffix in CASES
+    ]
+    with Cluster() as cluster:
+        dsn = cluster.dsn()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION pyrec CASCADE")
+        timings, n_pairs = setup(dsn, args.users, args.items, args.seed)
+        print(
+            f"\n{args.users:,} users x {args.items:,} items, {n_pairs:,} interactions"
+            f" ({n_pairs / args.users:.1f} per user), categories {'/'.join(CATEGORIES)}"
+        )
+        print("  setup, not timed: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+        for case in cases:
+            t = time.perf_counter()
+            for _ in range(args.repeat):  # interleaved, so drift hits both alike
+                quiesce(dsn)
+                case.pyrec.append(run_pyrec(dsn, case.flt, f"public.{case.pyrec_table}"))
+                quiesce(dsn)
+                case.peer.append(run_peer(dsn, case.flt is not None, case.peer_table))
+            check(dsn, case)
+            report(case, args.users, time.perf_counter() - t)
+    print(f"\nsummary (median seconds, {args.users:,} users x {K}, {args.items:,} items):")
+    print(f"  {'case':<10} {'pyrec':>8} {'peer':>8} {'ratio':>7}  target: pyrec < 30 s")
+    for c in cases:
+        a, b = median([r.total for r in c.pyrec]), median([r.total for r in c.peer])
+        print(f"  {c.name:<10} {a:8.2f} {b:8.2f} {a / b:6.2f}x")
+    print(
+        f"whole run {time.perf_counter() - started:.0f} s;"
+        f" load average at end: {Path('/proc/loadavg').read_text().strip()}"
+    )
+
+
+if __name__ == "__main__":
+    main()
