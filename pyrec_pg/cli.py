@@ -13,7 +13,7 @@ import psycopg
 
 from . import __version__
 from .data import movielens, synthetic
-from .errors import PyrecError
+from .errors import InvalidParameter, ObjectInUse, PyrecError
 
 
 def _connect(dsn: str, autocommit: bool = True) -> psycopg.Connection[Any]:
@@ -45,7 +45,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     plpy = PsycopgPlpy.connect(args.dsn)
     try:
-        summary = training.train(Db(plpy), args.model, json.loads(args.options))
+        try:
+            options = json.loads(args.options)
+        except json.JSONDecodeError as e:
+            raise InvalidParameter(
+                f"--options is not JSON: {e}", hint="e.g. '{\"holdout\": 0}'"
+            ) from e
+        summary = training.train(Db(plpy), args.model, options, args.mode)
     finally:
         plpy.conn.close()
     print(
@@ -128,10 +134,21 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_load_sample)
 
-    t = sub.add_parser("train", help="train a model from outside the server (external trainer)")
+    t = sub.add_parser(
+        "train",
+        help="train a model from outside the server (external trainer; for system cron)",
+        description="Exit codes: 0 trained, 2 bad input or data, 3 database error,"
+        " 75 the model is being trained by another session right now (try later).",
+    )
     t.add_argument("model")
     t.add_argument("--dsn", required=True)
     t.add_argument("--options", default="{}", help="JSON training options")
+    t.add_argument(
+        "--mode",
+        choices=["full", "update"],
+        default="full",
+        help="update: warm-start from the active version (fewer sweeps)",
+    )
     t.add_argument("--json", action="store_true")
     t.set_defaults(fn=cmd_train)
     return p
@@ -145,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"pyrec: error: {e.message}" + (f"\nhint: {e.hint}" if e.hint else ""), file=sys.stderr
         )
-        return 2
+        # EX_TEMPFAIL: another session holds the model's training lock; a later run will do
+        return 75 if isinstance(e, ObjectInUse) else 2
     except psycopg.Error as e:
         print(f"pyrec: database error: {e}", file=sys.stderr)
         return 3

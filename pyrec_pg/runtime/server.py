@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .. import __version__, batch, filters, models, training
+from .. import __version__, batch, filters, models, readiness, training
 from ..errors import PyrecError
 from . import Db
 
@@ -137,12 +137,17 @@ def _batch_recommend(db: Db, a: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def _check_data(db: Db, a: dict[str, Any]) -> list[dict[str, Any]]:
+    return readiness.check_data(db, a.get("model"))
+
+
 def _evaluate(db: Db, a: dict[str, Any]) -> dict[str, Any]:
     return training.evaluate(db, a.get("model"), _options(a.get("options")))
 
 
 ENTRIES: dict[str, Callable[[Db, dict[str, Any]], Any]] = {
     "batch_recommend": _batch_recommend,
+    "check_data": _check_data,
     "evaluate": _evaluate,
     "compile_filter": _compile_filter,
     "create_filter": _create_filter,

@@ -136,9 +136,9 @@ def test_batch_rejects_bad_input(trained: Conn) -> None:
 
 
 def test_batch_inside_a_transaction_block_is_refused(trained: Conn) -> None:
-    with raises_pg(trained, "25001", "cannot run inside a transaction block", "outside BEGIN"):
-        with trained.transaction():
-            trained.execute("CALL pyrec.batch_recommend('movies', users => 'SELECT 1')")
+    refused = raises_pg(trained, "25001", "cannot run inside a transaction block", "outside BEGIN")
+    with refused, trained.transaction():
+        trained.execute("CALL pyrec.batch_recommend('movies', users => 'SELECT 1')")
 
 
 def test_batch_of_an_untrained_model_is_refused(trained: Conn) -> None:

@@ -122,7 +122,7 @@ def test_failure_while_reading_leaves_previous_version_serving(trained: Conn) ->
     assert _recs(trained) == before
 
 
-def test_concurrent_training_of_one_model_is_refused(trained: Conn) -> None:
+def test_concurrent_training_of_one_model_is_refused(trained: Conn, capsys: Any) -> None:
     info = trained.info
     other = psycopg.connect(
         host=info.host, port=info.port, user=info.user, dbname=info.dbname, autocommit=True
@@ -134,6 +134,10 @@ def test_concurrent_training_of_one_model_is_refused(trained: Conn) -> None:
             trained, "55006", "already being trained by another session", "pyrec.training_runs"
         ):
             trained.execute("CALL pyrec.train('movies')")
+        # the external trainer, as system cron runs it: a message and EX_TEMPFAIL, no traceback
+        assert cli.main(["train", "movies", "--dsn", info.dsn, "--mode", "update"]) == 75
+        err = capsys.readouterr().err
+        assert err.startswith('pyrec: error: model "movies" is already being trained'), err
 
 
 def test_training_inside_a_transaction_block_is_refused(trained: Conn) -> None:

@@ -1,4 +1,4 @@
-"""Serving versions: activate, rollback, and update trainings that warm-start from the active one."""
+"""Serving versions: activate, rollback, and update trainings warm-started from the active one."""
 
 from __future__ import annotations
 
