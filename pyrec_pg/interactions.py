@@ -26,6 +26,7 @@ class Interactions:
     matrix: sp.csr_matrix  # (users x items) summed event weights
     rows_read: int
     times: sp.csr_matrix | None = None  # same structure: epoch seconds of each pair's last event
+    newest: float = 0.0  # the epoch recency weights were computed against (0: none)
 
 
 def _epoch(db: Db, model: Model) -> str | None:
@@ -128,6 +129,7 @@ def load(db: Db, model: Model, options: dict[str, Any] | None = None) -> Interac
         matrix=matrix,
         rows_read=int(row["n"]),
         times=times,
+        newest=newest,
     )
 
 

@@ -142,6 +142,8 @@ def _train(db: Db, model: Model, plan: _Plan, run: Run, mode: str | None) -> dic
             "training_seconds": seconds,
             "mode": "update" if warm is not None else "full",
             "base_version": model.active_version if warm is not None else None,
+            # fold-in weighs live history as training did: same options, same reference time
+            "fold_state": {**factors.fold_state, "options": plan.options, "newest": data.newest},
         },
     )
     run.finish("succeeded", version, None)

@@ -73,30 +73,29 @@ def _insert(
     table: str,
     key: str,
     ids: npt.NDArray[np.str_],
-    vecs: npt.NDArray[np.float32],
-    extra: npt.NDArray[np.float32] | None,
-    vtype: str,
+    columns: list[tuple[str, str, npt.NDArray[Any]]],
 ) -> None:
-    """Insert rows in chunks, formatting each chunk's vectors only when it is sent, so the
-    text of all vectors never sits in memory at once."""
-    if extra is None:
-        sql = (
-            f"INSERT INTO {table} ({key}, embedding)"
-            f" SELECT k, v::{vtype} FROM unnest($1::text[], $2::text[]) AS t(k, v)"
-        )
-        types = ["text[]", "text[]"]
-    else:
-        sql = (
-            f"INSERT INTO {table} ({key}, embedding, popularity)"
-            f" SELECT k, v::{vtype}, p"
-            f" FROM unnest($1::text[], $2::text[], $3::real[]) AS t(k, v, p)"
-        )
-        types = ["text[]", "text[]", "real[]"]
+    """Insert rows in chunks; `columns` are (name, type, values) with type a vector type,
+    real or int4. Vectors are formatted per chunk as it is sent, so the text of all of them
+    never sits in memory at once."""
+    names = ", ".join([key] + [c[0] for c in columns])
+    casts = ", ".join(["k"] + [f"c{n}::{t}" for n, (_, t, _) in enumerate(columns)])
+    sources = ", ".join(
+        ["$1::text[]"]
+        + [
+            f"${n + 2}::{'text' if t not in ('real', 'int4') else t}[]"
+            for n, (_, t, _) in enumerate(columns)
+        ]
+    )
+    aliases = ", ".join(["k"] + [f"c{n}" for n in range(len(columns))])
+    sql = f"INSERT INTO {table} ({names}) SELECT {casts} FROM unnest({sources}) AS t({aliases})"
+    types = ["text[]"] + [f"{'text' if t not in ('real', 'int4') else t}[]" for _, t, _ in columns]
     for lo in range(0, ids.size, _ROWS_PER_INSERT):
         hi = lo + _ROWS_PER_INSERT
-        args: list[Any] = [ids[lo:hi].tolist(), vector_literals(vecs[lo:hi])]
-        if extra is not None:
-            args.append(extra[lo:hi].tolist())
+        args: list[Any] = [ids[lo:hi].tolist()]
+        for _, t, values in columns:
+            chunk = values[lo:hi]
+            args.append(chunk.tolist() if t in ("real", "int4") else vector_literals(chunk))
         db.run(sql, args, types)
 
 
@@ -126,20 +125,35 @@ def write_version(
     users_table = f"m{model.model_id}_v{version}_users"
     qi, qu = db.ident("pyrec", items_table), db.ident("pyrec", users_table)
     vtype = vector_type(db, dims)
+    # history: what a user's vector sums per item for item-item recipes (fold-in, similar
+    # items); n_items: the user's distinct items at training, to notice new history
     db.run(
         f"CREATE TABLE {qi} (item_id text PRIMARY KEY, embedding {vtype} NOT NULL,"
-        f" popularity real NOT NULL)"
+        f" popularity real NOT NULL, history {vtype})"
     )
-    db.run(f"CREATE TABLE {qu} (user_id text PRIMARY KEY, embedding {vtype} NOT NULL)")
-    _insert(db, qi, "item_id", data.items, factors.items, popularity, vtype)
-    _insert(db, qu, "user_id", data.users, factors.users, None, vtype)
+    db.run(
+        f"CREATE TABLE {qu} (user_id text PRIMARY KEY, embedding {vtype} NOT NULL,"
+        f" n_items integer NOT NULL)"
+    )
+    item_cols = [("embedding", vtype, factors.items), ("popularity", "real", popularity)]
+    if factors.history is not None:
+        item_cols.append(("history", vtype, factors.history))
+    _insert(db, qi, "item_id", data.items, item_cols)
+    n_items = np.diff(data.matrix.indptr).astype(np.int32)
+    _insert(
+        db,
+        qu,
+        "user_id",
+        data.users,
+        [("embedding", vtype, factors.users), ("n_items", "int4", n_items)],
+    )
     db.run(f"ANALYZE {qi}")
     db.run(f"ANALYZE {qu}")
     db.run(
         "INSERT INTO pyrec._versions (model_id, version, recipe, params, metrics, dims,"
         " n_users, n_items, n_interactions, items_table, users_table, training_seconds,"
-        " mode, base_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
-        " $13, $14)",
+        " mode, base_version, fold, fold_state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+        " $10, $11, $12, $13, $14, $15, $16)",
         [
             model.model_id,
             version,
@@ -155,6 +169,8 @@ def write_version(
             info["training_seconds"],
             info.get("mode", "full"),
             info.get("base_version"),
+            factors.fold,
+            json.dumps(info.get("fold_state") or factors.fold_state),
         ],
         [
             "int4",
@@ -171,6 +187,8 @@ def write_version(
             "float8",
             "text",
             "int4",
+            "text",
+            "jsonb",
         ],
     )
     activate(db, model.model_id, version)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
@@ -20,6 +20,11 @@ class Factors:
 
     users: Matrix  # (n_users, d)
     items: Matrix  # (n_items, d)
+    # how serving rebuilds a user's vector from live history (fold-in): "least_squares"
+    # (ALS: one solve against the item vectors), "sum" (item-item: users = X @ history), "none"
+    fold: str = "none"
+    history: Matrix | None = None  # (n_items, d) for fold "sum"
+    fold_state: dict[str, Any] = field(default_factory=dict)  # what the solve needs
 
     def check(self) -> None:
         for side, m in (("user", self.users), ("item", self.items)):

@@ -58,8 +58,14 @@ def low_rank(x: sp.csr_matrix, b: F64, rank: int) -> Factors:
     r = min(rank, b.shape[0])
     u, s, vt = svd(b, r)
     item_vecs = vt.T
-    user_vecs = np.asarray(x @ (u * s))
-    return Factors(users=user_vecs.astype(np.float32), items=item_vecs.astype(np.float32))
+    history = (u * s).astype(np.float32)
+    user_vecs = np.asarray(x @ history)
+    return Factors(
+        users=user_vecs.astype(np.float32),
+        items=item_vecs.astype(np.float32),
+        fold="sum",
+        history=history,
+    )
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .. import __version__, batch, filters, models, readiness, training
+from .. import __version__, batch, filters, foldin, models, readiness, training
 from ..errors import PyrecError
 from . import Db
 
@@ -137,6 +137,10 @@ def _batch_recommend(db: Db, a: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def _fold_in(db: Db, a: dict[str, Any]) -> str | None:
+    return foldin.fold_in(db, int(a["model_id"]), int(a["version"]), str(a["user_id"]))
+
+
 def _check_data(db: Db, a: dict[str, Any]) -> list[dict[str, Any]]:
     return readiness.check_data(db, a.get("model"))
 
@@ -148,6 +152,7 @@ def _evaluate(db: Db, a: dict[str, Any]) -> dict[str, Any]:
 ENTRIES: dict[str, Callable[[Db, dict[str, Any]], Any]] = {
     "batch_recommend": _batch_recommend,
     "check_data": _check_data,
+    "fold_in": _fold_in,
     "evaluate": _evaluate,
     "compile_filter": _compile_filter,
     "create_filter": _create_filter,
@@ -157,10 +162,21 @@ ENTRIES: dict[str, Callable[[Db, dict[str, Any]], Any]] = {
 }
 
 
+_LAST: list[Db] = []
+
+
+def _db(plpy: Any) -> Db:
+    """The server's plpy is one object per session: reuse its Db, so plans prepared once
+    (PL/Python keeps them for the session) serve every later call."""
+    if not _LAST or _LAST[0].plpy is not plpy:
+        _LAST[:] = [Db(plpy)]
+    return _LAST[0]
+
+
 def dispatch(plpy: Any, fn: str, args: str | None) -> str:
     """Run entry `fn` with JSON `args`; return '{"result": ...}' or '{"error": {...}}'."""
     try:
-        result = ENTRIES[fn](Db(plpy), json.loads(args) if args else {})
+        result = ENTRIES[fn](_db(plpy), json.loads(args) if args else {})
     except Exception as e:
         fields = error_fields(e)
         if fields is None:

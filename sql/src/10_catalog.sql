@@ -31,6 +31,8 @@ CREATE TABLE pyrec._versions (
     training_seconds double precision NOT NULL,
     mode             text NOT NULL DEFAULT 'full' CHECK (mode IN ('full', 'update')),
     base_version     integer,
+    fold             text NOT NULL DEFAULT 'none' CHECK (fold IN ('none', 'sum', 'least_squares')),
+    fold_state       jsonb NOT NULL DEFAULT '{}',
     created_at       timestamptz NOT NULL DEFAULT now(),
     activated_at     timestamptz,
     PRIMARY KEY (model_id, version)

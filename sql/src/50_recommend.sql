@@ -41,8 +41,10 @@ DECLARE
 BEGIN
     SELECT * INTO m FROM pyrec.models WHERE models.model_id = model_id;
     -- the parameter is cast to the column's own type so an index on the user column is used
-    EXECUTE format('SELECT coalesce(array_agg(DISTINCT %I::text), ''{}'') FROM %s WHERE %I = $1::%s',
-                   m.columns->>'item', m.interactions, m.columns->>'user', m.columns->>'user_type')
+    EXECUTE format('SELECT coalesce(array_agg(DISTINCT %I::text) FILTER (WHERE %I IS NOT NULL), ''{}'')'
+                   ' FROM %s WHERE %I = $1::%s',
+                   m.columns->>'item', m.columns->>'item', m.interactions, m.columns->>'user',
+                   m.columns->>'user_type')
        INTO seen USING user_id;
     RETURN seen;
 EXCEPTION
@@ -75,6 +77,38 @@ END
 $fn$;
 COMMENT ON FUNCTION pyrec._user_key(integer, text) IS 'The user id if it fits the type of the interactions'' user column, else NULL';
 
+CREATE FUNCTION pyrec._user_vector(v pyrec._versions, user_id text, history text[],
+                                   OUT vec vector, OUT how text)
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    n integer;
+BEGIN
+    EXECUTE format('SELECT embedding, n_items FROM pyrec.%I WHERE user_id = $1', v.users_table)
+       INTO vec, n USING user_id;
+    how := 'model';
+    -- history the version has not seen (a new user, or new events): fold it in, no retraining
+    IF cardinality(history) > 0 AND (vec IS NULL OR n <> cardinality(history)) THEN
+        IF v.fold = 'sum' THEN  -- item-item: the user's vector sums their items' history vectors
+            EXECUTE format('SELECT sum(history) FROM pyrec.%I WHERE item_id = ANY ($1)', v.items_table)
+               INTO vec USING history;
+            how := 'fold-in';
+        ELSIF v.fold = 'least_squares' THEN  -- ALS: one small solve against the item vectors
+            vec := (pyrec._result(pyrec._call('fold_in', jsonb_build_object(
+                       'model_id', v.model_id, 'version', v.version, 'user_id', user_id))) #>> '{}')::vector;
+            how := 'fold-in';
+        END IF;
+    END IF;
+    IF vec IS NULL THEN
+        how := NULL;
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec._user_vector(pyrec._versions, text, text[]) IS
+'A user''s vector: the trained one, or one folded in from live history the version has not seen';
+
 CREATE FUNCTION pyrec.recommend(
     model text,
     user_id text,
@@ -90,6 +124,8 @@ AS $fn$
 DECLARE
     v pyrec._versions;
     uvec vector;
+    how text;
+    history text[] := '{}';
     seen text[] := '{}';
     compiled jsonb;
     pred text := 'true';
@@ -127,20 +163,22 @@ BEGIN
         RAISE EXCEPTION 'params were given without a filter' USING ERRCODE = 'invalid_parameter_value',
             HINT = 'params fill the $PARAMETERS of the filter argument';
     END IF;
-    IF exclude_seen THEN
-        seen := pyrec._seen_items(v.model_id, user_id);
+    IF exclude_seen OR v.fold <> 'none' THEN
+        history := pyrec._seen_items(v.model_id, user_id);
     END IF;
-    EXECUTE format('SELECT embedding FROM pyrec.%I WHERE user_id = $1', v.users_table)
-       INTO uvec USING user_id;
+    IF exclude_seen THEN
+        seen := history;
+    END IF;
+    SELECT u.vec, u.how INTO uvec, how FROM pyrec._user_vector(v, user_id, history) u;
     BEGIN
         IF uvec IS NOT NULL THEN
             -- the filter is part of the candidate scan, so k rows come back whenever k allowed
             -- unseen items exist (not "top k, then drop")
             RETURN QUERY EXECUTE format(
-                'SELECT t.item_id, (-t.d)::real, (row_number() OVER (ORDER BY t.d, t.item_id))::integer, ''model''
+                'SELECT t.item_id, (-t.d)::real, (row_number() OVER (ORDER BY t.d, t.item_id))::integer, %L
                    FROM (SELECT i.item_id, i.embedding <#> $1 AS d FROM pyrec.%I i
                           WHERE i.item_id <> ALL ($2) AND (%s) ORDER BY d, i.item_id LIMIT $3) t
-                  ORDER BY 3', v.items_table, pred)
+                  ORDER BY 3', how, v.items_table, pred)
               USING uvec, seen, k, ukey, vals, NULL::text;
         ELSE
             -- unknown user (or one who arrived after training): the most popular unseen items
@@ -171,7 +209,7 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION pyrec.recommend(text, text, integer, text, jsonb, boolean) IS
-'Top-k items for a user from the model''s active version; source says whether the model or the popularity fallback answered';
+'Top-k items for a user from the model''s active version; source says what answered: model, fold-in (live history the version has not seen) or popular';
 
 CREATE FUNCTION pyrec.recommend(model text, user_id bigint, k integer DEFAULT 10,
                                 filter text DEFAULT NULL, params jsonb DEFAULT NULL,

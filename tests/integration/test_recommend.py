@@ -82,13 +82,19 @@ def test_unknown_user_gets_popular_items(trained: Conn) -> None:
     assert {r[2] for r in rows} == {"popular"}
 
 
-def test_new_user_with_history_after_training_excludes_what_they_saw(trained: Conn) -> None:
-    popular = trained.execute("SELECT item_id FROM pyrec.recommend('movies', '5000', 2)").fetchall()
-    trained.execute("INSERT INTO ratings VALUES (5000, %s, 4, now())", [int(popular[0][0])])
-    rows = trained.execute(
+def test_new_user_with_history_after_training_is_folded_in(trained: Conn) -> None:
+    popular = trained.execute(
         "SELECT item_id, source FROM pyrec.recommend('movies', '5000', 2)"
     ).fetchall()
-    assert rows[0][0] == popular[1][0] and popular[0][0] not in {r[0] for r in rows}
+    assert {s for _, s in popular} == {"popular"}
+    trained.execute("INSERT INTO ratings VALUES (5000, %s, 4, now())", [int(popular[0][0])])
+    rows = trained.execute(
+        "SELECT item_id, source FROM pyrec.recommend('movies', '5000', 10)"
+    ).fetchall()
+    # no retraining: the new event made a personal vector, and its item is excluded
+    assert {s for _, s in rows} == {"fold-in"} and len(rows) == 10
+    assert popular[0][0] not in {r[0] for r in rows}
+    assert trained.execute("SELECT count(*) FROM pyrec.model_versions").fetchone() == (1,)
 
 
 def test_huge_k_returns_every_unseen_item(trained: Conn) -> None:

@@ -151,6 +151,7 @@ def test_from_params_accepts_valid_values() -> None:
         "cg_steps": 100,
         "seed": 0,
         "threads": 0,
+        "fold_in_regularization": 10.0,
     }
     assert Als.from_params({}) == Als()
     with pytest.raises(InvalidParameter, match="unknown parameter"):

@@ -1,0 +1,325 @@
+-- Related items, personalized ranking of a given list, and user segments: plpgsql over the
+-- active version's vectors, like recommend().
+
+CREATE FUNCTION pyrec._prepare_filter(
+    v pyrec._versions, filter text, params jsonb, target text, fn text,
+    allow_user boolean, allow_item boolean, OUT pred text, OUT vals jsonb, OUT uses_user boolean)
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+DECLARE
+    compiled jsonb;
+BEGIN
+    pred := 'true';
+    vals := '{}';
+    uses_user := false;
+    IF filter IS NULL THEN
+        IF params IS NOT NULL THEN
+            RAISE EXCEPTION 'params were given without a filter' USING ERRCODE = 'invalid_parameter_value',
+                HINT = 'params fill the $PARAMETERS of the filter argument';
+        END IF;
+        RETURN;
+    END IF;
+    compiled := pyrec._resolve_filter(v.model_id, filter);
+    IF compiled->>'target' <> target THEN
+        RAISE EXCEPTION 'filter selects % but % returns %', CASE target WHEN 'ItemID' THEN 'users (UserID)' ELSE 'items (ItemID)' END,
+                        fn, CASE target WHEN 'ItemID' THEN 'items' ELSE 'users' END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('use an INCLUDE/EXCLUDE %s filter', target);
+    END IF;
+    IF (compiled->>'uses_item')::boolean AND NOT allow_item THEN
+        RAISE EXCEPTION 'CurrentItem fields do not apply to %', fn USING ERRCODE = 'feature_not_supported',
+            HINT = 'CurrentItem refers to the item of similar_items or users_for_item';
+    END IF;
+    uses_user := (compiled->>'uses_user')::boolean;
+    IF uses_user AND NOT allow_user THEN
+        RAISE EXCEPTION 'CurrentUser fields and Interactions do not apply to %', fn
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'they need a user: use them in recommend() or rank_items()';
+    END IF;
+    vals := pyrec._filter_values(compiled, params);
+    pred := compiled->>'sql';
+END
+$fn$;
+COMMENT ON FUNCTION pyrec._prepare_filter(pyrec._versions, text, jsonb, text, text, boolean, boolean) IS
+'Resolves and checks a filter for a serving function: the predicate and the values it reads';
+
+CREATE FUNCTION pyrec._check_k(k integer, what text, most integer DEFAULT 10000) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+AS $fn$
+BEGIN
+    IF k IS NULL OR k < 1 OR k > most THEN
+        RAISE EXCEPTION '% must be between 1 and %, got %', what, most, coalesce(k::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('%s is the number of rows to return', what);
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec._check_k(integer, text, integer) IS 'Validates a row count argument';
+
+CREATE FUNCTION pyrec.similar_items(
+    model text,
+    item text,
+    k integer DEFAULT 10,
+    filter text DEFAULT NULL,
+    params jsonb DEFAULT NULL
+) RETURNS TABLE (item_id text, score real, rank integer, source text)
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v pyrec._versions;
+    f record;
+    anchor record;
+BEGIN
+    IF item IS NULL THEN
+        RAISE EXCEPTION 'item must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'pass the item''s id as text, for example pyrec.similar_items(''movies'', ''50'', 10)';
+    END IF;
+    PERFORM pyrec._check_k(k, 'k');
+    v := pyrec._active_version(model);
+    f := pyrec._prepare_filter(v, filter, params, 'ItemID', 'similar_items', false, true);
+    EXECUTE format('SELECT embedding, history FROM pyrec.%I WHERE item_id = $1', v.items_table)
+       INTO anchor USING item;
+    IF anchor IS NULL THEN
+        -- an item the version does not know: the most popular others (as recommend does)
+        RETURN QUERY EXECUTE format(
+            'SELECT t.item_id, t.popularity, (row_number() OVER (ORDER BY t.popularity DESC, t.item_id))::integer, ''popular''
+               FROM (SELECT i.item_id, i.popularity FROM pyrec.%I i
+                      WHERE i.item_id <> $1 AND (%s) ORDER BY i.popularity DESC, i.item_id LIMIT $3) t
+              ORDER BY 3', v.items_table, f.pred)
+          USING item, NULL::text[], k, NULL::text, f.vals, item;
+    ELSIF anchor.history IS NOT NULL THEN
+        -- item-item recipes: the score the item's history row gives every other item
+        RETURN QUERY EXECUTE format(
+            'SELECT t.item_id, (-t.d)::real, (row_number() OVER (ORDER BY t.d, t.item_id))::integer, ''model''
+               FROM (SELECT i.item_id, i.embedding <#> $1 AS d FROM pyrec.%I i
+                      WHERE i.item_id <> $2 AND (%s) ORDER BY d, i.item_id LIMIT $3) t
+              ORDER BY 3', v.items_table, f.pred)
+          USING anchor.history, item, k, NULL::text, f.vals, item;
+    ELSE
+        -- factor models: cosine similarity of item vectors
+        RETURN QUERY EXECUTE format(
+            'SELECT t.item_id, (1 - t.d)::real, (row_number() OVER (ORDER BY t.d, t.item_id))::integer, ''model''
+               FROM (SELECT i.item_id, i.embedding <=> $1 AS d FROM pyrec.%I i
+                      WHERE i.item_id <> $2 AND (%s) ORDER BY d, i.item_id LIMIT $3) t
+              ORDER BY 3', v.items_table, f.pred)
+          USING anchor.embedding, item, k, NULL::text, f.vals, item;
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec.similar_items(text, text, integer, text, jsonb) IS
+'Items most similar to an item ("viewed X also viewed"); filters may use CurrentItem fields';
+
+CREATE FUNCTION pyrec.similar_items(model text, item bigint, k integer DEFAULT 10,
+                                    filter text DEFAULT NULL, params jsonb DEFAULT NULL)
+RETURNS TABLE (item_id text, score real, rank integer, source text)
+LANGUAGE sql STABLE
+AS $fn$ SELECT * FROM pyrec.similar_items(model, item::text, k, filter, params) $fn$;
+COMMENT ON FUNCTION pyrec.similar_items(text, bigint, integer, text, jsonb) IS
+'Items most similar to an item with an integer id';
+
+CREATE FUNCTION pyrec.rank_items(
+    model text,
+    user_id text,
+    item_ids text[],
+    filter text DEFAULT NULL,
+    params jsonb DEFAULT NULL
+) RETURNS TABLE (item_id text, score real, rank integer, source text)
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v pyrec._versions;
+    f record;
+    uvec vector;
+    how text;
+    ukey text;
+BEGIN
+    IF user_id IS NULL OR item_ids IS NULL THEN
+        RAISE EXCEPTION 'user_id and item_ids must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'for example pyrec.rank_items(''movies'', ''42'', ARRAY[''1'', ''50'', ''181''])';
+    END IF;
+    IF cardinality(item_ids) > 10000 THEN
+        RAISE EXCEPTION 'item_ids holds % items, at most 10000 are ranked at once', cardinality(item_ids)
+            USING ERRCODE = 'program_limit_exceeded', HINT = 'rank the list in parts';
+    END IF;
+    v := pyrec._active_version(model);
+    f := pyrec._prepare_filter(v, filter, params, 'ItemID', 'rank_items', true, false);
+    IF f.uses_user THEN
+        ukey := pyrec._user_key(v.model_id, user_id);
+    END IF;
+    SELECT u.vec, u.how INTO uvec, how
+      FROM pyrec._user_vector(v, user_id,
+               CASE WHEN v.fold = 'none' THEN '{}' ELSE pyrec._seen_items(v.model_id, user_id) END) u;
+    -- every given item comes back once, in list order among equals: items the version does
+    -- not know rank last with a NULL score (source 'unknown'), never silently dropped; items
+    -- the filter rules out are dropped, as in recommend
+    RETURN QUERY EXECUTE format(
+        'WITH given AS (SELECT g.id, min(g.pos) AS pos FROM unnest($2) WITH ORDINALITY g(id, pos)
+                         WHERE g.id IS NOT NULL GROUP BY g.id),
+              scored AS (
+                SELECT g.id, g.pos, i.item_id IS NOT NULL AS known,
+                       CASE WHEN $1 IS NULL THEN i.popularity ELSE (-(i.embedding <#> $1))::real END AS s
+                  FROM given g LEFT JOIN pyrec.%I i ON i.item_id = g.id
+                 WHERE i.item_id IS NULL OR (%s))
+         SELECT s.id, s.s, (row_number() OVER (ORDER BY s.known DESC, s.s DESC NULLS LAST, s.pos))::integer,
+                CASE WHEN NOT s.known THEN ''unknown'' WHEN $1 IS NULL THEN ''popular'' ELSE %L END
+           FROM scored s ORDER BY 3', v.items_table, f.pred, how)
+      USING uvec, item_ids, NULL::integer, ukey, f.vals, NULL::text;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec.rank_items(text, text, text[], text, jsonb) IS
+'Personalized ranking of a given list of items; unknown items rank last with a NULL score';
+
+CREATE FUNCTION pyrec.users_for_item(
+    model text,
+    item_id text,
+    n integer DEFAULT 100,
+    filter text DEFAULT NULL,
+    params jsonb DEFAULT NULL,
+    exclude_seen boolean DEFAULT true
+) RETURNS TABLE (user_id text, score real, rank integer)
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v pyrec._versions;
+    m pyrec.models;
+    f record;
+    ivec vector;
+    seen text[] := '{}';
+BEGIN
+    IF item_id IS NULL THEN
+        RAISE EXCEPTION 'item_id must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'for example pyrec.users_for_item(''movies'', ''50'', 100)';
+    END IF;
+    PERFORM pyrec._check_k(n, 'n', 1000000);
+    v := pyrec._active_version(model);
+    f := pyrec._prepare_filter(v, filter, params, 'UserID', 'users_for_item', false, true);
+    EXECUTE format('SELECT embedding FROM pyrec.%I WHERE item_id = $1', v.items_table)
+       INTO ivec USING item_id;
+    IF ivec IS NULL THEN
+        RAISE EXCEPTION 'item "%" is not in version % of model "%"', item_id, v.version, model
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'segments need an item the model was trained with; retrain to include new items';
+    END IF;
+    IF exclude_seen THEN  -- users who already interacted with the item, read live
+        SELECT * INTO m FROM pyrec.models WHERE models.model_id = v.model_id;
+        BEGIN
+            EXECUTE format('SELECT coalesce(array_agg(DISTINCT %I::text), ''{}'') FROM %s WHERE %I = $1::%s',
+                           m.columns->>'user', m.interactions, m.columns->>'item', m.columns->>'item_type')
+               INTO seen USING item_id;
+        EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+            seen := '{}';
+        END;
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT t.user_id, (-t.d)::real, (row_number() OVER (ORDER BY t.d, t.user_id))::integer
+           FROM (SELECT u.user_id, u.embedding <#> $1 AS d FROM pyrec.%I u
+                  WHERE u.user_id <> ALL ($2) AND (%s) ORDER BY d, u.user_id LIMIT $3) t
+          ORDER BY 3', v.users_table, f.pred)
+      USING ivec, seen, n, NULL::text, f.vals, item_id;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec.users_for_item(text, text, integer, text, jsonb, boolean) IS
+'User segment: the users most likely to interact with an item (who have not yet, by default)';
+
+CREATE FUNCTION pyrec.users_for_items(
+    model text,
+    item_filter text,
+    n integer DEFAULT 100,
+    params jsonb DEFAULT NULL,
+    user_filter text DEFAULT NULL
+) RETURNS TABLE (user_id text, score real, rank integer)
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v pyrec._versions;
+    fi record;
+    fu record;
+    qvec vector;
+    matched integer;
+BEGIN
+    IF item_filter IS NULL THEN
+        RAISE EXCEPTION 'item_filter must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'for example ''INCLUDE ItemID WHERE Items.genre IN ("Horror")''';
+    END IF;
+    PERFORM pyrec._check_k(n, 'n', 1000000);
+    v := pyrec._active_version(model);
+    fi := pyrec._prepare_filter(v, item_filter, params, 'ItemID', 'users_for_items (item_filter)', false, false);
+    fu := pyrec._prepare_filter(v, user_filter, CASE WHEN user_filter IS NULL THEN NULL ELSE params END,
+                                'UserID', 'users_for_items (user_filter)', false, false);
+    -- the segment's query is the mean vector of the matching items (item-attribute affinity)
+    EXECUTE format('SELECT avg(i.embedding), count(*) FROM pyrec.%I i WHERE (%s)', v.items_table, fi.pred)
+       INTO qvec, matched USING NULL::vector, NULL::text[], NULL::integer, NULL::text, fi.vals, NULL::text;
+    IF matched = 0 THEN
+        RAISE EXCEPTION 'item_filter matches no item of version % of model "%"', v.version, model
+            USING ERRCODE = 'no_data_found', HINT = 'check the filter''s values against the items table';
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT t.user_id, (-t.d)::real, (row_number() OVER (ORDER BY t.d, t.user_id))::integer
+           FROM (SELECT u.user_id, u.embedding <#> $1 AS d FROM pyrec.%I u
+                  WHERE (%s) ORDER BY d, u.user_id LIMIT $3) t
+          ORDER BY 3', v.users_table, fu.pred)
+      USING qvec, NULL::text[], n, NULL::text, fu.vals, NULL::text;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec.users_for_items(text, text, integer, jsonb, text) IS
+'User segment: the users most drawn to the items an item filter selects (e.g. a genre or a brand)';
+
+CREATE FUNCTION pyrec.because_you_interacted(
+    model text,
+    user_id text,
+    k integer DEFAULT 10,
+    anchors integer DEFAULT 3
+) RETURNS TABLE (item_id text, score real, rank integer, anchor_item_id text)
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v pyrec._versions;
+    m pyrec.models;
+    latest text[];
+    seen text[];
+BEGIN
+    IF user_id IS NULL THEN
+        RAISE EXCEPTION 'user_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM pyrec._check_k(k, 'k');
+    PERFORM pyrec._check_k(anchors, 'anchors', 50);
+    v := pyrec._active_version(model);
+    SELECT * INTO m FROM pyrec.models WHERE models.model_id = v.model_id;
+    seen := pyrec._seen_items(v.model_id, user_id);
+    -- the user's latest items (by the timestamp column when there is one), read live
+    BEGIN
+        EXECUTE format(
+            'SELECT array_agg(x.item) FROM (SELECT %I::text AS item, max(%s) AS t FROM %s
+               WHERE %I = $1::%s AND %I IS NOT NULL GROUP BY 1 ORDER BY 2 DESC NULLS LAST, 1 LIMIT $2) x',
+            m.columns->>'item',
+            CASE WHEN m.columns->>'timestamp' IS NULL THEN '0' ELSE quote_ident(m.columns->>'timestamp') END,
+            m.interactions, m.columns->>'user', m.columns->>'user_type', m.columns->>'item')
+           INTO latest USING user_id, anchors;
+    EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+        latest := NULL;
+    END;
+    -- each candidate once, credited to the anchor it is most similar to
+    RETURN QUERY
+    SELECT b.item_id, b.score, (row_number() OVER (ORDER BY b.score DESC, b.item_id))::integer, b.anchor
+      FROM (SELECT DISTINCT ON (s.item_id) s.item_id, s.score, a.item AS anchor
+              FROM unnest(coalesce(latest, '{}')) a(item),
+                   LATERAL pyrec.similar_items(model, a.item, k + cardinality(seen)) s
+             WHERE s.item_id <> ALL (seen) AND s.source = 'model'
+             ORDER BY s.item_id, s.score DESC, a.item) b
+     ORDER BY b.score DESC, b.item_id
+     LIMIT k;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec.because_you_interacted(text, text, integer, integer) IS
+'Items similar to the user''s latest items, each with the anchor item it is similar to';
