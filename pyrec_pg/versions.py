@@ -147,13 +147,16 @@ def write_version(
         data.users,
         [("embedding", vtype, factors.users), ("n_items", "int4", n_items)],
     )
+    ann = ann_wanted(db, int(data.items.size), factors.fold)
+    if ann:  # large catalogs: an HNSW index serves recommend() without a full scan
+        db.run(f"CREATE INDEX ON {qi} USING hnsw (embedding {vector_schema(db)}.vector_ip_ops)")
     db.run(f"ANALYZE {qi}")
     db.run(f"ANALYZE {qu}")
     db.run(
         "INSERT INTO pyrec._versions (model_id, version, recipe, params, metrics, dims,"
         " n_users, n_items, n_interactions, items_table, users_table, training_seconds,"
-        " mode, base_version, fold, fold_state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
-        " $10, $11, $12, $13, $14, $15, $16)",
+        " mode, base_version, fold, fold_state, ann) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
+        " $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         [
             model.model_id,
             version,
@@ -171,6 +174,7 @@ def write_version(
             info.get("base_version"),
             factors.fold,
             json.dumps(info.get("fold_state") or factors.fold_state),
+            ann,
         ],
         [
             "int4",
@@ -189,11 +193,27 @@ def write_version(
             "int4",
             "text",
             "jsonb",
+            "bool",
         ],
     )
     activate(db, model.model_id, version)
     prune(db, model.model_id)
     return version
+
+
+ANN_MIN_ITEMS_DEFAULT = 20_000
+
+
+def ann_wanted(db: Db, n_items: int, fold: str) -> bool:
+    """Whether to index the item vectors (setting pyrec.ann_min_items; -1 never)."""
+    if fold == "none":  # popularity recipes: one dimension, nothing to search
+        return False
+    setting = db.scalar("SELECT current_setting('pyrec.ann_min_items', true)")
+    try:
+        least = int(setting) if setting else ANN_MIN_ITEMS_DEFAULT
+    except ValueError:
+        least = ANN_MIN_ITEMS_DEFAULT
+    return 0 <= least <= n_items
 
 
 def activate(db: Db, model_id: int, version: int) -> None:

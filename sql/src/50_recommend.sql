@@ -119,6 +119,8 @@ CREATE FUNCTION pyrec.recommend(
 ) RETURNS TABLE (item_id text, score real, rank integer, source text)
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
+-- with an HNSW index, keep scanning until k rows pass the filter (pgvector 0.8)
+SET hnsw.iterative_scan = 'relaxed_order'
 AS $fn$
 #variable_conflict use_variable
 DECLARE
@@ -177,8 +179,10 @@ BEGIN
             RETURN QUERY EXECUTE format(
                 'SELECT t.item_id, (-t.d)::real, (row_number() OVER (ORDER BY t.d, t.item_id))::integer, %L
                    FROM (SELECT i.item_id, i.embedding <#> $1 AS d FROM pyrec.%I i
-                          WHERE i.item_id <> ALL ($2) AND (%s) ORDER BY d, i.item_id LIMIT $3) t
-                  ORDER BY 3', how, v.items_table, pred)
+                          WHERE i.item_id <> ALL ($2) AND (%s) ORDER BY %s LIMIT $3) t
+                  ORDER BY 3', how, v.items_table, pred,
+                -- an HNSW index orders by distance alone (ties at the cut are arbitrary)
+                CASE WHEN v.ann THEN 'd' ELSE 'd, i.item_id' END)
               USING uvec, seen, k, ukey, vals, NULL::text;
         ELSE
             -- unknown user (or one who arrived after training): the most popular unseen items

@@ -254,3 +254,41 @@ def test_serving_functions_reject_bad_input(trained: Conn) -> None:
         trained.execute("SELECT * FROM pyrec.because_you_interacted('movies', '1', 5, 0)")
     with raises_pg(trained, "22023", "params were given without a filter"):
         trained.execute("SELECT * FROM pyrec.similar_items('movies', '1', 5, NULL, '{}')")
+
+
+def test_hnsw_index_serves_large_catalogs_with_filters(trained: Conn) -> None:
+    options = '{"holdout": 0, "params": {"factors": 16, "iterations": 4, "threads": 1}}'
+    for name in ("exact", "ann"):
+        trained.execute(
+            "SELECT pyrec.create_model(%s, 'ratings', items => 'movies', options => %s)",
+            [name, options],
+        )
+    trained.execute("CALL pyrec.train('exact')")
+    trained.execute("SET pyrec.ann_min_items = 100")  # MovieLens' 1682 items count as large
+    trained.execute("CALL pyrec.train('ann')")
+    flags = trained.execute(
+        "SELECT model, hnsw_index FROM pyrec.model_versions"
+        " WHERE model IN ('exact', 'ann') ORDER BY 1"
+    ).fetchall()
+    assert flags == [("ann", True), ("exact", False)]
+    items, users = trained.execute(
+        "SELECT items_table, users_table FROM pyrec.model_versions WHERE model = 'ann'"
+    ).fetchone() or ("", "")
+    plan = trained.execute(
+        f"EXPLAIN SELECT i.item_id FROM pyrec.{items} i ORDER BY i.embedding <#>"
+        f" (SELECT embedding FROM pyrec.{users} WHERE user_id = '42') LIMIT 10"
+    ).fetchall()
+    assert any("Index Scan" in line for (line,) in plan), plan
+    top = "SELECT item_id FROM pyrec.recommend(%s, %s, 10)"
+    hits = 0
+    for user in range(1, 101):
+        exact = {r[0] for r in trained.execute(top, ["exact", str(user)])}
+        ann = {r[0] for r in trained.execute(top, ["ann", str(user)])}
+        hits += len(exact & ann)
+    assert hits / 1000 >= 0.9, hits / 1000  # recall@10 of the index against the exact scan
+    # a filter keeping 2% of the items still gets k rows: the index scan iterates past them
+    rare = "INCLUDE ItemID WHERE Items.year < 1950"
+    rows = trained.execute(
+        "SELECT item_id FROM pyrec.recommend('ann', '42', 20, %s)", [rare]
+    ).fetchall()
+    assert len(rows) == 20
