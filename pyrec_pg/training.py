@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from . import evaluation, interactions
+from . import attributes, evaluation, interactions
 from .errors import InvalidParameter, NotReady, ObjectInUse
 from .models import Model, get_model, validate_options
 from .recipes import Factors, Recipe, recipe_params
@@ -127,6 +127,10 @@ def _train(db: Db, model: Model, plan: _Plan, run: Run, mode: str | None) -> dic
     run.phase("training", 50)
     factors = recipe.fit(data.matrix) if update is None else update.fit(data.matrix, warm)
     factors.check()
+    # items with attributes but no interactions get vectors from what similar items learned
+    cold = (
+        attributes.learn(db, model, data.items, factors.items) if factors.fold != "none" else None
+    )
     run.phase("writing", 90)
     seconds = round(time.perf_counter() - started, 3)
     version = write_version(
@@ -145,6 +149,7 @@ def _train(db: Db, model: Model, plan: _Plan, run: Run, mode: str | None) -> dic
             # fold-in weighs live history as training did: same options, same reference time
             "fold_state": {**factors.fold_state, "options": plan.options, "newest": data.newest},
         },
+        cold,
     )
     run.finish("succeeded", version, None)
     return {

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .attributes import Cold
 from .interactions import Interactions
 from .models import Model
 from .recipes import Factors
@@ -68,7 +69,7 @@ def read_vectors(
     return out, known
 
 
-def _insert(
+def insert_rows(
     db: Db,
     table: str,
     key: str,
@@ -106,6 +107,7 @@ def write_version(
     factors: Factors,
     popularity: npt.NDArray[np.float32],
     info: dict[str, Any],
+    cold: Cold | None = None,
 ) -> int:
     """Create the next version's tables, fill them, record and activate the version.
 
@@ -138,9 +140,13 @@ def write_version(
     item_cols = [("embedding", vtype, factors.items), ("popularity", "real", popularity)]
     if factors.history is not None:
         item_cols.append(("history", vtype, factors.history))
-    _insert(db, qi, "item_id", data.items, item_cols)
+    insert_rows(db, qi, "item_id", data.items, item_cols)
+    if cold is not None and cold.ids:  # items with attributes but no interactions yet
+        zeros = np.zeros(len(cold.ids), dtype=np.float32)
+        cold_cols = [("embedding", vtype, cold.vectors), ("popularity", "real", zeros)]
+        insert_rows(db, qi, "item_id", np.asarray(cold.ids, dtype=str), cold_cols)
     n_items = np.diff(data.matrix.indptr).astype(np.int32)
-    _insert(
+    insert_rows(
         db,
         qu,
         "user_id",
@@ -155,8 +161,8 @@ def write_version(
     db.run(
         "INSERT INTO pyrec._versions (model_id, version, recipe, params, metrics, dims,"
         " n_users, n_items, n_interactions, items_table, users_table, training_seconds,"
-        " mode, base_version, fold, fold_state, ann) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
-        " $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+        " mode, base_version, fold, fold_state, ann, item_features, n_cold_items) VALUES ($1,"
+        " $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
         [
             model.model_id,
             version,
@@ -175,6 +181,8 @@ def write_version(
             factors.fold,
             json.dumps(info.get("fold_state") or factors.fold_state),
             ann,
+            json.dumps(cold.state if cold is not None else {}),
+            len(cold.ids) if cold is not None else 0,
         ],
         [
             "int4",
@@ -194,6 +202,8 @@ def write_version(
             "text",
             "jsonb",
             "bool",
+            "jsonb",
+            "int4",
         ],
     )
     activate(db, model.model_id, version)

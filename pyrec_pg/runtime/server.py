@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .. import __version__, batch, filters, foldin, models, readiness, training
+from .. import __version__, attributes, batch, filters, foldin, models, readiness, training
 from ..errors import PyrecError
 from . import Db
 
@@ -141,6 +141,10 @@ def _fold_in(db: Db, a: dict[str, Any]) -> str | None:
     return foldin.fold_in(db, int(a["model_id"]), int(a["version"]), str(a["user_id"]))
 
 
+def _refresh_items(db: Db, a: dict[str, Any]) -> dict[str, Any]:
+    return attributes.refresh(db, a.get("model"))
+
+
 def _check_data(db: Db, a: dict[str, Any]) -> list[dict[str, Any]]:
     return readiness.check_data(db, a.get("model"))
 
@@ -153,6 +157,7 @@ ENTRIES: dict[str, Callable[[Db, dict[str, Any]], Any]] = {
     "batch_recommend": _batch_recommend,
     "check_data": _check_data,
     "fold_in": _fold_in,
+    "refresh_items": _refresh_items,
     "evaluate": _evaluate,
     "compile_filter": _compile_filter,
     "create_filter": _create_filter,

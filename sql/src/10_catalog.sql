@@ -34,6 +34,8 @@ CREATE TABLE pyrec._versions (
     fold             text NOT NULL DEFAULT 'none' CHECK (fold IN ('none', 'sum', 'least_squares')),
     fold_state       jsonb NOT NULL DEFAULT '{}',
     ann              boolean NOT NULL DEFAULT false,
+    item_features    jsonb NOT NULL DEFAULT '{}',
+    n_cold_items     integer NOT NULL DEFAULT 0,
     created_at       timestamptz NOT NULL DEFAULT now(),
     activated_at     timestamptz,
     PRIMARY KEY (model_id, version)
@@ -61,7 +63,7 @@ COMMENT ON TABLE pyrec._runs IS 'Training runs and batch jobs; read them through
 CREATE VIEW pyrec.model_versions AS
 SELECT m.name AS model, v.version, v.status, v.recipe, v.params, v.metrics, v.dims,
        v.n_users, v.n_items, v.n_interactions, v.training_seconds, v.mode, v.base_version,
-       v.ann AS hnsw_index, v.created_at,
+       v.ann AS hnsw_index, v.n_cold_items, v.created_at,
        v.activated_at, v.items_table, v.users_table
 FROM pyrec._versions v JOIN pyrec.models m USING (model_id);
 COMMENT ON VIEW pyrec.model_versions IS 'Trained versions: status, recipe, parameters, holdout metrics, sizes, timings';

@@ -69,3 +69,14 @@ END
 $fn$;
 COMMENT ON FUNCTION pyrec.rollback(text) IS
 'Serves the newest kept version older than the active one (undoes a bad training)';
+
+CREATE FUNCTION pyrec.refresh_items(model text) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $fn$
+BEGIN
+    RETURN pyrec._result(pyrec._call('refresh_items', jsonb_build_object('model', model)));
+END
+$fn$;
+COMMENT ON FUNCTION pyrec.refresh_items(text) IS
+'Gives items added to the items relation since training vectors from their attributes, so they can be recommended now';

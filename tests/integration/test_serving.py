@@ -292,3 +292,67 @@ def test_hnsw_index_serves_large_catalogs_with_filters(trained: Conn) -> None:
         "SELECT item_id FROM pyrec.recommend('ann', '42', 20, %s)", [rare]
     ).fetchall()
     assert len(rows) == 20
+
+
+KIDS = (
+    "SELECT m.movie_id FROM movies m JOIN ratings r USING (movie_id)"
+    " WHERE 'Children''s' = ANY (m.genre) AND NOT 'Horror' = ANY (m.genre)"
+    " GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"
+)
+HORROR_SHARE = (
+    "SELECT avg((SELECT count(*) FILTER (WHERE 'Horror' = ANY (m.genre))::float / count(*)"
+    " FROM ratings r JOIN movies m USING (movie_id) WHERE r.viewer_id = u::int))"
+    " FROM unnest(%s::text[]) u"
+)
+OVERALL_HORROR = (
+    "SELECT count(*) FILTER (WHERE 'Horror' = ANY (m.genre))::float / count(*)"
+    " FROM ratings JOIN movies m USING (movie_id)"
+)
+
+
+def horror_fans_share(conn: Conn, item: str) -> float:
+    users = [
+        r[0]
+        for r in conn.execute("SELECT user_id FROM pyrec.users_for_item('movies', %s, 30)", [item])
+    ]
+    assert len(users) == 30
+    return float(value(conn, HORROR_SHARE, [users]))
+
+
+def test_cold_items_get_vectors_from_their_attributes(trained: Conn) -> None:
+    # a horror film and a children's film no one has rated yet at training time
+    horror = str(value(trained, f"SELECT movie_id FROM ({HORROR}) h LIMIT 1"))
+    kids = str(value(trained, KIDS))
+    trained.execute("DELETE FROM ratings WHERE movie_id IN (%s::int, %s::int)", [horror, kids])
+    trained.execute("CALL pyrec.train('movies', '{\"params\": {}, \"holdout\": 0}')")
+    assert value(trained, "SELECT n_cold_items FROM pyrec.model_versions WHERE version = 2") == 2
+    overall = float(value(trained, OVERALL_HORROR))
+    # the users drawn to the cold horror film are horror fans, unlike those of the other
+    assert horror_fans_share(trained, horror) > 1.5 * overall
+    assert horror_fans_share(trained, horror) > 1.5 * horror_fans_share(trained, kids)
+    # an item inserted after training: refresh_items vectors it, recommend can return it
+    trained.execute(
+        "INSERT INTO movies VALUES (99999, 'Night of the Test', 1997, '{Horror,Thriller}')"
+    )
+    assert value(trained, "SELECT pyrec.refresh_items('movies')")["added"] == 1
+    assert value(trained, "SELECT pyrec.refresh_items('movies')")["added"] == 0
+    assert horror_fans_share(trained, "99999") > 1.5 * overall
+    fans = [
+        r[0]
+        for r in trained.execute("SELECT user_id FROM pyrec.users_for_item('movies', '99999', 5)")
+    ]
+    ranked = trained.execute(
+        "SELECT rank FROM recommend(%s, 1682, 'INCLUDE ItemID WHERE Items.year = 1997')"
+        " WHERE item_id = '99999'",
+        [fans[0]],
+    ).fetchone()
+    assert ranked is not None and ranked[0] <= 20, ranked
+
+
+def test_refresh_items_errors(trained: Conn) -> None:
+    trained.execute("SELECT pyrec.create_model('bare', 'ratings')")
+    with raises_pg(trained, "22023", 'model "bare" has no items relation', "items =>"):
+        trained.execute("SELECT pyrec.refresh_items('bare')")
+    trained.execute("SELECT pyrec.create_model('untrained', 'ratings', items => 'movies')")
+    with raises_pg(trained, "55000", 'model "untrained" has no trained version', "train"):
+        trained.execute("SELECT pyrec.refresh_items('untrained')")
