@@ -8,7 +8,8 @@ a/b/c/d, uniform) and an interactions table bb_interactions (user_id, item_id bi
 per user, Zipf-popular items, ~4M rows for 200k users) loaded with binary COPY, indexed on
 user_id, VACUUM ANALYZE; a model (pyrec.create_model, items => bb_items) whose active version
 has random float32 64-d user and item vectors, written by pyrec_pg.versions.write_version
-through the psycopg plpy stub (no training: ALS at this size is bench_training's subject).
+through the psycopg plpy stub (no training: ALS at this size is bench_training's subject; no
+HNSW index, pyrec.ann_min_items = -1: batches score every item exactly, recommend() alone uses it).
 
 pyrec: CALL pyrec.batch_recommend(model, users => NULL (every user of the version), k => 25,
 filter, into_table, exclude_seen => true), wall clock from the client, in a fresh session that
@@ -29,13 +30,16 @@ run, in a fresh process (numpy's BLAS on its default threads):
   3. in one transaction: binary COPY of (user_id, item_id, score, rank, source) -- the same
      columns and types as pyrec's output -- into a new table, primary key (user_id, rank),
      ANALYZE, drop the previous table, rename the new one into place.
-Both pipelines replace their previous output from the second repeat on. Before each timed run
-the cluster is quiesced (CHECKPOINT, no autovacuum worker busy), untimed.
+Both pipelines replace their previous output from the second round on. Autovacuum is off from
+setup on (both pipelines ANALYZE their output; a vacuum of one run's output would otherwise
+overlap the next run) and each timed run starts after a CHECKPOINT, untimed. The default runs
+3 rounds when they fit in --budget seconds, else fewer (one at the default size).
 
 Peak memory: the batch backend's VmHWM (peak RSS; includes the shared buffers it touched) and
 its private memory (RssAnon) sampled every 20 ms, per phase; the peer process's VmHWM and its
-backend's. Each repeat uses fresh sessions, so each VmHWM is that run's.
-Run: .venv/bin/python -m bench.bench_batch [--users 200000] [--items 20000] [--repeat 3]
+backend's. Every run uses fresh sessions, so each VmHWM is that run's.
+Run: .venv/bin/python -m bench.bench_batch [--users N] [--items N] [--repeat N] [--budget S]
+Smoke: .venv/bin/python -m bench.bench_batch --users 20000 --items 5000
 """
 
 from __future__ import annotations
@@ -183,6 +187,8 @@ def setup(dsn: str, n_users: int, n_items: int, seed: int) -> tuple[dict[str, fl
             copy.write(COPY_TRAILER)
     t2 = time.perf_counter()
     with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET autovacuum = off")  # no vacuum of outputs mid-run
+        conn.execute("SELECT pg_reload_conf()")
         conn.execute(f"CREATE INDEX ON {INTERACTIONS} (user_id)")
         conn.execute(f"VACUUM ANALYZE {ITEMS}, {INTERACTIONS}")
         conn.execute(
@@ -196,6 +202,7 @@ def setup(dsn: str, n_users: int, n_items: int, seed: int) -> tuple[dict[str, fl
     t3 = time.perf_counter()
     counts = np.bincount(items, minlength=n_items).astype(np.float32)
     with psycopg.connect(dsn, autocommit=False) as conn:
+        conn.execute("SET pyrec.ann_min_items = -1")  # no HNSW index: batches score exactly
         db = Db(PsycopgPlpy(conn))
         data = Interactions(
             users=np.arange(n_users).astype(str),
@@ -232,7 +239,8 @@ def version_tables(conn: psycopg.Connection[Any]) -> tuple[str, str]:
 
 
 def quiesce(dsn: str) -> None:
-    """Flush dirty buffers and wait (up to 2 min) until no autovacuum worker is busy."""
+    """Flush dirty buffers; wait (up to 2 min) until no autovacuum worker is busy (it is off
+    from setup on: belt and braces)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CHECKPOINT")
         deadline = time.monotonic() + 120

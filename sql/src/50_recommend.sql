@@ -109,13 +109,96 @@ $fn$;
 COMMENT ON FUNCTION pyrec._user_vector(pyrec._versions, text, text[]) IS
 'A user''s vector: the trained one, or one folded in from live history the version has not seen';
 
+CREATE FUNCTION pyrec._promotion(v pyrec._versions, promotion jsonb, k integer,
+                                 OUT pred text, OUT vals jsonb, OUT n integer, OUT label text,
+                                 OUT uses_user boolean)
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+DECLARE
+    f record;
+    extra text[];
+BEGIN
+    IF jsonb_typeof(promotion) IS DISTINCT FROM 'object' OR promotion->>'filter' IS NULL THEN
+        RAISE EXCEPTION 'promotion must be a JSON object with a filter' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'for example {"name": "summer", "filter": "INCLUDE ItemID WHERE Items.genre IN (\"Comedy\")", "percent": 20}';
+    END IF;
+    SELECT array_agg(key) INTO extra FROM jsonb_object_keys(promotion) key
+     WHERE key NOT IN ('name', 'filter', 'percent', 'params');
+    IF extra IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown promotion field "%"', extra[1] USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'promotion fields are name, filter, percent and params';
+    END IF;
+    IF jsonb_typeof(promotion->'percent') IS DISTINCT FROM 'number'
+       OR (promotion->>'percent')::numeric NOT BETWEEN 1 AND 100 THEN
+        RAISE EXCEPTION 'promotion percent must be a number between 1 and 100, got %',
+                        coalesce(promotion->>'percent', 'none')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'percent is the share of the k slots filled from the promotion''s filter';
+    END IF;
+    f := pyrec._prepare_filter(v, promotion->>'filter', promotion->'params', 'ItemID', 'promotions', true, false);
+    -- the promotion's values are bound as $7 beside the main filter's (the compiler says $5)
+    pred := regexp_replace(f.pred, '\$5(?![0-9])', '$7', 'g');
+    vals := f.vals;
+    uses_user := f.uses_user;
+    n := ceil(k * (promotion->>'percent')::numeric / 100.0)::integer;
+    label := 'promotion:' || coalesce(promotion->>'name', 'promotion');
+END
+$fn$;
+COMMENT ON FUNCTION pyrec._promotion(pyrec._versions, jsonb, integer) IS
+'Checks and compiles recommend()''s promotion argument';
+
+CREATE FUNCTION pyrec._promoted(v pyrec._versions, uvec vector, how text, seen text[], k integer,
+                                ukey text, pred text, vals jsonb,
+                                promo_pred text, promo_vals jsonb, promo_n integer, promo_label text)
+RETURNS TABLE (item_id text, score real, rank integer, source text)
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+SET hnsw.iterative_scan = 'relaxed_order'
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    score_sql text;
+    order_sql text;
+BEGIN
+    IF uvec IS NULL THEN
+        score_sql := 'i.popularity';
+        order_sql := 'i.popularity DESC, i.item_id';
+    ELSE
+        score_sql := '(-(i.embedding <#> $1))::real';
+        order_sql := CASE WHEN v.ann THEN 'i.embedding <#> $1' ELSE 'i.embedding <#> $1, i.item_id' END;
+    END IF;
+    -- promoted items (both filters) take ceil(k * percent / 100) slots spread evenly through
+    -- the list, the others keep their order
+    RETURN QUERY EXECUTE format(
+        'WITH p AS (SELECT i.item_id, %1$s AS s FROM pyrec.%2$I i
+                     WHERE i.item_id <> ALL ($2) AND (%3$s) AND (%4$s) ORDER BY %5$s LIMIT $8),
+              r AS (SELECT i.item_id, %1$s AS s FROM pyrec.%2$I i
+                     WHERE i.item_id <> ALL ($2) AND (%3$s) AND i.item_id NOT IN (SELECT p.item_id FROM p)
+                     ORDER BY %5$s LIMIT $3 - (SELECT count(*) FROM p)),
+              x AS (SELECT r.item_id, r.s, (row_number() OVER (ORDER BY r.s DESC, r.item_id))::numeric AS key,
+                           0 AS promo FROM r
+                    UNION ALL
+                    SELECT p.item_id, p.s, (row_number() OVER (ORDER BY p.s DESC, p.item_id))
+                           * ((SELECT count(*) FROM r) + 1)::numeric / ((SELECT count(*) FROM p) + 1), 1 FROM p)
+         SELECT x.item_id, x.s::real, (row_number() OVER (ORDER BY x.key, x.promo DESC, x.s DESC))::integer,
+                CASE WHEN x.promo = 1 THEN %6$L ELSE %7$L END
+           FROM x ORDER BY 3',
+        score_sql, v.items_table, pred, promo_pred, order_sql, promo_label, coalesce(how, 'popular'))
+      USING uvec, seen, k, ukey, vals, NULL::text, promo_vals, promo_n;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec._promoted(pyrec._versions, vector, text, text[], integer, text, text, jsonb, text, jsonb, integer, text) IS
+'recommend() with a promotion: a share of the slots from a second filter, spread through the list';
+
 CREATE FUNCTION pyrec.recommend(
     model text,
     user_id text,
     k integer DEFAULT 10,
     filter text DEFAULT NULL,
     params jsonb DEFAULT NULL,
-    exclude_seen boolean DEFAULT true
+    exclude_seen boolean DEFAULT true,
+    promotion jsonb DEFAULT NULL
 ) RETURNS TABLE (item_id text, score real, rank integer, source text)
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
@@ -133,6 +216,7 @@ DECLARE
     pred text := 'true';
     vals jsonb := '{}';
     ukey text;
+    promo record;
 BEGIN
     IF user_id IS NULL THEN
         RAISE EXCEPTION 'user_id must not be null' USING ERRCODE = 'null_value_not_allowed',
@@ -172,8 +256,17 @@ BEGIN
         seen := history;
     END IF;
     SELECT u.vec, u.how INTO uvec, how FROM pyrec._user_vector(v, user_id, history) u;
+    IF promotion IS NOT NULL THEN
+        promo := pyrec._promotion(v, promotion, k);
+        IF promo.uses_user AND ukey IS NULL THEN
+            ukey := pyrec._user_key(v.model_id, user_id);
+        END IF;
+    END IF;
     BEGIN
-        IF uvec IS NOT NULL THEN
+        IF promotion IS NOT NULL THEN
+            RETURN QUERY SELECT * FROM pyrec._promoted(v, uvec, how, seen, k, ukey, pred, vals,
+                                                        promo.pred, promo.vals, promo.n, promo.label);
+        ELSIF uvec IS NOT NULL THEN
             -- the filter is part of the candidate scan, so k rows come back whenever k allowed
             -- unseen items exist (not "top k, then drop")
             RETURN QUERY EXECUTE format(
@@ -212,16 +305,16 @@ BEGIN
     END;
 END
 $fn$;
-COMMENT ON FUNCTION pyrec.recommend(text, text, integer, text, jsonb, boolean) IS
+COMMENT ON FUNCTION pyrec.recommend(text, text, integer, text, jsonb, boolean, jsonb) IS
 'Top-k items for a user from the model''s active version; source says what answered: model, fold-in (live history the version has not seen) or popular';
 
 CREATE FUNCTION pyrec.recommend(model text, user_id bigint, k integer DEFAULT 10,
                                 filter text DEFAULT NULL, params jsonb DEFAULT NULL,
-                                exclude_seen boolean DEFAULT true)
+                                exclude_seen boolean DEFAULT true, promotion jsonb DEFAULT NULL)
 RETURNS TABLE (item_id text, score real, rank integer, source text)
 LANGUAGE sql STABLE
-AS $fn$ SELECT * FROM pyrec.recommend(model, user_id::text, k, filter, params, exclude_seen) $fn$;
-COMMENT ON FUNCTION pyrec.recommend(text, bigint, integer, text, jsonb, boolean) IS
+AS $fn$ SELECT * FROM pyrec.recommend(model, user_id::text, k, filter, params, exclude_seen, promotion) $fn$;
+COMMENT ON FUNCTION pyrec.recommend(text, bigint, integer, text, jsonb, boolean, jsonb) IS
 'Top-k items for a user with an integer id';
 
 -- The mission's unqualified recommend(user_id, k, filter), for the default model.

@@ -356,3 +356,49 @@ def test_refresh_items_errors(trained: Conn) -> None:
     trained.execute("SELECT pyrec.create_model('untrained', 'ratings', items => 'movies')")
     with raises_pg(trained, "55000", 'model "untrained" has no trained version', "train"):
         trained.execute("SELECT pyrec.refresh_items('untrained')")
+
+
+def test_promotions_fill_a_share_of_the_slots(trained: Conn) -> None:
+    promo = (
+        '{"name": "classics", "filter": "INCLUDE ItemID WHERE Items.year < $Y",'
+        ' "percent": 20, "params": {"Y": 1960}}'
+    )
+    rows = trained.execute(
+        "SELECT item_id, rank, source FROM pyrec.recommend('movies', '42', 10,"
+        " filter => 'EXCLUDE ItemID WHERE Items.year = $X', params => '{\"X\": 1977}',"
+        " promotion => %s)",
+        [promo],
+    ).fetchall()
+    assert [r[1] for r in rows] == list(range(1, 11))
+    promoted = [r for r in rows if r[2] == "promotion:classics"]
+    assert len(promoted) == 2 and {r[1] for r in promoted} == {3, 7}  # spread through
+    years = {
+        r[0]: value(trained, "SELECT year FROM movies WHERE movie_id = %s::int", [r[0]])
+        for r in rows
+    }
+    assert all(years[r[0]] < 1960 for r in promoted)
+    assert all(y != 1977 for y in years.values())  # the main filter applies to all
+    plain = [
+        r[0]
+        for r in trained.execute(
+            "SELECT item_id FROM pyrec.recommend('movies', '42', 8,"
+            " 'EXCLUDE ItemID WHERE Items.year = 1977')"
+        )
+    ]
+    assert [r[0] for r in rows if r[2] == "model"] == [
+        i for i in plain if i not in {p[0] for p in promoted}
+    ][:8]
+
+
+def test_promotion_errors(trained: Conn) -> None:
+    call = "SELECT * FROM pyrec.recommend('movies', '42', 10, promotion => %s)"
+    with raises_pg(trained, "22023", "promotion must be a JSON object with a filter"):
+        trained.execute(call, ['{"percent": 10}'])
+    with raises_pg(trained, "22023", "promotion percent must be a number between 1 and 100, got 0"):
+        trained.execute(
+            call, ['{"filter": "INCLUDE ItemID WHERE Items.year < 1960", "percent": 0}']
+        )
+    with raises_pg(trained, "22023", 'unknown promotion field "pct"'):
+        trained.execute(call, ['{"filter": "x", "pct": 5}'])
+    with raises_pg(trained, "22023", "filter selects users (UserID) but promotions returns items"):
+        trained.execute(call, ['{"filter": "INCLUDE UserID WHERE Users.age > 1", "percent": 5}'])
