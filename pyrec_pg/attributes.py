@@ -1,4 +1,4 @@
-"""Cold items: vectors for items without interactions, learned from their attributes."""
+"""Cold start: vectors for items (and users) without interactions, learned from attributes."""
 
 from __future__ import annotations
 
@@ -67,8 +67,7 @@ class Spec:
         return m
 
 
-def _spec(model: Model, rows: list[dict[str, Any]], types: dict[str, str]) -> Spec:
-    key = model.columns["items_id"]
+def _spec(key: str, rows: list[dict[str, Any]], types: dict[str, str]) -> Spec:
     cols: list[dict[str, Any]] = []
     for name, typ in types.items():
         if name == key:
@@ -100,16 +99,23 @@ def _spec(model: Model, rows: list[dict[str, Any]], types: dict[str, str]) -> Sp
     return Spec(cols)
 
 
-def read_items(
-    db: Db, model: Model, where: str = "true"
+def relation(model: Model, role: str) -> str | None:
+    return model.items if role == "item" else model.users
+
+
+def read_rows(
+    db: Db, model: Model, role: str, where: str = "true", args: list[Any] | None = None
 ) -> tuple[list[str], list[dict[str, Any]], dict[str, str]]:
-    """Ids (text) and attribute rows of the model's items relation."""
-    assert model.items is not None
-    rel = resolve_relation(db, model.items, "items")
-    key = model.columns["items_id"]
+    """Ids (text) and attribute rows of the model's items (role "item") or users relation."""
+    name = relation(model, role)
+    assert name is not None
+    rel = resolve_relation(db, name, f"{role}s")
+    key = model.columns[f"{role}s_id"]
     rows = db.rows(
         f"SELECT {db.ident(key)}::text AS __id, * FROM {rel.qualified} r"
-        f" WHERE {db.ident(key)} IS NOT NULL AND ({where})"
+        f" WHERE {db.ident(key)} IS NOT NULL AND ({where})",
+        args or [],
+        ["text"] * len(args or []),
     )
     return [r["__id"] for r in rows], [dict(r) for r in rows], rel.columns
 
@@ -122,15 +128,19 @@ class Cold:
 
 
 def learn(
-    db: Db, model: Model, trained_ids: npt.NDArray[np.str_], vectors: npt.NDArray[np.float32]
+    db: Db,
+    model: Model,
+    role: str,
+    trained_ids: npt.NDArray[np.str_],
+    vectors: npt.NDArray[np.float32],
 ) -> Cold | None:
-    """Fit attributes -> vector on the trained items (ridge); vector the untrained ones."""
-    if model.items is None:
+    """Fit attributes -> vector on the trained items or users (ridge); vector the others."""
+    if relation(model, role) is None:
         return None
-    ids, rows, types = read_items(db, model)
+    ids, rows, types = read_rows(db, model, role)
     if not ids:
         return None
-    spec = _spec(model, rows, types)
+    spec = _spec(model.columns[f"{role}s_id"], rows, types)
     f = spec.matrix(rows)
     code = {s: i for i, s in enumerate(trained_ids.tolist())}
     trained = np.asarray([code.get(i, -1) for i in ids])
@@ -184,8 +194,8 @@ def refresh(db: Db, name: str | None) -> dict[str, Any]:
         return {"model": model.name, "version": row["version"], "added": 0}
     table = db.ident("pyrec", row["items_table"])
     key = db.ident(model.columns["items_id"])
-    ids, rows, _ = read_items(
-        db, model, f"NOT EXISTS (SELECT 1 FROM {table} t WHERE t.item_id = r.{key}::text)"
+    ids, rows, _ = read_rows(
+        db, model, "item", f"NOT EXISTS (SELECT 1 FROM {table} t WHERE t.item_id = r.{key}::text)"
     )
     if ids:
         vecs = vectors_for(state, rows)
@@ -199,3 +209,29 @@ def refresh(db: Db, name: str | None) -> dict[str, Any]:
             [("embedding", vtype, vecs), ("popularity", "real", zeros)],
         )
     return {"model": model.name, "version": row["version"], "added": len(ids)}
+
+
+def user_vector(db: Db, model_id: int, version: int, user_id: str) -> str | None:
+    """A vector for a user with attributes but no history, as pgvector text (None: no row)."""
+    from .models import get_model
+    from .versions import vector_literals
+
+    row = db.one(
+        "SELECT m.name, v.user_features::text AS state FROM pyrec._versions v"
+        " JOIN pyrec.models m USING (model_id) WHERE v.model_id = $1 AND v.version = $2",
+        [model_id, version],
+        ["int4", "int4"],
+    )
+    if row is None or not row["state"] or row["state"] == "{}":
+        return None
+    model = get_model(db, row["name"])
+    key = db.ident(model.columns["users_id"])
+    try:
+        _, rows, _ = read_rows(db, model, "user", f"r.{key}::text = $1", [user_id])
+    except Exception as e:  # the users relation changed since training: no attributes
+        if getattr(e, "sqlstate", None) is None:
+            raise
+        return None
+    if not rows:
+        return None
+    return vector_literals(vectors_for(json.loads(row["state"]), rows[:1]))[0]

@@ -127,10 +127,11 @@ def _train(db: Db, model: Model, plan: _Plan, run: Run, mode: str | None) -> dic
     run.phase("training", 50)
     factors = recipe.fit(data.matrix) if update is None else update.fit(data.matrix, warm)
     factors.check()
-    # items with attributes but no interactions get vectors from what similar items learned
-    cold = (
-        attributes.learn(db, model, data.items, factors.items) if factors.fold != "none" else None
-    )
+    # items (users) with attributes but no interactions get vectors from what similar ones learned
+    cold = users = None
+    if factors.fold != "none":
+        cold = attributes.learn(db, model, "item", data.items, factors.items)
+        users = attributes.learn(db, model, "user", data.users, factors.users)
     run.phase("writing", 90)
     seconds = round(time.perf_counter() - started, 3)
     version = write_version(
@@ -148,6 +149,7 @@ def _train(db: Db, model: Model, plan: _Plan, run: Run, mode: str | None) -> dic
             "base_version": model.active_version if warm is not None else None,
             # fold-in weighs live history as training did: same options, same reference time
             "fold_state": {**factors.fold_state, "options": plan.options, "newest": data.newest},
+            "user_features": users.state if users is not None else {},
         },
         cold,
     )

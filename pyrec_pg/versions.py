@@ -161,8 +161,9 @@ def write_version(
     db.run(
         "INSERT INTO pyrec._versions (model_id, version, recipe, params, metrics, dims,"
         " n_users, n_items, n_interactions, items_table, users_table, training_seconds,"
-        " mode, base_version, fold, fold_state, ann, item_features, n_cold_items) VALUES ($1,"
-        " $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+        " mode, base_version, fold, fold_state, ann, item_features, n_cold_items,"
+        " user_features) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
+        " $15, $16, $17, $18, $19, $20)",
         [
             model.model_id,
             version,
@@ -183,6 +184,7 @@ def write_version(
             ann,
             json.dumps(cold.state if cold is not None else {}),
             len(cold.ids) if cold is not None else 0,
+            json.dumps(info.get("user_features") or {}),
         ],
         [
             "int4",
@@ -204,6 +206,7 @@ def write_version(
             "bool",
             "jsonb",
             "int4",
+            "jsonb",
         ],
     )
     activate(db, model.model_id, version)

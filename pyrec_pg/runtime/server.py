@@ -141,6 +141,10 @@ def _fold_in(db: Db, a: dict[str, Any]) -> str | None:
     return foldin.fold_in(db, int(a["model_id"]), int(a["version"]), str(a["user_id"]))
 
 
+def _user_from_attributes(db: Db, a: dict[str, Any]) -> str | None:
+    return attributes.user_vector(db, int(a["model_id"]), int(a["version"]), str(a["user_id"]))
+
+
 def _refresh_items(db: Db, a: dict[str, Any]) -> dict[str, Any]:
     return attributes.refresh(db, a.get("model"))
 
@@ -158,6 +162,7 @@ ENTRIES: dict[str, Callable[[Db, dict[str, Any]], Any]] = {
     "check_data": _check_data,
     "fold_in": _fold_in,
     "refresh_items": _refresh_items,
+    "user_from_attributes": _user_from_attributes,
     "evaluate": _evaluate,
     "compile_filter": _compile_filter,
     "create_filter": _create_filter,

@@ -36,6 +36,7 @@ CREATE TABLE pyrec._versions (
     ann              boolean NOT NULL DEFAULT false,
     item_features    jsonb NOT NULL DEFAULT '{}',
     n_cold_items     integer NOT NULL DEFAULT 0,
+    user_features    jsonb NOT NULL DEFAULT '{}',
     created_at       timestamptz NOT NULL DEFAULT now(),
     activated_at     timestamptz,
     PRIMARY KEY (model_id, version)

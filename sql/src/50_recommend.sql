@@ -101,6 +101,12 @@ BEGIN
             how := 'fold-in';
         END IF;
     END IF;
+    -- no history at all: a user of the users relation gets a vector from their attributes
+    IF vec IS NULL AND v.user_features <> '{}' THEN
+        vec := (pyrec._result(pyrec._call('user_from_attributes', jsonb_build_object(
+                   'model_id', v.model_id, 'version', v.version, 'user_id', user_id))) #>> '{}')::vector;
+        how := 'attributes';
+    END IF;
     IF vec IS NULL THEN
         how := NULL;
     END IF;

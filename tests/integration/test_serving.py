@@ -402,3 +402,28 @@ def test_promotion_errors(trained: Conn) -> None:
         trained.execute(call, ['{"filter": "x", "pct": 5}'])
     with raises_pg(trained, "22023", "filter selects users (UserID) but promotions returns items"):
         trained.execute(call, ['{"filter": "INCLUDE UserID WHERE Users.age > 1", "percent": 5}'])
+
+
+def test_new_users_with_attributes_beat_global_popularity(trained: Conn) -> None:
+    # every 6th viewer is new: in viewers (age, gender, occupation) but without ratings yet
+    trained.execute(
+        "CREATE TABLE held AS SELECT * FROM ratings WHERE viewer_id % 6 = 0;"
+        " DELETE FROM ratings WHERE viewer_id % 6 = 0"
+    )
+    trained.execute("CALL pyrec.train('movies', '{\"params\": {}, \"holdout\": 0}')")
+    popular = {r[0] for r in trained.execute("SELECT item_id FROM recommend('nobody', 10)")}
+    hits_attr = hits_pop = 0
+    users = [r[0] for r in trained.execute("SELECT DISTINCT viewer_id FROM held ORDER BY 1")]
+    for user in users:
+        liked = {
+            r[0]
+            for r in trained.execute("SELECT movie_id::text FROM held WHERE viewer_id = %s", [user])
+        }
+        rows = trained.execute("SELECT item_id, source FROM recommend(%s::text, 10)", [user])
+        got = rows.fetchall()
+        assert {s for _, s in got} == {"attributes"}
+        hits_attr += len({i for i, _ in got} & liked)
+        hits_pop += len(popular & liked)
+    p_attr, p_pop = hits_attr / (10 * len(users)), hits_pop / (10 * len(users))
+    print(f"precision@10 of new users: attributes {p_attr:.4f}, popularity {p_pop:.4f}")
+    assert p_attr > p_pop, (p_attr, p_pop)
