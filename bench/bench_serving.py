@@ -240,7 +240,8 @@ def movielens_catalog(conn: psycopg.Connection[Any], rng: np.random.Generator) -
         conn.execute("CALL pyrec.train('movies')")
         conn.execute("RESET pyrec.ann_min_items")
     versions = conn.execute(
-        "SELECT version, hnsw_index FROM pyrec.model_versions WHERE model = 'movies' ORDER BY version"
+        "SELECT version, hnsw_index FROM pyrec.model_versions WHERE model = 'movies'"
+        " ORDER BY version"
     ).fetchall()
     assert [bool(a) for _, a in versions] == [False, True], versions
     conn.execute("SELECT pyrec.create_filter('movies', 'thirty', %s)", [ML_FILTER])

@@ -38,6 +38,8 @@ INTERACTION_COLUMNS: dict[str, tuple[str, ...]] = {
     "timestamp": ("timestamp", "ts", "event_time", "occurred_at", "created_at", "rated_at"),
     "event_type": ("event_type", "type", "action"),
     "event_value": ("event_value", "value", "rating", "weight"),
+    # what frequently_bought_together groups by (an order, a basket, a visit)
+    "session": ("session_id", "basket_id", "order_id", "cart_id", "visit_id"),
 }
 REQUIRED = ("user", "item")
 TIME_TYPES = {

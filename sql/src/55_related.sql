@@ -323,3 +323,68 @@ END
 $fn$;
 COMMENT ON FUNCTION pyrec.because_you_interacted(text, text, integer, integer) IS
 'Items similar to the user''s latest items, each with the anchor item it is similar to';
+
+CREATE FUNCTION pyrec.frequently_bought_together(
+    model text,
+    item text,
+    k integer DEFAULT 10,
+    filter text DEFAULT NULL,
+    params jsonb DEFAULT NULL,
+    time_window interval DEFAULT '1 hour'
+) RETURNS TABLE (item_id text, score real, rank integer, source text)
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    v pyrec._versions;
+    m pyrec.models;
+    f record;
+    together text;
+BEGIN
+    IF item IS NULL THEN
+        RAISE EXCEPTION 'item must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'for example pyrec.frequently_bought_together(''shop'', ''sku-1'', 5)';
+    END IF;
+    PERFORM pyrec._check_k(k, 'k');
+    v := pyrec._active_version(model);
+    SELECT * INTO m FROM pyrec.models WHERE models.model_id = v.model_id;
+    f := pyrec._prepare_filter(v, filter, params, 'ItemID', 'frequently_bought_together', false, true);
+    -- counted live from the interactions: within a session/basket column when there is one,
+    -- else within time_window of the same user's events with the item
+    IF m.columns->>'session' IS NOT NULL THEN
+        together := format(
+            'SELECT x.%1$I::text AS item_id, count(DISTINCT x.%2$I) AS n FROM %3$s x
+              WHERE x.%2$I IN (SELECT a.%2$I FROM %3$s a WHERE a.%1$I = $6::%4$s AND a.%2$I IS NOT NULL)
+                AND x.%1$I <> $6::%4$s GROUP BY 1',
+            m.columns->>'item', m.columns->>'session', m.interactions, m.columns->>'item_type');
+    ELSIF m.columns->>'timestamp' IS NOT NULL THEN
+        together := format(
+            'SELECT x.%1$I::text AS item_id, count(DISTINCT x.%2$I) AS n FROM %3$s x
+               JOIN %3$s a ON a.%2$I = x.%2$I AND a.%1$I = $6::%4$s
+                AND x.%5$I BETWEEN a.%5$I - $7 AND a.%5$I + $7
+              WHERE x.%1$I <> $6::%4$s GROUP BY 1',
+            m.columns->>'item', m.columns->>'user', m.interactions, m.columns->>'item_type',
+            m.columns->>'timestamp');
+        IF m.columns->>'timestamp_type' NOT IN ('timestamp with time zone', 'timestamp without time zone', 'date') THEN
+            RAISE EXCEPTION 'frequently_bought_together needs a session column or a timestamp column of a time type'
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'map a session/basket/order column: options => ''{"columns": {"session": "order_id"}}''';
+        END IF;
+    ELSE
+        RAISE EXCEPTION 'model "%" has no session and no timestamp column', model
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'map a session/basket/order column: options => ''{"columns": {"session": "order_id"}}''';
+    END IF;
+    BEGIN
+        RETURN QUERY EXECUTE format(
+            'SELECT i.item_id, i.n::real, (row_number() OVER (ORDER BY i.n DESC, i.item_id))::integer, ''co-occurrence''
+               FROM (%s) i WHERE (%s) ORDER BY i.n DESC, i.item_id LIMIT $3', together, f.pred)
+          USING NULL::vector, NULL::text[], k, NULL::text, f.vals, item, time_window;
+    EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+        RETURN;  -- an id that cannot exist in the item column: bought with nothing
+    END;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec.frequently_bought_together(text, text, integer, text, jsonb, interval) IS
+'Items most often in the same session/basket as an item (else within time_window of it), counted live';

@@ -427,3 +427,41 @@ def test_new_users_with_attributes_beat_global_popularity(trained: Conn) -> None
     p_attr, p_pop = hits_attr / (10 * len(users)), hits_pop / (10 * len(users))
     print(f"precision@10 of new users: attributes {p_attr:.4f}, popularity {p_pop:.4f}")
     assert p_attr > p_pop, (p_attr, p_pop)
+
+
+def test_frequently_bought_together_by_basket_and_by_time(trained: Conn) -> None:
+    trained.execute(
+        "CREATE TABLE orders (order_id int, customer_id int, product_id text);"
+        " INSERT INTO orders VALUES (1, 1, 'tent'), (1, 1, 'stove'), (1, 1, 'mat'),"
+        " (2, 2, 'tent'), (2, 2, 'stove'), (3, 3, 'tent'), (3, 3, 'lamp'),"
+        " (4, 4, 'stove'), (4, 4, 'mat'), (5, 5, 'mat')"
+    )
+    trained.execute("SELECT pyrec.create_model('shop', 'orders', recipe => 'popularity')")
+    trained.execute("CALL pyrec.train('shop', '{\"holdout\": 0}')")
+    rows = trained.execute(
+        "SELECT item_id, score, rank, source FROM pyrec.frequently_bought_together('shop', 'tent')"
+    ).fetchall()
+    assert rows == [
+        ("stove", 2.0, 1, "co-occurrence"),
+        ("lamp", 1.0, 2, "co-occurrence"),
+        ("mat", 1.0, 3, "co-occurrence"),
+    ]
+    # without a session column: the same user's events within the window, counted live
+    expected = trained.execute(
+        "SELECT x.movie_id::text, count(DISTINCT x.viewer_id) FROM ratings x JOIN ratings a"
+        " ON a.viewer_id = x.viewer_id AND a.movie_id = 50"
+        " AND x.rated_at BETWEEN a.rated_at - interval '1 hour' AND a.rated_at + interval '1 hour'"
+        " WHERE x.movie_id <> 50 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5"
+    ).fetchall()
+    got = trained.execute(
+        "SELECT item_id, score FROM pyrec.frequently_bought_together('movies', '50', 5)"
+    ).fetchall()
+    assert got == [(i, float(n)) for i, n in expected] and len(got) == 5
+
+
+def test_frequently_bought_together_needs_sessions_or_time(trained: Conn) -> None:
+    trained.execute("CREATE TABLE bare AS SELECT viewer_id, movie_id FROM ratings")
+    trained.execute("SELECT pyrec.create_model('bare', 'bare', recipe => 'popularity')")
+    trained.execute("CALL pyrec.train('bare', '{\"holdout\": 0}')")
+    with raises_pg(trained, "0A000", 'model "bare" has no session and no timestamp', "session"):
+        trained.execute("SELECT * FROM pyrec.frequently_bought_together('bare', '50')")

@@ -37,6 +37,7 @@ def test_auto_detection_follows_candidate_order() -> None:
         "timestamp": "ts",  # before created_at
         "event_type": "action",
         "event_value": "rating",  # before weight
+        "session": None,
         "user_type": "bigint",
         "item_type": "text",
         "timestamp_type": "timestamp with time zone",
