@@ -68,7 +68,9 @@ OPTION_KEYS = {
     "use_event_value",
 }
 PROTOCOLS = ("random_per_user", "random_per_item", "time")
-COLUMN_KEYS = {*INTERACTION_COLUMNS, "items_id", "users_id"}
+COLUMN_KEYS = {*INTERACTION_COLUMNS, "items_id", "users_id", "items_created"}
+# when an item entered the catalog: what exploration's item_age_cutoff_days reads
+ITEM_CREATED = ("created_at", "creation_timestamp", "added_at", "published_at", "release_date")
 
 
 @dataclass(frozen=True)
@@ -211,6 +213,15 @@ def resolve_columns(
     out["item_type"] = inter.columns[out["item"]]
     if items is not None:
         out["items_id"] = _key_column(items, "items_id", mapping.get("items_id"), out["item"])
+        created = _pick(items, "items_created", mapping.get("items_created"), ITEM_CREATED)
+        if created is not None and items.columns[created] not in TIME_TYPES - NUMERIC_TYPES:
+            if "items_created" in mapping:
+                raise DatatypeMismatch(
+                    f'items_created column "{created}" has type {items.columns[created]}',
+                    hint="map a timestamp or date column of the items relation",
+                )
+            created = None
+        out["items_created"] = created
     if users is not None:
         out["users_id"] = _key_column(users, "users_id", mapping.get("users_id"), out["user"])
     return out

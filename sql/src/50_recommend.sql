@@ -197,6 +197,60 @@ $fn$;
 COMMENT ON FUNCTION pyrec._promoted(pyrec._versions, vector, text, text[], integer, text, text, jsonb, text, jsonb, integer, text) IS
 'recommend() with a promotion: a share of the slots from a second filter, spread through the list';
 
+CREATE FUNCTION pyrec._exploration(v pyrec._versions, exploration jsonb, k integer,
+                                   OUT pred text, OUT n integer)
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+DECLARE
+    m pyrec.models;
+    extra text[];
+    weight numeric;
+    cutoff numeric;
+BEGIN
+    IF jsonb_typeof(exploration) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'exploration must be a JSON object' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'for example {"weight": 0.3, "item_age_cutoff_days": 30}';
+    END IF;
+    SELECT array_agg(key) INTO extra FROM jsonb_object_keys(exploration) key
+     WHERE key NOT IN ('weight', 'item_age_cutoff_days');
+    IF extra IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown exploration field "%"', extra[1] USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'exploration fields are weight and item_age_cutoff_days';
+    END IF;
+    IF jsonb_typeof(exploration->'weight') IS DISTINCT FROM 'number'
+       OR (exploration->>'weight')::numeric NOT BETWEEN 0 AND 1 THEN
+        RAISE EXCEPTION 'exploration weight must be a number between 0 and 1, got %',
+                        coalesce(exploration->>'weight', 'none')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'the share of the k slots given to fresh items (0: none)';
+    END IF;
+    weight := (exploration->>'weight')::numeric;
+    n := ceil(k * weight)::integer;
+    IF exploration ? 'item_age_cutoff_days' THEN
+        IF jsonb_typeof(exploration->'item_age_cutoff_days') IS DISTINCT FROM 'number'
+           OR (exploration->>'item_age_cutoff_days')::numeric <= 0 THEN
+            RAISE EXCEPTION 'exploration item_age_cutoff_days must be a positive number'
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'for example 30';
+        END IF;
+        cutoff := (exploration->>'item_age_cutoff_days')::numeric;
+        SELECT * INTO m FROM pyrec.models WHERE model_id = v.model_id;
+        IF m.columns->>'items_created' IS NULL THEN
+            RAISE EXCEPTION 'item_age_cutoff_days needs the items'' creation time'
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'give the model an items relation with a created_at column, or map one: options => ''{"columns": {"items_created": "<column>"}}''';
+        END IF;
+        -- fresh: entered the catalog within the cutoff (read live from the items relation)
+        pred := format('i.item_id IN (SELECT r.%I::text FROM %s r WHERE r.%I >= now() - %L::interval)',
+                       m.columns->>'items_id', m.items, m.columns->>'items_created', cutoff || ' days');
+    ELSE
+        pred := 'i.popularity <= 0';  -- fresh: no interactions when the version was trained
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec._exploration(pyrec._versions, jsonb, integer) IS
+'Checks recommend()''s exploration argument: which items are fresh and how many slots they get';
+
 CREATE FUNCTION pyrec.recommend(
     model text,
     user_id text,
@@ -204,7 +258,8 @@ CREATE FUNCTION pyrec.recommend(
     filter text DEFAULT NULL,
     params jsonb DEFAULT NULL,
     exclude_seen boolean DEFAULT true,
-    promotion jsonb DEFAULT NULL
+    promotion jsonb DEFAULT NULL,
+    exploration jsonb DEFAULT NULL
 ) RETURNS TABLE (item_id text, score real, rank integer, source text)
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
@@ -262,14 +317,26 @@ BEGIN
         seen := history;
     END IF;
     SELECT u.vec, u.how INTO uvec, how FROM pyrec._user_vector(v, user_id, history) u;
+    IF promotion IS NOT NULL AND exploration IS NOT NULL THEN
+        RAISE EXCEPTION 'a request takes a promotion or exploration, not both'
+            USING ERRCODE = 'feature_not_supported', HINT = 'pass one of them';
+    END IF;
     IF promotion IS NOT NULL THEN
         promo := pyrec._promotion(v, promotion, k);
         IF promo.uses_user AND ukey IS NULL THEN
             ukey := pyrec._user_key(v.model_id, user_id);
         END IF;
+    ELSIF exploration IS NOT NULL THEN
+        -- exploration mixes fresh items in the way a promotion does, with its own label
+        SELECT e.pred AS pred, '{}'::jsonb AS vals, e.n AS n, 'exploration' AS label,
+               false AS uses_user INTO promo
+          FROM pyrec._exploration(v, exploration, k) e;
+        IF promo.n = 0 THEN
+            exploration := NULL;
+        END IF;
     END IF;
     BEGIN
-        IF promotion IS NOT NULL THEN
+        IF promotion IS NOT NULL OR exploration IS NOT NULL THEN
             RETURN QUERY SELECT * FROM pyrec._promoted(v, uvec, how, seen, k, ukey, pred, vals,
                                                         promo.pred, promo.vals, promo.n, promo.label);
         ELSIF uvec IS NOT NULL THEN
@@ -311,16 +378,18 @@ BEGIN
     END;
 END
 $fn$;
-COMMENT ON FUNCTION pyrec.recommend(text, text, integer, text, jsonb, boolean, jsonb) IS
+COMMENT ON FUNCTION pyrec.recommend(text, text, integer, text, jsonb, boolean, jsonb, jsonb) IS
 'Top-k items for a user from the model''s active version; source says what answered: model, fold-in (live history the version has not seen) or popular';
 
 CREATE FUNCTION pyrec.recommend(model text, user_id bigint, k integer DEFAULT 10,
                                 filter text DEFAULT NULL, params jsonb DEFAULT NULL,
-                                exclude_seen boolean DEFAULT true, promotion jsonb DEFAULT NULL)
+                                exclude_seen boolean DEFAULT true, promotion jsonb DEFAULT NULL,
+                                exploration jsonb DEFAULT NULL)
 RETURNS TABLE (item_id text, score real, rank integer, source text)
 LANGUAGE sql STABLE
-AS $fn$ SELECT * FROM pyrec.recommend(model, user_id::text, k, filter, params, exclude_seen, promotion) $fn$;
-COMMENT ON FUNCTION pyrec.recommend(text, bigint, integer, text, jsonb, boolean, jsonb) IS
+AS $fn$ SELECT * FROM pyrec.recommend(model, user_id::text, k, filter, params, exclude_seen, promotion,
+                                      exploration) $fn$;
+COMMENT ON FUNCTION pyrec.recommend(text, bigint, integer, text, jsonb, boolean, jsonb, jsonb) IS
 'Top-k items for a user with an integer id';
 
 -- The mission's unqualified recommend(user_id, k, filter), for the default model.

@@ -465,3 +465,40 @@ def test_frequently_bought_together_needs_sessions_or_time(trained: Conn) -> Non
     trained.execute("CALL pyrec.train('bare', '{\"holdout\": 0}')")
     with raises_pg(trained, "0A000", 'model "bare" has no session and no timestamp', "session"):
         trained.execute("SELECT * FROM pyrec.frequently_bought_together('bare', '50')")
+
+
+def test_exploration_mixes_fresh_items_in(trained: Conn) -> None:
+    trained.execute(
+        "ALTER TABLE movies ADD COLUMN created_at timestamptz NOT NULL DEFAULT '2000-01-01'"
+    )
+    trained.execute(
+        "SELECT pyrec.create_model('fresh', 'ratings', items => 'movies', options =>"
+        ' \'{"holdout": 0, "params": {"factors": 16, "iterations": 4}}\')'
+    )
+    # three films nobody has rated yet, one of them added to the catalog today
+    trained.execute(
+        "INSERT INTO movies VALUES (90001, 'A', 1998, '{Drama}', now()),"
+        " (90002, 'B', 1998, '{Comedy}', '2000-01-01'),"
+        " (90003, 'C', 1998, '{Horror}', '2000-01-01')"
+    )
+    trained.execute("CALL pyrec.train('fresh')")
+    call = "SELECT item_id, rank, source FROM pyrec.recommend('fresh', '42', 10, exploration => %s)"
+    rows = trained.execute(call, ['{"weight": 0.3}']).fetchall()
+    explored = [r for r in rows if r[2] == "exploration"]
+    assert {r[0] for r in explored} == {"90001", "90002", "90003"} and len(rows) == 10
+    rows = trained.execute(call, ['{"weight": 0.3, "item_age_cutoff_days": 30}']).fetchall()
+    assert [r[0] for r in rows if r[2] == "exploration"] == ["90001"] and len(rows) == 10
+    rows = trained.execute(call, ['{"weight": 0}']).fetchall()
+    assert {r[2] for r in rows} == {"model"}
+    with raises_pg(trained, "22023", "exploration weight must be a number between 0 and 1"):
+        trained.execute(call, ['{"weight": 2}'])
+    with raises_pg(trained, "55000", "item_age_cutoff_days needs the items' creation time"):
+        trained.execute(
+            "SELECT * FROM pyrec.recommend('movies', '42', 10, exploration =>"
+            ' \'{"weight": 0.2, "item_age_cutoff_days": 3}\')'
+        )
+    with raises_pg(trained, "0A000", "a promotion or exploration, not both"):
+        trained.execute(
+            "SELECT * FROM pyrec.recommend('movies', '42', 10, promotion => '{}',"
+            " exploration => '{\"weight\": 0.2}')"
+        )
