@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from . import foldin
 from .errors import (
     FeatureNotSupported,
     InvalidParameter,
@@ -31,6 +32,8 @@ LOCK_CLASS = 0x7062  # advisory locks of batch targets ("pb"); the second key ha
 MAX_K = 1000
 USERS_PER_BLOCK = 20_000  # scored and written per step: bounds memory to ~block * (items + k)
 COLUMNS = ["user_id", "item_id", "score", "rank", "source"]
+MODEL, FOLD_IN, POPULAR = 0, 1, 2  # where a user's vector came from, as in recommend()
+SOURCES = np.array(["model", "fold-in", "popular"])
 MARK = "pyrec batch output"  # start of the target's COMMENT: only such tables are replaced
 _QUERY = re.compile(r"^\s*\(?\s*(select|with|values|table)\b", re.IGNORECASE)
 
@@ -43,11 +46,12 @@ class Catalog:
     vectors: npt.NDArray[np.float32]
     popularity: npt.NDArray[np.float32]
     codes: dict[str, int]
+    history: npt.NDArray[np.float32] | None  # item-item recipes: what fold-in sums
 
 
 def _active(db: Db, model: Model) -> dict[str, Any]:
     row = db.one(
-        "SELECT version, items_table, users_table, dims FROM pyrec._versions"
+        "SELECT version, items_table, users_table, dims, fold FROM pyrec._versions"
         " WHERE model_id = $1 AND version = $2",
         [model.model_id, model.active_version],
         ["int4", "int4"],
@@ -62,20 +66,29 @@ def _active(db: Db, model: Model) -> dict[str, Any]:
 
 def _items(db: Db, version: dict[str, Any], vschema: str) -> Catalog:
     table = db.ident("pyrec", version["items_table"])
+    zero = "'[" + ",".join(["0"] * int(version["dims"])) + "]'"
     row = db.one(
         f"SELECT array_agg(item_id ORDER BY item_id) AS ids,"
         f" string_agg({vschema}.vector_send(embedding), ''::bytea ORDER BY item_id) AS vecs,"
+        f" string_agg({vschema}.vector_send(coalesce(history, {zero}::{vschema}.vector)),"
+        f" ''::bytea ORDER BY item_id) AS hist,"
         f" array_agg(popularity ORDER BY item_id) AS pop FROM {table}"
     )
     ids = np.asarray((row or {}).get("ids") or [], dtype=str)
     if ids.size == 0:
         raise NotReady("the active version has no items", hint="retrain the model")
-    packed = np.frombuffer(bytes(row["vecs"]), dtype=vector_dtype(version["dims"]))  # type: ignore[index]
+    assert row is not None
+    dtype = vector_dtype(version["dims"])
+    packed = np.frombuffer(bytes(row["vecs"]), dtype=dtype)
+    history = None
+    if version["fold"] == "sum":
+        history = np.ascontiguousarray(np.frombuffer(bytes(row["hist"]), dtype=dtype)["v"])
     return Catalog(
         ids=ids,
         vectors=np.ascontiguousarray(packed["v"], dtype=np.float32),
-        popularity=np.asarray(row["pop"], dtype=np.float32),  # type: ignore[index]
+        popularity=np.asarray(row["pop"], dtype=np.float32),
         codes={s: i for i, s in enumerate(ids.tolist())},
+        history=None if history is None else history.astype(np.float32),
     )
 
 
@@ -327,7 +340,11 @@ def _batch(
     excluded = _excluded(db, model, version, items, flt, params)
     ids = _user_ids(db, model, version, users)
     vectors, known = read_vectors(db, version["users_table"], "user_id", ids, version["dims"])
-    seen = _seen(db, model, ids, items) if exclude_seen else None
+    history = _seen(db, model, ids, items) if exclude_seen or version["fold"] != "none" else None
+    seen = history if exclude_seen else None
+    source = np.where(known, MODEL, POPULAR).astype(np.int8)
+    if history is not None and version["fold"] != "none":
+        _fold_in(db, model, version, ids, items, history, vectors, source)
     run.phase("scoring", 10, 0)
     stage = db.ident("pyrec", staging)
     db.run(
@@ -342,8 +359,8 @@ def _batch(
     for lo in range(0, len(ids), USERS_PER_BLOCK):
         hi = min(lo + USERS_PER_BLOCK, len(ids))
         block_seen = seen[lo:hi] if seen is not None else None
-        rows = _score_block(vectors[lo:hi], known[lo:hi], items, k, block_seen, excluded)
-        user_pos, codes, scores, ranks, model_rows = rows
+        rows = _score_block(vectors[lo:hi], source[lo:hi], items, k, block_seen, excluded)
+        user_pos, codes, scores, ranks, row_sources = rows
         block_ids = np.asarray(ids[lo:hi], dtype=object)
         db.run(
             sql,
@@ -352,7 +369,7 @@ def _batch(
                 items.ids[codes].tolist(),
                 scores.tolist(),
                 ranks.tolist(),
-                np.where(model_rows, "model", "popular").tolist(),
+                SOURCES[row_sources].tolist(),
             ],
             ["text[]", "text[]", "real[]", "int4[]", "text[]"],
         )
@@ -370,39 +387,83 @@ def _batch(
         "version": version["version"],
         "table": qualified,
         "users": len(ids),
-        "users_without_vectors": int((~known).sum()),
+        "users_folded_in": int((source == FOLD_IN).sum()),
+        "users_without_vectors": int((source == POPULAR).sum()),
         "rows": written,
         "seconds": seconds,
     }
 
 
+def _fold_in(
+    db: Db,
+    model: Model,
+    version: dict[str, Any],
+    ids: list[str],
+    items: Catalog,
+    history: sp.csr_matrix,
+    vectors: npt.NDArray[np.float32],
+    source: npt.NDArray[np.int8],
+) -> None:
+    """As recommend() does: users whose live history differs from what the version saw (new
+    users, new events) get a vector folded in from it; updates vectors and source in place."""
+    trained = np.full(len(ids), -1, dtype=np.int64)
+    packed = db.scalar(
+        f"SELECT string_agg(int4send((b.n - 1)::int4) || int4send(u.n_items), ''::bytea)"
+        f" FROM unnest($1::text[]) WITH ORDINALITY b(id, n)"
+        f" JOIN {db.ident('pyrec', version['users_table'])} u ON u.user_id = b.id",
+        [ids],
+        ["text[]"],
+    )
+    if packed:
+        counts = np.frombuffer(bytes(packed), dtype=[("pos", ">i4"), ("n", ">i4")])
+        trained[counts["pos"].astype(np.int64)] = counts["n"]
+    live = np.diff(history.indptr)
+    todo = np.flatnonzero((live > 0) & (trained != live))
+    if todo.size == 0:
+        return
+    if version["fold"] == "sum" and items.history is not None:
+        folded = np.asarray(history[todo] @ items.history, dtype=np.float32)
+    else:
+        folded = foldin.fold_in_many(
+            db,
+            model.model_id,
+            int(version["version"]),
+            [ids[i] for i in todo],
+            items.codes,
+            items.vectors,
+        )
+    ok = np.any(folded != 0, axis=1)
+    vectors[todo[ok]] = folded[ok]
+    source[todo[ok]] = FOLD_IN
+
+
 def _score_block(
     vectors: npt.NDArray[np.float32],
-    known: npt.NDArray[np.bool_],
+    source: npt.NDArray[np.int8],
     items: Catalog,
     k: int,
     seen: sp.csr_matrix | None,
     excluded: npt.NDArray[np.int32],
 ) -> tuple[npt.NDArray[Any], ...]:
-    """One block's rows, by user then rank: user position, item code, score, rank, and
-    whether the model (not the popularity fallback) chose the item."""
-    codes = np.full((known.size, k), -1, dtype=np.int32)
-    scores = np.zeros((known.size, k), dtype=np.float32)
-    for is_model in (True, False):
-        pos = np.flatnonzero(known == is_model)
+    """One block's rows, by user then rank: user position, item code, score, rank, and the
+    source code (MODEL, FOLD_IN, POPULAR) of the user's vector."""
+    codes = np.full((source.size, k), -1, dtype=np.int32)
+    scores = np.zeros((source.size, k), dtype=np.float32)
+    for by_vector in (True, False):
+        pos = np.flatnonzero((source != POPULAR) == by_vector)
         if pos.size == 0:
             continue
-        if is_model:
+        if by_vector:
             query, catalog = vectors[pos], items.vectors
-        else:  # users the version does not know: the most popular allowed unseen items
+        else:  # users with no vector: the most popular allowed unseen items
             query, catalog = np.ones((pos.size, 1), dtype=np.float32), items.popularity[:, None]
         codes[pos], scores[pos] = top_k(
             catalog, query, k, None if seen is None else seen[pos], excluded
         )
     valid = codes >= 0  # a user with fewer than k allowed items gets ranks 1..n
-    users = np.broadcast_to(np.arange(known.size)[:, None], codes.shape)[valid]
+    users = np.broadcast_to(np.arange(source.size)[:, None], codes.shape)[valid]
     ranks = np.broadcast_to(np.arange(1, k + 1, dtype=np.int32), codes.shape)[valid]
-    return users, codes[valid], scores[valid], ranks, known[users]
+    return users, codes[valid], scores[valid], ranks, source[users]
 
 
 def _swap(

@@ -18,6 +18,7 @@ from .versions import vector_dtype, vector_literals, vector_schema
 @dataclass(frozen=True)
 class _State:
     sql: str
+    many_sql: str  # the pairs of many users at once: (batch position, item id, weight)
     consts: str
     newest: float
     alpha: float
@@ -52,10 +53,19 @@ def _state(db: Db, model_id: int, version: int) -> _State | None:
         f" AND {interactions.where_sql(db, model, options)} GROUP BY 1) h"
         f" JOIN {db.ident('pyrec', row['items_table'])} i ON i.item_id = h.item WHERE h.w > 0"
     )
+    many_sql = (
+        f"SELECT string_agg(int4send((b.n - 1)::int4) || int4send(length(h.item))"
+        f" || convert_to(h.item, 'UTF8') || float8send(h.w), ''::bytea)"
+        f" FROM (SELECT {user}::text AS u, {item}::text AS item, sum({weight}) AS w"
+        f" FROM {model.interactions} WHERE {interactions.where_sql(db, model, options)}"
+        f" AND {user}::text = ANY ($3) GROUP BY 1, 2) h"
+        f" JOIN unnest($3::text[]) WITH ORDINALITY b(id, n) ON b.id = h.u WHERE h.w > 0"
+    )
     consts = dict(options.get("event_weights") or {})
     consts["__types"] = list(options.get("event_types") or [])
     return _State(
         sql=sql,
+        many_sql=many_sql,
         consts=json.dumps(consts),
         newest=float(state.get("newest") or 0.0),
         alpha=float(state["alpha"]),
@@ -77,8 +87,7 @@ def solve(
     return np.asarray(np.linalg.solve(a, y.T @ c), dtype=np.float64)
 
 
-def fold_in(db: Db, model_id: int, version: int, user_id: str) -> str | None:
-    """The user's vector as pgvector text, or None when the live history has no known item."""
+def _cached(db: Db, model_id: int, version: int) -> _State | None:
     key = (model_id, version)
     state = _CACHE.get(key)
     if state is None:
@@ -88,6 +97,54 @@ def fold_in(db: Db, model_id: int, version: int, user_id: str) -> str | None:
         if len(_CACHE) >= 64:  # old versions of long sessions
             _CACHE.clear()
         _CACHE[key] = state
+    return state
+
+
+def fold_in_many(
+    db: Db,
+    model_id: int,
+    version: int,
+    user_ids: list[str],
+    codes: dict[str, int],
+    items: npt.NDArray[np.float32],
+) -> npt.NDArray[np.float32]:
+    """fold_in for many users at once (batch jobs): one read, then a solve per user.
+
+    Rows of users with no weighted history among `items` (ids -> rows in `codes`) are zero.
+    """
+    out = np.zeros((len(user_ids), items.shape[1]), dtype=np.float32)
+    state = _cached(db, model_id, version)
+    if state is None or not user_ids:
+        return out
+    packed = bytes(
+        db.scalar(
+            state.many_sql, [state.consts, state.newest, user_ids], ["jsonb", "float8", "text[]"]
+        )
+        or b""
+    )
+    history: dict[int, list[tuple[int, float]]] = {}
+    at = 0
+    while at < len(packed):  # pos int4, id length int4, id bytes, weight float8
+        pos, size = np.frombuffer(packed, ">i4", 2, at)
+        item = packed[at + 8 : at + 8 + size].decode()
+        (w,) = np.frombuffer(packed, ">f8", 1, at + 8 + size)
+        at += 16 + size
+        code = codes.get(item)
+        if code is not None:
+            history.setdefault(int(pos), []).append((code, float(w)))
+    y_all = items.astype(np.float64)
+    for pos, pairs in history.items():
+        rows = np.asarray([c for c, _ in pairs])
+        w = np.asarray([w for _, w in pairs])
+        out[pos] = solve(state.gram, y_all[rows], w, state.alpha)
+    return out
+
+
+def fold_in(db: Db, model_id: int, version: int, user_id: str) -> str | None:
+    """The user's vector as pgvector text, or None when the live history has no known item."""
+    state = _cached(db, model_id, version)
+    if state is None:
+        return None
     packed = db.scalar(
         state.sql, [state.consts, state.newest, user_id], ["jsonb", "float8", "text"]
     )

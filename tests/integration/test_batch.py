@@ -159,3 +159,39 @@ def test_drop_model_drops_its_batch_tables(trained: Conn) -> None:
         " to_regclass('public.keep_me')::text"
     ).fetchone()
     assert left == (None, None, "keep_me")
+
+
+def test_batch_folds_in_new_history_as_recommend_does(trained: Conn) -> None:
+    trained.execute("INSERT INTO ratings SELECT 5000, movie_id, 5, now() FROM movies LIMIT 3")
+    trained.execute("INSERT INTO ratings VALUES (42, 1682, 5, now())")
+    trained.execute(
+        "CALL pyrec.batch_recommend('movies', users => 'SELECT unnest(ARRAY[5000, 42, 7, 6000])',"
+        " k => 5)"
+    )
+    got = rows(trained)
+    sources = {r[0]: r[4] for r in got}
+    assert sources == {"5000": "fold-in", "42": "fold-in", "7": "model", "6000": "popular"}
+    for user in ("5000", "42"):
+        served = trained.execute(
+            "SELECT item_id, score, source FROM pyrec.recommend('movies', %s, 5)", [user]
+        ).fetchall()
+        batch = [(r[1], r[2]) for r in got if r[0] == user]
+        assert {s for _, _, s in served} == {"fold-in"}
+        for (a, sa, _), (b, sb) in zip(served, batch, strict=True):
+            assert sa == pytest.approx(sb, rel=1e-3, abs=1e-4), (user, served, batch)
+            assert a == b or abs(sa - sb) < 1e-3
+
+
+def test_batch_folds_in_item_item_history_by_summing(trained: Conn) -> None:
+    trained.execute(
+        "SELECT pyrec.create_model('ease', 'ratings', recipe => 'ease',"
+        ' options => \'{"holdout": 0, "params": {"rank": 32}}\')'
+    )
+    trained.execute("CALL pyrec.train('ease')")
+    trained.execute("INSERT INTO ratings SELECT 5000, movie_id, 5, now() FROM movies LIMIT 3")
+    trained.execute("CALL pyrec.batch_recommend('ease', users => 'SELECT 5000', k => 5)")
+    got = [(r[1], r[4]) for r in rows(trained, "pyrec.batch_ease")]
+    served = trained.execute(
+        "SELECT item_id, source FROM pyrec.recommend('ease', '5000', 5)"
+    ).fetchall()
+    assert got == served and {s for _, s in got} == {"fold-in"}
