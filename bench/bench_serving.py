@@ -7,10 +7,12 @@ Catalogs:
   (b) synthetic: --items items (100k), --users users (1M), 5 interactions per user on average
       (pyrec_pg.data.synthetic.generate: Zipf popularity, 20 taste clusters), loaded by binary
       COPY. No ALS on 1M users: 64-d float32 vectors, each its taste cluster's centroid plus
-      as much noise, are written through pyrec_pg.versions.write_version (psycopg stub
-      runtime) twice, the same vectors both times: version 1 with pyrec.ann_min_items = -1
-      (exact scan), version 2 with 0 (HNSW). Fold-in state as ALS writes it (Y'Y + 10 I,
-      alpha 2), so fold-in users are solved in Python as for a trained model.
+      as much noise, written twice (the same vectors): version 1 with pyrec.ann_min_items = -1
+      (exact scan), version 2 with 0 (HNSW, built at maintenance_work_mem --build-mem). Each
+      version is made by pyrec_pg.versions.write_version (psycopg stub runtime) with the items
+      and ALS's fold-in state (Y'Y + 10 I, alpha 2); its 1M user vectors are then COPYed in
+      binary into the users table write_version created, in the same transaction (its own
+      insert formats each vector as text: minutes per version at this size).
 
 Cases, k = 10, each call a client round trip on one autocommit session (psycopg prepares a
 statement after its 5th run), the version made active with pyrec.activate:
@@ -18,19 +20,23 @@ statement after its 5th run), the version made active with pyrec.activate:
                  FROM <users table> WHERE user_id = $1) LIMIT 10: no seen-item exclusion, no
                  filter, the same pgvector table (and index) as pyrec's
   known          recommend() for a user of the version (source 'model')
-  known+filter   with a named filter keeping ~30% of the items (an Items attribute)
-  fold-in        a user inserted after the version was written, with 5 interactions
-                 (source 'fold-in': one least-squares solve in Python per call)
+  known+filter   with a named filter keeping ~30% of the items, on an Items attribute
+                 (MovieLens: genre Comedy; synthetic: price, which is independent of taste)
+  fold-in        a user inserted after the version was written with 5 interactions (the items
+                 of a random existing user): source 'fold-in', one least-squares solve in Python
   fold-in+filter the same with the filter
   similar        similar_items(item, 10); its peer: the same cosine top-10 over the items table
 The cases of one version are interleaved (call i of each runs before call i + 1 of any, so
-drift hits all alike), after --warmup rounds. p50 and p99 over --calls calls (--exact-calls for
-the synthetic exact scan); "x peer" divides a p50 (p99) by the peer's on the same version.
-Recall@10 of the HNSW version: its results against an exact scan of the same vectors for the
+drift hits all alike), after --warmup untimed rounds. Each case gets --calls calls, or fewer
+(at least 100) when the warm-up says they would take over --case-seconds. p50 and p99
+(nearest rank) per case; "x peer" divides a p50 (p99) by the peer's on the same version.
+Recall@10 of the HNSW version: its top 10 against an exact scan of the same vectors for the
 same users (and filter): the exact version's for the synthetic catalog (the same vectors),
-the HNSW version's with enable_indexscan = off for MovieLens (a second training).
+the HNSW version's with enable_indexscan = off for MovieLens (a second training). Then one
+call of each case, in a transaction, counts the scans of the HNSW index
+(pg_stat_get_xact_numscans): 0 means the planner scanned the table instead (recall marked *).
 Run: .venv/bin/python -m bench.bench_serving [--items 100000] [--users 1000000] [--calls 1000]
-     smoke: --items 5000 --users 20000 --calls 100 --exact-calls 100
+     smoke: --items 5000 --users 20000 --calls 100
 """
 
 from __future__ import annotations
@@ -69,14 +75,16 @@ PER_USER = 5  # synthetic interactions per user, on average
 FOLD_USERS = 200  # users inserted after training, FOLD_EVENTS interactions each
 FOLD_EVENTS = 5
 ALPHA, FOLD_REG = 2.0, 10.0  # pyrec's ALS defaults (alpha, fold_in_regularization)
+KEEP = 0.3  # share of the items the filters keep
+MIN_CALLS = 100
 ML_FILTER = 'INCLUDE ItemID WHERE Items.genre IN ("Comedy")'  # 505 of 1,682 movies
-SYN_FILTER_CATEGORIES = synthetic.CATEGORIES[:6]  # 6 of 20 categories
-# COPY ... (FORMAT binary) of (bigint, bigint): field count, then length + value per field
-PAIR_ROW = np.dtype([("n", ">i2"), ("lu", ">i4"), ("u", ">i8"), ("li", ">i4"), ("i", ">i8")])
+# COPY ... (FORMAT binary): a header, per row the field count then length + value per field
 COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 COPY_TRAILER = b"\xff\xff"
-ROWS_PER_CHUNK = 500_000
+PAIR_ROW = np.dtype([("n", ">i2"), ("lu", ">i4"), ("u", ">i8"), ("li", ">i4"), ("i", ">i8")])
+ROWS_PER_CHUNK = 200_000
 CASES = ("peer", "known", "known+filter", "fold-in", "fold-in+filter", "similar peer", "similar")
+PEERS = ("peer", "similar peer")
 RECALLED = ("peer", "known", "known+filter", "fold-in", "fold-in+filter")
 EXPECTED_SOURCE = {
     "known": "model",
@@ -84,6 +92,15 @@ EXPECTED_SOURCE = {
     "fold-in": "fold-in",
     "fold-in+filter": "fold-in",
     "similar": "model",
+}
+NAMES = {
+    "peer": "peer: plain SQL top-10 (known user)",
+    "known": "recommend, known user",
+    "known+filter": "recommend, known user + filter",
+    "fold-in": "recommend, fold-in user",
+    "fold-in+filter": "recommend, fold-in user + filter",
+    "similar peer": "peer: plain SQL cosine top-10",
+    "similar": "similar_items",
 }
 
 
@@ -93,7 +110,7 @@ class Catalog:
 
     title: str
     model: str
-    filter_name: str
+    filter_text: str
     exact_version: int
     ann_version: int
     known: list[str]  # users of the versions, with interactions
@@ -102,6 +119,7 @@ class Catalog:
     same_vectors: bool  # whether both versions hold the same vectors
     setup: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    filter_name: str = "thirty"
 
 
 @dataclass
@@ -123,9 +141,13 @@ class Case:
 
 
 def pct(xs: list[float], q: float) -> float:
-    """The q-quantile by the nearest-rank method (p99 of 1000 calls: the 10th slowest)."""
+    """The q-quantile by nearest rank (p99 of 1000 calls: the 10th slowest)."""
     s = sorted(xs)
     return s[max(0, math.ceil(q * len(s)) - 1)]
+
+
+def size(n: int) -> str:
+    return f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n / 1e3:g}k" if n >= 1000 else str(n)
 
 
 def loadavg() -> str:
@@ -137,6 +159,9 @@ def stopwatch(setup: dict[str, float], name: str) -> Iterator[None]:
     t = time.perf_counter()
     yield
     setup[name] = time.perf_counter() - t
+
+
+# --- measuring ------------------------------------------------------------------------------
 
 
 def version_tables(conn: psycopg.Connection[Any], model: str, version: int) -> tuple[str, str]:
@@ -175,32 +200,68 @@ def cases_for(conn: psycopg.Connection[Any], cat: Catalog, version: int) -> list
 
 
 def run_phase(
-    conn: psycopg.Connection[Any], cat: Catalog, version: int, label: str, calls: int, warmup: int
+    conn: psycopg.Connection[Any], cat: Catalog, version: int, label: str, args: Any
 ) -> Phase:
     conn.execute("SELECT pyrec.activate(%s, %s)", [cat.model, version])
     cases = cases_for(conn, cat, version)
+    # warm-up (prepared statements, the backend's Python for fold-in, caches) on the last
+    # arguments of each list; its median sets how many calls fit in --case-seconds
+    warm: dict[str, list[float]] = {c.name: [] for c in cases}
+    for w in range(args.warmup):
+        for c in cases:
+            t = time.perf_counter()
+            conn.execute(c.query, c.params(c.args[-1 - w % len(c.args)])).fetchall()
+            warm[c.name].append(time.perf_counter() - t)
+    calls = args.calls
+    counts = {
+        name: min(calls, max(MIN_CALLS, int(args.case_seconds / max(median(xs), 1e-9))))
+        for name, xs in warm.items()
+    }
     ms: dict[str, list[float]] = {c.name: [] for c in cases}
     results: dict[str, dict[str, list[str]]] = {c.name: {} for c in cases}
     problems: dict[str, int] = {}
-    for r in range(warmup + calls):
+    for r in range(calls):
         for c in cases:
-            arg = c.args[r % len(c.args)]
+            n = counts[c.name]
+            if (r + 1) * n // calls == r * n // calls:  # n of the rounds, evenly spread
+                continue
+            arg = c.args[len(ms[c.name]) % len(c.args)]
             t = time.perf_counter()
             rows = conn.execute(c.query, c.params(arg)).fetchall()
-            dt = (time.perf_counter() - t) * 1000
-            if r < warmup:
-                continue
-            ms[c.name].append(dt)
+            ms[c.name].append((time.perf_counter() - t) * 1000)
             results[c.name].setdefault(arg, [str(x[0]) for x in rows])
             if len(rows) != K:
                 key = f"{c.name}: {len(rows)} rows instead of {K}"
                 problems[key] = problems.get(key, 0) + 1
             want = EXPECTED_SOURCE.get(c.name)
             if want is not None and any(x[1] != want for x in rows):
-                got = sorted({x[1] for x in rows})
+                got = sorted({str(x[1]) for x in rows})
                 key = f"{c.name}: source {'/'.join(got)} instead of {want}"
                 problems[key] = problems.get(key, 0) + 1
     return Phase(label, ms, results, problems)
+
+
+def hnsw_scans(conn: psycopg.Connection[Any], cat: Catalog, version: int) -> dict[str, int]:
+    """Scans of the version's HNSW index by one call of each case: the backend's counter for
+    the index (pg_stat_get_xact_numscans) before and after the call, in one transaction."""
+    items = version_tables(conn, cat.model, version)[0]
+    found = conn.execute(
+        "SELECT x.indexrelid FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid"
+        " JOIN pg_am a ON a.oid = c.relam WHERE x.indrelid = %s::regclass AND a.amname = 'hnsw'",
+        [sql.Identifier("pyrec", items).as_string(conn)],
+    ).fetchone()
+    if found is None:
+        return {}
+    count = "SELECT pg_stat_get_xact_numscans(%s)"
+    out = {}
+    for c in cases_for(conn, cat, version):
+        with conn.transaction():
+            before = conn.execute(count, [found[0]]).fetchone()
+            conn.execute(c.query, c.params(c.args[0])).fetchall()
+            after = conn.execute(count, [found[0]]).fetchone()
+        assert before is not None and after is not None
+        out[c.name] = int(after[0]) - int(before[0])
+    return out
 
 
 def exact_results(
@@ -222,14 +283,18 @@ def exact_results(
     return out
 
 
-def recall(
-    approx: dict[str, list[str]], exact: dict[str, list[str]], users: list[str]
-) -> tuple[float, int]:
-    hits = [len(set(approx[u]) & set(exact[u])) / max(1, len(exact[u])) for u in users]
-    return (sum(hits) / len(hits) if hits else float("nan")), len(hits)
-
-
 # --- catalogs -------------------------------------------------------------------------------
+
+
+def add_filter(conn: psycopg.Connection[Any], cat: Catalog, share_sql: str) -> None:
+    """Create the named filter and note the share of the catalog it keeps (share_sql: the
+    same condition written over the items relation)."""
+    conn.execute(
+        "SELECT pyrec.create_filter(%s, %s, %s)", [cat.model, cat.filter_name, cat.filter_text]
+    )
+    kept = conn.execute(share_sql).fetchone()
+    assert kept is not None
+    cat.notes.append(f"filter: {cat.filter_text}, keeps {float(kept[0]):.1%} of the items")
 
 
 def movielens_catalog(conn: psycopg.Connection[Any], rng: np.random.Generator) -> Catalog:
@@ -244,33 +309,37 @@ def movielens_catalog(conn: psycopg.Connection[Any], rng: np.random.Generator) -
         " ORDER BY version"
     ).fetchall()
     assert [bool(a) for _, a in versions] == [False, True], versions
-    conn.execute("SELECT pyrec.create_filter('movies', 'thirty', %s)", [ML_FILTER])
     pairs = conn.execute("SELECT viewer_id, movie_id FROM ratings").fetchall()
-    movies = np.array([p[1] for p in pairs])  # one per rating: popularity-weighted draws
+    by_viewer: dict[int, list[int]] = {}
+    for viewer, movie in pairs:
+        by_viewer.setdefault(viewer, []).append(movie)
+    viewers = sorted(by_viewer)
     rows = []
-    for j in range(FOLD_USERS):
-        for movie in rng.choice(np.unique(movies), FOLD_EVENTS, replace=False).tolist():
-            rows.append((100_000 + j, movie))
+    for j in range(FOLD_USERS):  # 5 movies of a random viewer each
+        like = by_viewer[viewers[int(rng.integers(len(viewers)))]]
+        rows += [(100_000 + j, m) for m in rng.choice(like, FOLD_EVENTS, replace=False).tolist()]
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO ratings (viewer_id, movie_id, rating, rated_at) VALUES (%s, %s, 4, now())",
             rows,
         )
     conn.execute("ANALYZE ratings")
-    viewers = sorted({p[0] for p in pairs})
-    return Catalog(
-        title=f"MovieLens-100K: {len(viewers)} users x {np.unique(movies).size} items,"
-        f" {len(pairs)} ratings; ALS 64 factors by CALL pyrec.train",
+    movies = sorted({m for _, m in pairs})
+    cat = Catalog(
+        title=f"MovieLens-100K: {len(viewers)} users x {len(movies)} items, {len(pairs)} ratings;"
+        " ALS 64 factors by CALL pyrec.train",
         model="movies",
-        filter_name="thirty",
+        filter_text=ML_FILTER,
         exact_version=int(versions[0][0]),
         ann_version=int(versions[1][0]),
         known=[str(u) for u in rng.permutation(viewers).tolist()],
         fold_in=[str(100_000 + j) for j in rng.permutation(FOLD_USERS).tolist()],
-        items=[str(i) for i in rng.permutation(np.unique(movies)).tolist()],
+        items=[str(i) for i in rng.permutation(movies).tolist()],
         same_vectors=False,
         setup=setup,
     )
+    add_filter(conn, cat, "SELECT avg(('Comedy' = ANY (genre))::int) FROM movies")
+    return cat
 
 
 def copy_pairs(conn: psycopg.Connection[Any], users: npt.NDArray[Any], items: Any) -> None:
@@ -282,6 +351,47 @@ def copy_pairs(conn: psycopg.Connection[Any], users: npt.NDArray[Any], items: An
         copy.write(COPY_HEADER)
         for lo in range(0, rows.size, ROWS_PER_CHUNK):
             copy.write(rows[lo : lo + ROWS_PER_CHUNK].tobytes())
+        copy.write(COPY_TRAILER)
+
+
+def copy_users(
+    conn: psycopg.Connection[Any],
+    table: str,
+    vecs: npt.NDArray[np.float32],
+    n_items: npt.NDArray[Any],
+) -> None:
+    """Users 0..n-1 (text ids), their vectors and item counts, by binary COPY: the rows of
+    one id length at a time, so each batch is one fixed-size numpy record."""
+    ids = np.arange(vecs.shape[0]).astype("S")
+    lengths = np.char.str_len(ids)
+    stmt = sql.SQL("COPY {} (user_id, embedding, n_items) FROM STDIN (FORMAT binary)").format(
+        sql.Identifier("pyrec", table)
+    )
+    with conn.cursor() as cur, cur.copy(stmt) as copy:
+        copy.write(COPY_HEADER)
+        for width in np.unique(lengths).tolist():
+            pick = np.flatnonzero(lengths == width)
+            row = np.dtype(
+                [
+                    ("fields", ">i2"),
+                    ("l_id", ">i4"),
+                    ("id", f"S{width}"),
+                    ("l_vec", ">i4"),
+                    ("dim", ">i2"),  # pgvector's vector_recv: dims, unused, float4s
+                    ("unused", ">i2"),
+                    ("v", ">f4", (vecs.shape[1],)),
+                    ("l_n", ">i4"),
+                    ("n", ">i4"),
+                ]
+            )
+            for lo in range(0, pick.size, ROWS_PER_CHUNK):
+                part = pick[lo : lo + ROWS_PER_CHUNK]
+                rows = np.zeros(part.size, dtype=row)
+                rows["fields"], rows["l_id"], rows["l_n"] = 3, width, 4
+                rows["l_vec"] = 4 + 4 * vecs.shape[1]
+                rows["dim"] = vecs.shape[1]
+                rows["id"], rows["v"], rows["n"] = ids[part], vecs[part], n_items[part]
+                copy.write(rows.tobytes())
         copy.write(COPY_TRAILER)
 
 
@@ -297,39 +407,68 @@ def synthetic_vectors(
     return users.astype(np.float32), items.astype(np.float32)
 
 
-def write_synthetic_version(
-    dsn: str, data: Interactions, factors: Factors, ann_min_items: int, notes: list[str]
-) -> int:
-    """A version through pyrec's own writer, in the psycopg stub runtime, in one transaction."""
+@dataclass
+class SynVersion:
+    """What both synthetic versions hold."""
+
+    items: Factors  # item vectors and ALS's fold-in state; no users
+    popularity: npt.NDArray[np.float32]
+    users: npt.NDArray[np.float32]
+    n_items: npt.NDArray[np.int32]  # distinct items per user, as training counts them
+    n_interactions: int
+
+
+def write_synthetic_version(dsn: str, v: SynVersion, ann_min_items: int, args: Any) -> int:
+    """write_version (psycopg stub runtime) with the items, then the users by binary COPY,
+    one transaction."""
+    notes: list[str] = []
     with psycopg.connect(dsn, autocommit=False) as conn:
         conn.add_notice_handler(lambda d: notes.append(d.message_primary or ""))
         db = Db(PsycopgPlpy(conn))
-        db.run("SELECT set_config('pyrec.ann_min_items', $1, true)", [str(ann_min_items)], ["text"])
-        version = write_version(
-            db,
-            get_model(db, "syn"),
-            data,
-            factors,
-            item_popularity(data.matrix),
-            {
-                "recipe": "als",
-                "params": {"factors": DIMS, "note": "bench_serving: synthetic vectors"},
-                "metrics": {},
-                "training_seconds": 0.0,
-                "fold_state": {**factors.fold_state, "options": {}, "newest": 0.0},
-            },
+        db.run(
+            "SELECT set_config('pyrec.ann_min_items', $1, true),"
+            " set_config('maintenance_work_mem', $2, true)",
+            [str(ann_min_items), args.build_mem],
+            ["text", "text"],
+        )
+        n_items = v.items.items.shape[0]
+        no_users = Interactions(
+            users=np.array([], dtype=str),
+            items=np.arange(n_items).astype(str),
+            matrix=sp.csr_matrix((0, n_items), dtype=np.float64),
+            rows_read=0,
+        )
+        info = {
+            "recipe": "als",
+            "params": {"factors": DIMS, "bench_serving": "synthetic vectors"},
+            "metrics": {},
+            "training_seconds": 0.0,
+            "fold_state": {**v.items.fold_state, "options": {}, "newest": 0.0},
+        }
+        model = get_model(db, "syn")
+        version = write_version(db, model, no_users, v.items, v.popularity, info)
+        users_table = version_tables(conn, "syn", version)[1]
+        copy_users(conn, users_table, v.users, v.n_items)
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier("pyrec", users_table)))
+        conn.execute(
+            "UPDATE pyrec._versions SET n_users = %s, n_interactions = %s"
+            " WHERE model_id = %s AND version = %s",
+            [v.users.shape[0], v.n_interactions, model.model_id, version],
         )
         conn.commit()
+    if notes:
+        print(f"  (server notices writing version {version}: {'; '.join(notes)})", flush=True)
     return version
 
 
-def synthetic_catalog(
-    dsn: str, n_items: int, n_users: int, seed: int, rng: np.random.Generator
-) -> Catalog:
+def synthetic_catalog(dsn: str, args: Any, rng: np.random.Generator) -> Catalog:
+    n_items, n_users = args.items, args.users
     setup: dict[str, float] = {}
-    notes: list[str] = []
     with stopwatch(setup, "generate"):
-        data = synthetic.generate(n_users * PER_USER, n_users=n_users, n_items=n_items, seed=seed)
+        data = synthetic.generate(
+            n_users * PER_USER, n_users=n_users, n_items=n_items, seed=args.seed
+        )
+    cut = float(np.round(np.quantile(data.item_price, KEEP), 2))
     load = "load (binary COPY, index, VACUUM ANALYZE)"
     with stopwatch(setup, load), psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
@@ -338,12 +477,8 @@ def synthetic_catalog(
         )
         with conn.cursor() as cur, cur.copy("COPY syn_items FROM STDIN") as copy:
             cats = [synthetic.CATEGORIES[c] for c in data.item_cluster.tolist()]
-            prices = data.item_price.tolist()
-            copy.write(
-                "".join(
-                    f"{i}\t{c}\t{p}\n" for i, (c, p) in enumerate(zip(cats, prices, strict=True))
-                )
-            )
+            attrs = zip(cats, data.item_price.tolist(), strict=True)
+            copy.write("".join(f"{i}\t{c}\t{p}\n" for i, (c, p) in enumerate(attrs)))
         conn.execute(
             "CREATE TABLE syn_interactions (user_id bigint NOT NULL, item_id bigint NOT NULL)"
         )
@@ -352,61 +487,57 @@ def synthetic_catalog(
         conn.execute("VACUUM ANALYZE syn_items")
         conn.execute("VACUUM ANALYZE syn_interactions")
         conn.execute("SELECT pyrec.create_model('syn', 'syn_interactions', items => 'syn_items')")
-        names = ", ".join(f'"{c}"' for c in SYN_FILTER_CATEGORIES)
-        conn.execute(
-            "SELECT pyrec.create_filter('syn', 'thirty', %s)",
-            [f"INCLUDE ItemID WHERE Items.category IN ({names})"],
+    with stopwatch(setup, "vectors (numpy)"):
+        user_vecs, item_vecs = synthetic_vectors(data, args.seed)
+        keys = np.unique(data.users * n_items + data.items)
+        matrix = sp.csr_matrix(
+            (np.ones(keys.size), (keys // n_items, keys % n_items)), shape=(n_users, n_items)
         )
-    with stopwatch(setup, "vectors and the version's matrix (numpy)"):
-        user_vecs, item_vecs = synthetic_vectors(data, seed)
-        # every user and item of the catalog is in the version; n_items per user = distinct
-        # items, as training counts them (a mismatch would make recommend() fold in)
-        keys, counts = np.unique(data.users * n_items + data.items, return_counts=True)
-        u, i = keys // n_items, keys % n_items
-        matrix = sp.csr_matrix((counts.astype(np.float64), (u, i)), shape=(n_users, n_items))
-        inter = Interactions(
-            users=np.arange(n_users).astype(str),
-            items=np.arange(n_items).astype(str),
-            matrix=matrix,
-            rows_read=int(data.users.size),
+        counts = sp.csr_matrix(
+            (np.ones(data.users.size), (data.users, data.items)), shape=(n_users, n_items)
         )
         y = item_vecs.astype(np.float64)
-        gram = y.T @ y + FOLD_REG * np.eye(DIMS)
-        factors = Factors(
+        version = SynVersion(
+            items=Factors(
+                users=np.zeros((0, DIMS), dtype=np.float32),
+                items=item_vecs,
+                fold="least_squares",
+                fold_state={"alpha": ALPHA, "gram": (y.T @ y + FOLD_REG * np.eye(DIMS)).tolist()},
+            ),
+            popularity=item_popularity(counts),
             users=user_vecs,
-            items=item_vecs,
-            fold="least_squares",
-            fold_state={"alpha": ALPHA, "gram": gram.tolist()},
+            n_items=np.diff(matrix.indptr).astype(np.int32),
+            n_interactions=int(keys.size),
         )
-    with stopwatch(setup, "write_version, exact (ann_min_items -1)"):
-        exact = write_synthetic_version(dsn, inter, factors, -1, notes)
-    with stopwatch(setup, "write_version + HNSW build (ann_min_items 0)"):
-        ann = write_synthetic_version(dsn, inter, factors, 0, notes)
-    active = np.flatnonzero(np.diff(matrix.indptr) > 0)
-    popular = data.items  # one per interaction: popularity-weighted draws
+    with stopwatch(setup, "version 1 (exact)"):
+        exact = write_synthetic_version(dsn, version, -1, args)
+    with stopwatch(setup, f"version 2 (HNSW, maintenance_work_mem {args.build_mem})"):
+        ann = write_synthetic_version(dsn, version, 0, args)
+    active = np.flatnonzero(version.n_items > 0)
+    rich = np.flatnonzero(version.n_items >= FOLD_EVENTS)
     with psycopg.connect(dsn, autocommit=True) as conn:
         rows = []
-        for j in range(FOLD_USERS):
-            for item in np.unique(rng.choice(popular, FOLD_EVENTS)).tolist():
-                rows.append((n_users + j, item))
+        for j in range(FOLD_USERS):  # 5 items of a random existing user each
+            like = matrix[int(rich[rng.integers(rich.size)])].indices
+            rows += [(n_users + j, int(i)) for i in rng.choice(like, FOLD_EVENTS, replace=False)]
         with conn.cursor() as cur:
             cur.executemany("INSERT INTO syn_interactions (user_id, item_id) VALUES (%s, %s)", rows)
         conn.execute("ANALYZE syn_interactions")
-    return Catalog(
-        title=f"synthetic: {n_users:,} users x {n_items:,} items, {data.users.size:,}"
-        f" interactions ({active.size:,} users with any); random clustered 64-d vectors"
-        f" through write_version",
-        model="syn",
-        filter_name="thirty",
-        exact_version=exact,
-        ann_version=ann,
-        known=[str(x) for x in rng.choice(active, 5000, replace=False).tolist()],
-        fold_in=[str(n_users + j) for j in rng.permutation(FOLD_USERS).tolist()],
-        items=[str(x) for x in rng.choice(n_items, 5000, replace=False).tolist()],
-        same_vectors=True,
-        setup=setup,
-        notes=notes,
-    )
+        cat = Catalog(
+            title=f"synthetic: {n_users:,} users x {n_items:,} items, {data.users.size:,}"
+            f" interactions ({active.size:,} users with any); clustered random 64-d vectors",
+            model="syn",
+            filter_text=f"INCLUDE ItemID WHERE Items.price <= {cut}",
+            exact_version=exact,
+            ann_version=ann,
+            known=[str(x) for x in rng.choice(active, 5000, replace=False).tolist()],
+            fold_in=[str(n_users + j) for j in rng.permutation(FOLD_USERS).tolist()],
+            items=[str(x) for x in rng.choice(n_items, 5000, replace=False).tolist()],
+            same_vectors=True,
+            setup=setup,
+        )
+        add_filter(conn, cat, f"SELECT avg((price <= {cut})::int) FROM syn_items")
+    return cat
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -415,67 +546,83 @@ def synthetic_catalog(
 def line(name: str, ms: list[float], peer: list[float] | None) -> str:
     p50, p99 = median(ms), pct(ms, 0.99)
     ratio = f"  {p50 / median(peer):6.2f}x {p99 / pct(peer, 0.99):6.2f}x" if peer else ""
-    return f"    {name:<34} p50 {p50:8.3f} ms  p99 {p99:8.3f} ms{ratio}"
-
-
-NAMES = {
-    "peer": "peer: plain SQL top-10 (known user)",
-    "known": "recommend, known user",
-    "known+filter": "recommend, known user + filter",
-    "fold-in": "recommend, fold-in user",
-    "fold-in+filter": "recommend, fold-in user + filter",
-    "similar peer": "peer: plain SQL cosine top-10",
-    "similar": "similar_items",
-}
+    return f"    {name:<34} {len(ms):5d}  p50 {p50:8.3f} ms  p99 {p99:8.3f} ms{ratio}"
 
 
 def report_phase(phase: Phase) -> None:
-    n = len(phase.ms["peer"])
-    print(f"  {phase.label}: {n} calls per case  (ratio columns: p50, p99 over the peer's)")
+    print(f"  {phase.label}: calls, p50, p99; x peer (p50, p99)")
     for name in CASES:
         peer = phase.ms["similar peer"] if name == "similar" else phase.ms["peer"]
-        is_peer = name in ("peer", "similar peer")
-        print(line(NAMES[name], phase.ms[name], None if is_peer else peer), flush=True)
+        print(line(NAMES[name], phase.ms[name], None if name in PEERS else peer), flush=True)
     for what, count in sorted(phase.problems.items()):
         print(f"    !! {what}: {count} calls")
 
 
 def report_recall(
-    conn: psycopg.Connection[Any], cat: Catalog, exact: Phase, ann: Phase, n: int
-) -> dict[str, float]:
-    wanted = {c: list(ann.results[c])[:n] for c in RECALLED}
+    conn: psycopg.Connection[Any],
+    cat: Catalog,
+    exact: Phase,
+    ann: Phase,
+    n: int,
+    scans: dict[str, int],
+) -> dict[str, str]:
+    """Recall per case, formatted; "*" marks a case whose call did not scan the index."""
     if cat.same_vectors:
         truth = {c: exact.results[c] for c in RECALLED}
         how = f"the exact version (v{cat.exact_version}, the same vectors)"
     else:
+        wanted = {c: list(ann.results[c])[:n] for c in RECALLED}
         truth = exact_results(conn, cat, cat.ann_version, wanted)
         how = f"v{cat.ann_version} with enable_indexscan = off"
-    out = {}
+    out: dict[str, str] = {}
     parts = []
     for c in RECALLED:
-        r, m = recall(ann.results[c], truth[c], [a for a in wanted[c] if a in truth[c]])
-        out[c] = r
-        parts.append(f"{c} {r:.3f} ({m})")
-    print(f"  recall@{K} of HNSW (v{cat.ann_version}) vs {how}, (users):")
+        users = [u for u in ann.results[c] if u in truth[c]][:n]
+        hits = [len(set(ann.results[c][u]) & set(truth[c][u])) / K for u in users]
+        r = sum(hits) / len(hits) if hits else float("nan")
+        exact_scan = ", no index scan" if scans.get(c) == 0 else ""
+        out[c] = f"{r:.3f}" + ("*" if exact_scan else "")
+        parts.append(f"{c} {r:.3f} ({len(hits)}{exact_scan})")
+    print(f"  recall@{K} of HNSW (v{cat.ann_version}) vs {how}; (users):")
     print("    " + ", ".join(parts), flush=True)
     return out
 
 
 def bench_catalog(
-    conn: psycopg.Connection[Any], cat: Catalog, calls: int, exact_calls: int, args: Any
-) -> tuple[Phase, Phase, dict[str, float]]:
+    conn: psycopg.Connection[Any], cat: Catalog, args: Any
+) -> tuple[Phase, Phase, dict[str, str]]:
     print(f"\n{cat.title}")
     print("  setup, not timed: " + ", ".join(f"{k} {v:.1f} s" for k, v in cat.setup.items()))
-    for note in dict.fromkeys(cat.notes):
-        print(f"  server notice during setup: {note}")
-    exact = run_phase(
-        conn, cat, cat.exact_version, f"exact scan (v{cat.exact_version})", exact_calls, args.warmup
-    )
+    for note in cat.notes:
+        print(f"  {note}")
+    exact = run_phase(conn, cat, cat.exact_version, f"exact scan (v{cat.exact_version})", args)
     report_phase(exact)
-    ann = run_phase(conn, cat, cat.ann_version, f"HNSW (v{cat.ann_version})", calls, args.warmup)
+    ann = run_phase(conn, cat, cat.ann_version, f"HNSW (v{cat.ann_version})", args)
     report_phase(ann)
-    rec = report_recall(conn, cat, exact, ann, args.recall_users)
-    return exact, ann, rec
+    scans = hnsw_scans(conn, cat, cat.ann_version)
+    print(
+        "  HNSW index scans in one call (0: the planner scanned the table instead): "
+        + ", ".join(f"{c} {n}" for c, n in scans.items())
+    )
+    return exact, ann, report_recall(conn, cat, exact, ann, args.recall_users, scans)
+
+
+def summary(rows: list[tuple[str, Phase, Phase, dict[str, str]]]) -> None:
+    print(
+        f"\nsummary: p50 ms (x the peer's p50 on the same version); HNSW recall@{K}"
+        " (*: that call did not scan the index)"
+    )
+    print(f"  {'catalog / version':<32}" + "".join(f"{c:>16}" for c in CASES))
+    for label, exact, ann, rec in rows:
+        for phase in (exact, ann):
+            cells = []
+            for c in CASES:
+                p = median(phase.ms[c])
+                base = median(phase.ms["similar peer" if c == "similar" else "peer"])
+                cells.append(f"{p:.2f}" if c in PEERS else f"{p:.2f} ({p / base:.1f}x)")
+            name = f"{label} / {phase.label.split(' (')[0]}"
+            print(f"  {name:<32}" + "".join(f"{x:>16}" for x in cells))
+        print(f"  {'':<32}recall@{K}: " + ", ".join(f"{c} {r}" for c, r in rec.items()))
 
 
 def main() -> None:
@@ -484,10 +631,14 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=1_000_000, help="synthetic users")
     ap.add_argument("--calls", type=int, default=1000, help="timed calls per case and version")
     ap.add_argument(
-        "--exact-calls", type=int, default=300, help="timed calls per case, synthetic exact scan"
+        "--case-seconds",
+        type=float,
+        default=20.0,
+        help=f"fewer calls (at least {MIN_CALLS}) for a case whose calls would take longer",
     )
-    ap.add_argument("--warmup", type=int, default=20, help="untimed rounds before the calls")
+    ap.add_argument("--warmup", type=int, default=10, help="untimed rounds before the calls")
     ap.add_argument("--recall-users", type=int, default=200, help="users per recall figure")
+    ap.add_argument("--build-mem", default="1GB", help="maintenance_work_mem for the HNSW build")
     ap.add_argument("--skip", choices=("movielens", "synthetic"), help="leave one catalog out")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -498,43 +649,26 @@ def main() -> None:
         flush=True,
     )
     started = time.perf_counter()
-    summary: list[tuple[str, Phase, Phase, dict[str, float]]] = []
+    rows: list[tuple[str, Phase, Phase, dict[str, str]]] = []
     if args.skip != "movielens":
         with (
             movielens_server('{"holdout": 0}') as dsn,
             psycopg.connect(dsn, autocommit=True) as conn,
         ):
             cat = movielens_catalog(conn, rng)
-            summary.append(
-                ("MovieLens-100K", *bench_catalog(conn, cat, args.calls, args.calls, args))
-            )
+            rows.append(("MovieLens-100K", *bench_catalog(conn, cat, args)))
     if args.skip != "synthetic":
         with Cluster() as cluster:
             dsn = cluster.dsn()
             with psycopg.connect(dsn, autocommit=True) as conn:
                 conn.execute("CREATE EXTENSION pyrec CASCADE")
             t = time.perf_counter()
-            cat = synthetic_catalog(dsn, args.items, args.users, args.seed, rng)
+            cat = synthetic_catalog(dsn, args, rng)
             cat.setup["total"] = time.perf_counter() - t
             with psycopg.connect(dsn, autocommit=True) as conn:
-                label = f"synthetic {args.items // 1000}k x {args.users // 1000}k"
-                summary.append(
-                    (label, *bench_catalog(conn, cat, args.calls, args.exact_calls, args))
-                )
-    print("\nsummary: p50 ms (x the peer's p50 on the same version); HNSW recall@10")
-    head = "".join(f"{c:>17}" for c in CASES)
-    print(f"  {'catalog / index':<30}{head}")
-    for label, exact, ann, rec in summary:
-        for phase in (exact, ann):
-            cells = []
-            for c in CASES:
-                p = median(phase.ms[c])
-                base = median(phase.ms["similar peer" if c == "similar" else "peer"])
-                peer = c in ("peer", "similar peer")
-                cells.append(f"{p:9.2f}" + ("        " if peer else f" ({p / base:4.1f}x)"))
-            name = f"{label} / {phase.label.split(' (')[0]}"
-            print(f"  {name:<30}" + "".join(f"{x:>17}" for x in cells))
-        print(f"  {'':<30}recall@{K}: " + ", ".join(f"{c} {r:.3f}" for c, r in rec.items()))
+                label = f"synthetic {size(args.items)} x {size(args.users)}"
+                rows.append((label, *bench_catalog(conn, cat, args)))
+    summary(rows)
     print(f"whole run {time.perf_counter() - started:.0f} s; load average at end: {loadavg()}")
 
 

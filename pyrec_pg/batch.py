@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from . import foldin
+from . import foldin, interactions
 from .errors import (
     FeatureNotSupported,
     InvalidParameter,
@@ -417,8 +417,9 @@ def _fold_in(
     if packed:
         counts = np.frombuffer(bytes(packed), dtype=[("pos", ">i4"), ("n", ">i4")])
         trained[counts["pos"].astype(np.int64)] = counts["n"]
-    live = np.diff(history.indptr)
-    todo = np.flatnonzero((live > 0) & (trained != live))
+    # live history counted as recommend() counts it: every distinct item, in the catalog or not
+    live = interactions.distinct_items(db, model, ids)
+    todo = np.flatnonzero((np.diff(history.indptr) > 0) & (trained != live))
     if todo.size == 0:
         return
     if version["fold"] == "sum" and items.history is not None:

@@ -27,6 +27,9 @@ class Interactions:
     rows_read: int
     times: sp.csr_matrix | None = None  # same structure: epoch seconds of each pair's last event
     newest: float = 0.0  # the epoch recency weights were computed against (0: none)
+    # per user: distinct items over all their rows, as serving counts live history to notice
+    # new events (differs from the matrix's row counts when options leave events out)
+    distinct_items: npt.NDArray[np.int32] | None = None
 
 
 def _epoch(db: Db, model: Model) -> str | None:
@@ -123,14 +126,41 @@ def load(db: Db, model: Model, options: dict[str, Any] | None = None) -> Interac
     matrix = sp.csr_matrix((pairs["w"].astype(np.float64), (u, i)), shape=shape)
     times = sp.csr_matrix((pairs["t"].astype(np.float64) + 1.0, (u, i)), shape=shape)
     times.data -= 1.0  # +1 above keeps epoch 0 from being dropped as an explicit zero
+    users = np.asarray(row["users"], dtype=str)
+    distinct = np.diff(matrix.indptr).astype(np.int32)
+    if any(
+        options.get(k) for k in ("event_types", "window_days", "event_weights", "use_event_value")
+    ):
+        distinct = distinct_items(db, model, users)
     return Interactions(
-        users=np.asarray(row["users"], dtype=str),
+        users=users,
         items=np.asarray(row["items"], dtype=str),
         matrix=matrix,
         rows_read=int(row["n"]),
         times=times,
         newest=newest,
+        distinct_items=distinct,
     )
+
+
+def distinct_items(
+    db: Db, model: Model, users: npt.NDArray[np.str_] | list[str]
+) -> npt.NDArray[np.int32]:
+    """Distinct non-NULL items of each user over all their rows (what recommend() counts)."""
+    user, item = db.ident(model.columns["user"]), db.ident(model.columns["item"])
+    packed = db.scalar(
+        f"SELECT string_agg(int4send((b.n - 1)::int4) || int4send(c.n::int4), ''::bytea)"
+        f" FROM (SELECT {user}::text AS u, count(DISTINCT {item}::text) AS n"
+        f" FROM {model.interactions} WHERE {user} IS NOT NULL AND {item} IS NOT NULL"
+        f" GROUP BY 1) c JOIN unnest($1::text[]) WITH ORDINALITY b(id, n) ON b.id = c.u",
+        [list(users)],
+        ["text[]"],
+    )
+    out = np.zeros(len(users), dtype=np.int32)
+    if packed:
+        rows = np.frombuffer(bytes(packed), dtype=[("pos", ">i4"), ("n", ">i4")])
+        out[rows["pos"].astype(np.int64)] = rows["n"]
+    return out
 
 
 def build(users: list[Any], items: list[Any], weights: list[float], rows_read: int) -> Interactions:

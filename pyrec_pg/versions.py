@@ -145,7 +145,11 @@ def write_version(
         zeros = np.zeros(len(cold.ids), dtype=np.float32)
         cold_cols = [("embedding", vtype, cold.vectors), ("popularity", "real", zeros)]
         insert_rows(db, qi, "item_id", np.asarray(cold.ids, dtype=str), cold_cols)
-    n_items = np.diff(data.matrix.indptr).astype(np.int32)
+    n_items = (
+        data.distinct_items
+        if data.distinct_items is not None
+        else np.diff(data.matrix.indptr).astype(np.int32)
+    )
     insert_rows(
         db,
         qu,

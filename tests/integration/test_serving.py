@@ -502,3 +502,22 @@ def test_exploration_mixes_fresh_items_in(trained: Conn) -> None:
             "SELECT * FROM pyrec.recommend('movies', '42', 10, promotion => '{}',"
             " exploration => '{\"weight\": 0.2}')"
         )
+
+
+def test_users_with_events_left_out_of_training_are_not_refolded(trained: Conn) -> None:
+    # window_days leaves most of each user's ratings out of training; no event is new
+    trained.execute(
+        "SELECT pyrec.create_model('recent', 'ratings', options =>"
+        ' \'{"holdout": 0, "window_days": 60, "params": {"factors": 8, "iterations": 2}}\')'
+    )
+    trained.execute("CALL pyrec.train('recent')")
+    users = [
+        r[0]
+        for r in trained.execute("SELECT user_id FROM pyrec.m2_v1_users ORDER BY user_id LIMIT 30")
+    ]
+    sources = {
+        value(trained, "SELECT source FROM pyrec.recommend('recent', %s, 1)", [u]) for u in users
+    }
+    assert sources == {"model"}
+    trained.execute("CALL pyrec.batch_recommend('recent', k => 1)")
+    assert value(trained, "SELECT array_agg(DISTINCT source) FROM pyrec.batch_recent") == ["model"]
