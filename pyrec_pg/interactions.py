@@ -76,7 +76,9 @@ def where_sql(db: Db, model: Model, options: dict[str, Any]) -> str:
     return " AND ".join(conds)
 
 
-def load(db: Db, model: Model, options: dict[str, Any] | None = None) -> Interactions:
+def load(
+    db: Db, model: Model, options: dict[str, Any] | None = None, with_times: bool = True
+) -> Interactions:
     """Aggregate the interactions by (user, item) in SQL and ship them packed in one bytea."""
     options = model.options if options is None else options
     cols = model.columns
@@ -86,7 +88,7 @@ def load(db: Db, model: Model, options: dict[str, Any] | None = None) -> Interac
     sql = f"""
         WITH pairs AS (
             SELECT {user} AS u, {item} AS i, sum({weight_sql(db, model, options)}) AS w,
-                   max({epoch}) AS t, count(*) AS n
+                   max({epoch if with_times else "0::float8"}) AS t, count(*) AS n
               FROM {model.interactions} WHERE {where_sql(db, model, options)}
              GROUP BY 1, 2 HAVING sum({weight_sql(db, model, options)}) > 0),
         us AS (SELECT u, u::text AS ut, (row_number() OVER (ORDER BY u::text) - 1)::int4 AS c

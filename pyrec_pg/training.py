@@ -114,7 +114,8 @@ def _train(db: Db, model: Model, plan: _Plan, run: Run, mode: str | None) -> dic
     started = time.perf_counter()
     recipe = plan.recipe
     run.phase("reading", 0)
-    data = interactions.load(db, model, plan.options)
+    # each pair's last event time only serves the "time" protocol's split
+    data = interactions.load(db, model, plan.options, plan.protocol == "time" and plan.holdout > 0)
     warm, update = None, None
     if mode == "update" and isinstance(recipe, Als):
         warm = _warm_start(db, model, recipe, data)
@@ -172,5 +173,5 @@ def evaluate(db: Db, name: str | None, overrides: dict[str, Any]) -> dict[str, A
     plan = _plan(model, overrides)
     if plan.holdout <= 0:
         raise InvalidParameter("holdout must be above 0 to evaluate", hint="e.g. holdout => 0.25")
-    data = interactions.load(db, model, plan.options)
+    data = interactions.load(db, model, plan.options, plan.protocol == "time")
     return evaluation.holdout_metrics(plan.recipe, data, plan.protocol, plan.holdout, plan.seed)
