@@ -143,6 +143,9 @@ def _user_ids(db: Db, model: Model, version: dict[str, Any], users: str | None) 
 def _seen(db: Db, model: Model, ids: list[str], items: Catalog) -> sp.csr_matrix:
     """(batch users x catalog items) pattern of what each user interacted with, read live."""
     user, item = db.ident(model.columns["user"]), db.ident(model.columns["item"])
+    # the join keys are text on one side: estimates are poor and merge joins sorted (and
+    # spilled) every interaction; hash joins read them once
+    db.run("SELECT set_config('enable_mergejoin', 'off', true)")
     packed = db.scalar(
         f"SELECT string_agg(int4send((b.n - 1)::int4) || int4send((c.n - 1)::int4), ''::bytea)"
         f" FROM {model.interactions} x"
@@ -151,6 +154,7 @@ def _seen(db: Db, model: Model, ids: list[str], items: Catalog) -> sp.csr_matrix
         [ids, items.ids.tolist()],
         ["text[]", "text[]"],
     )
+    db.run("SELECT set_config('enable_mergejoin', 'on', true)")
     pairs = np.frombuffer(bytes(packed or b""), dtype=[("u", ">i4"), ("i", ">i4")])
     data = np.ones(pairs.size, dtype=np.float32)
     m = sp.csr_matrix(
@@ -356,10 +360,14 @@ def _batch(
         f"INSERT INTO {stage} SELECT * FROM unnest($1::text[], $2::text[], $3::real[],"
         f" $4::int4[], $5::text[])"
     )
+    # a filter shrinks the work: only the items it allows are scored
+    allowed = np.setdiff1d(np.arange(items.ids.size), excluded)
+    if seen is not None and excluded.size:
+        seen = sp.csr_matrix(seen[:, allowed])
     for lo in range(0, len(ids), USERS_PER_BLOCK):
         hi = min(lo + USERS_PER_BLOCK, len(ids))
         block_seen = seen[lo:hi] if seen is not None else None
-        rows = _score_block(vectors[lo:hi], source[lo:hi], items, k, block_seen, excluded)
+        rows = _score_block(vectors[lo:hi], source[lo:hi], items, allowed, k, block_seen)
         user_pos, codes, scores, ranks, row_sources = rows
         block_ids = np.asarray(ids[lo:hi], dtype=object)
         db.run(
@@ -442,25 +450,28 @@ def _score_block(
     vectors: npt.NDArray[np.float32],
     source: npt.NDArray[np.int8],
     items: Catalog,
+    allowed: npt.NDArray[np.int64],
     k: int,
     seen: sp.csr_matrix | None,
-    excluded: npt.NDArray[np.int32],
 ) -> tuple[npt.NDArray[Any], ...]:
     """One block's rows, by user then rank: user position, item code, score, rank, and the
-    source code (MODEL, FOLD_IN, POPULAR) of the user's vector."""
+    source code (MODEL, FOLD_IN, POPULAR) of the user's vector. Only the `allowed` items
+    (the filter's) are scored; `seen` has their columns."""
     codes = np.full((source.size, k), -1, dtype=np.int32)
     scores = np.zeros((source.size, k), dtype=np.float32)
     for by_vector in (True, False):
         pos = np.flatnonzero((source != POPULAR) == by_vector)
-        if pos.size == 0:
+        if pos.size == 0 or allowed.size == 0:
             continue
         if by_vector:
-            query, catalog = vectors[pos], items.vectors
+            query, catalog = vectors[pos], items.vectors[allowed]
         else:  # users with no vector: the most popular allowed unseen items
-            query, catalog = np.ones((pos.size, 1), dtype=np.float32), items.popularity[:, None]
-        codes[pos], scores[pos] = top_k(
-            catalog, query, k, None if seen is None else seen[pos], excluded
+            query = np.ones((pos.size, 1), dtype=np.float32)
+            catalog = items.popularity[allowed][:, None]
+        got, scores[pos] = top_k(
+            catalog, query, k, None if seen is None else seen[pos], np.zeros(0, dtype=np.int32)
         )
+        codes[pos] = np.where(got >= 0, allowed[np.maximum(got, 0)], -1)
     valid = codes >= 0  # a user with fewer than k allowed items gets ranks 1..n
     users = np.broadcast_to(np.arange(source.size)[:, None], codes.shape)[valid]
     ranks = np.broadcast_to(np.arange(1, k + 1, dtype=np.int32), codes.shape)[valid]
@@ -479,23 +490,28 @@ def _swap(
 ) -> None:
     """Replace the target with the staging table in one transaction.
 
-    Readers see the old rows until the commit. Without dependent views the staging table is
-    renamed into place (a brief lock); with them, rows are copied so the views survive.
+    Readers see the old rows until the commit (a transaction whose snapshot predates it but
+    that had not read the table yet sees it empty: DROP and TRUNCATE are not MVCC-safe).
+    The staging table is renamed into place (a brief lock), unless views, grants or added
+    indexes hang on the target: then rows are copied into it so they survive.
     """
     note = (
         f"{MARK}: model {model.name} version {version['version']}, k {k},"
         f" written {time.strftime('%Y-%m-%d %H:%M:%S %z')}"
     )
     exists = _check_replaceable(db, qualified)
-    dependents = exists and db.scalar(
-        "SELECT count(*) FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid"
-        " WHERE d.refobjid = to_regclass($1) AND d.classid = 'pg_rewrite'::regclass"
-        " AND r.ev_class <> d.refobjid",
+    # views on it, grants, or indexes someone added survive only if the table itself stays
+    keep = exists and db.scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid"
+        " WHERE d.refobjid = c.oid AND d.classid = 'pg_rewrite'::regclass"
+        " AND r.ev_class <> d.refobjid) OR c.relacl IS NOT NULL"
+        " OR (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid) > 1"
+        " FROM pg_class c WHERE c.oid = to_regclass($1)",
         [qualified],
         ["text"],
     )
     stage = db.ident("pyrec", staging)
-    if dependents:
+    if keep:
         db.run(f"TRUNCATE {qualified}")
         db.run(f"INSERT INTO {qualified} SELECT * FROM {stage}")
         db.run(f"DROP TABLE {stage}")

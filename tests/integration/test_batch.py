@@ -195,3 +195,30 @@ def test_batch_folds_in_item_item_history_by_summing(trained: Conn) -> None:
         "SELECT item_id, source FROM pyrec.recommend('ease', '5000', 5)"
     ).fetchall()
     assert got == served and {s for _, s in got} == {"fold-in"}
+
+
+def test_a_new_batch_keeps_grants_and_added_indexes(trained: Conn) -> None:
+    call = "CALL pyrec.batch_recommend('movies', users => 'SELECT 1', k => 2, into_table => 'recs')"
+    role = f"reader_{trained.info.dbname}"  # roles are cluster-wide: one per test database
+    trained.execute(call)
+    trained.execute(f"CREATE ROLE {role}")
+    try:
+        trained.execute(f"GRANT SELECT ON recs TO {role}")
+        trained.execute("CREATE INDEX recs_item ON recs (item_id)")
+        trained.execute(call)
+        assert trained.execute(
+            "SELECT has_table_privilege(%s, 'recs', 'SELECT'),"
+            " to_regclass('recs_item') IS NOT NULL, (SELECT count(*) FROM recs)",
+            [role],
+        ).fetchone() == (True, True, 2)
+    finally:
+        trained.execute(f"DROP OWNED BY {role}")
+        trained.execute(f"DROP ROLE {role}")
+
+
+def test_a_filter_allowing_nothing_writes_no_rows(trained: Conn) -> None:
+    trained.execute(
+        "CALL pyrec.batch_recommend('movies', users => 'SELECT 1', k => 2,"
+        " filter => 'INCLUDE ItemID WHERE Items.year > 3000')"
+    )
+    assert trained.execute("SELECT count(*) FROM pyrec.batch_movies").fetchone() == (0,)
