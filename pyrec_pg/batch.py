@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,11 +32,28 @@ from .versions import read_vectors, vector_dtype, vector_schema
 LOCK_CLASS = 0x7062  # advisory locks of batch targets ("pb"); the second key hashes the target
 MAX_K = 1000
 USERS_PER_BLOCK = 20_000  # scored and written per step: bounds memory to ~block * (items + k)
-COLUMNS = ["user_id", "item_id", "score", "rank", "source"]
 MODEL, FOLD_IN, POPULAR = 0, 1, 2  # where a user's vector came from, as in recommend()
 SOURCES = np.array(["model", "fold-in", "popular"])
 MARK = "pyrec batch output"  # start of the target's COMMENT: only such tables are replaced
 _QUERY = re.compile(r"^\s*\(?\s*(select|with|values|table)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Output:
+    """What a batch procedure writes: its name (for messages), columns and default table."""
+
+    procedure: str
+    columns: tuple[str, ...]
+    key: tuple[str, str]  # the primary key: one row per (owner, rank)
+    default_prefix: str  # pyrec.<prefix><model> when into_table is NULL
+
+
+RECOMMENDATIONS = Output(
+    "batch_recommend",
+    ("user_id", "item_id", "score", "rank", "source"),
+    ("user_id", "rank"),
+    "batch_",
+)
 
 
 @dataclass(frozen=True)
@@ -49,7 +67,7 @@ class Catalog:
     history: npt.NDArray[np.float32] | None  # item-item recipes: what fold-in sums
 
 
-def _active(db: Db, model: Model) -> dict[str, Any]:
+def active_version(db: Db, model: Model) -> dict[str, Any]:
     row = db.one(
         "SELECT version, items_table, users_table, dims, fold FROM pyrec._versions"
         " WHERE model_id = $1 AND version = $2",
@@ -92,15 +110,23 @@ def _items(db: Db, version: dict[str, Any], vschema: str) -> Catalog:
     )
 
 
-def _user_ids(db: Db, model: Model, version: dict[str, Any], users: str | None) -> list[str]:
-    """The batch's distinct user ids: every user of the version, a query's or a relation's."""
-    if users is None:
-        table = db.ident("pyrec", version["users_table"])
-        return [r["user_id"] for r in db.rows(f"SELECT user_id FROM {table} ORDER BY user_id")]
+def batch_ids(
+    db: Db, model: Model, version: dict[str, Any], spec: str | None, role: str = "user"
+) -> list[str]:
+    """A batch's distinct user (or item) ids: every one of the version, a query's or a
+    relation's. `role` is "user" or "item"; a query may return one column, or several with
+    one named as the model's user (item) column."""
+    arg = f"{role}s"
+    if spec is None:
+        table = db.ident("pyrec", version[f"{role}s_table"])
+        key = f"{role}_id"
+        return [r[key] for r in db.rows(f"SELECT {key} FROM {table} ORDER BY {key}")]
+    users = spec
+    example = "SELECT id FROM customers WHERE active" if role == "user" else "SELECT sku FROM promo"
     if not users.strip():
         raise InvalidParameter(
-            "users must be a query or a table name",
-            hint="for example users => 'SELECT id FROM customers WHERE active'",
+            f"{arg} must be a query or a table name",
+            hint=f"for example {arg} => '{example}'",
         )
     if _QUERY.match(users):
         source = f"({users})"
@@ -108,8 +134,8 @@ def _user_ids(db: Db, model: Model, version: dict[str, Any], users: str | None) 
         rel = db.scalar("SELECT to_regclass($1)::text", [users], ["text"])
         if rel is None:
             raise UndefinedObject(
-                f'users relation "{users}" does not exist',
-                hint="pass a table or view name, or a query such as 'SELECT id FROM customers'",
+                f'{arg} relation "{users}" does not exist',
+                hint=f"pass a table or view name, or a query such as '{example}'",
             )
         source = rel
     # a prepared plan holds exactly one statement: the text cannot smuggle in a second one
@@ -119,18 +145,18 @@ def _user_ids(db: Db, model: Model, version: dict[str, Any], users: str | None) 
         if getattr(e, "sqlstate", None) is None:
             raise
         raise InvalidParameter(
-            f"users query failed: {e.args[0] if e.args else e}",
-            hint="users must be a single SELECT returning user ids, or a table or view name",
+            f"{arg} query failed: {e.args[0] if e.args else e}",
+            hint=f"{arg} must be a single SELECT returning {role} ids, or a table or view name",
         ) from e
-    user_col = model.columns["user"]
+    user_col = model.columns[role]
     if len(cols) == 1:
         col = cols[0]
     elif user_col in cols:
         col = user_col
     else:
         raise InvalidParameter(
-            f"users returns {len(cols)} columns and none is named {user_col}",
-            hint=f"return one column of user ids, or name it {user_col}",
+            f"{arg} returns {len(cols)} columns and none is named {user_col}",
+            hint=f"return one column of {role} ids, or name it {user_col}",
         )
     plan = db.plpy.prepare(
         f"SELECT DISTINCT q.{db.ident(col)}::text AS u FROM {source} q"
@@ -140,8 +166,9 @@ def _user_ids(db: Db, model: Model, version: dict[str, Any], users: str | None) 
     return [r["u"] for r in db.plpy.execute(plan, [])]
 
 
-def _seen(db: Db, model: Model, ids: list[str], items: Catalog) -> sp.csr_matrix:
-    """(batch users x catalog items) pattern of what each user interacted with, read live."""
+def seen_pairs(db: Db, model: Model, ids: list[str], item_ids: list[str]) -> sp.csr_matrix:
+    """(users x items) pattern of what each of `ids` interacted with among `item_ids`,
+    read live from the interactions relation."""
     user, item = db.ident(model.columns["user"]), db.ident(model.columns["item"])
     # the join keys are text on one side: estimates are poor and merge joins sorted (and
     # spilled) every interaction; hash joins read them once
@@ -151,7 +178,7 @@ def _seen(db: Db, model: Model, ids: list[str], items: Catalog) -> sp.csr_matrix
         f" FROM {model.interactions} x"
         f" JOIN unnest($1::text[]) WITH ORDINALITY b(id, n) ON x.{user}::text = b.id"
         f" JOIN unnest($2::text[]) WITH ORDINALITY c(id, n) ON x.{item}::text = c.id",
-        [ids, items.ids.tolist()],
+        [ids, item_ids],
         ["text[]", "text[]"],
     )
     db.run("SELECT set_config('enable_mergejoin', 'on', true)")
@@ -159,16 +186,23 @@ def _seen(db: Db, model: Model, ids: list[str], items: Catalog) -> sp.csr_matrix
     data = np.ones(pairs.size, dtype=np.float32)
     m = sp.csr_matrix(
         (data, (pairs["u"].astype(np.int64), pairs["i"].astype(np.int64))),
-        shape=(len(ids), items.ids.size),
+        shape=(len(ids), len(item_ids)),
     )
     m.sum_duplicates()
     return m
 
 
-def _excluded(
-    db: Db, model: Model, version: dict[str, Any], items: Catalog, flt: str | None, params: Any
+def filtered_out(
+    db: Db,
+    model: Model,
+    version: dict[str, Any],
+    codes: dict[str, int],
+    flt: str | None,
+    params: Any,
+    out: Output,
+    target: str = "ItemID",
 ) -> npt.NDArray[np.int32]:
-    """Codes of the items the filter rules out (none without a filter)."""
+    """Codes (in `codes`) of the items, or users for target UserID, the filter rules out."""
     if flt is None:
         if params is not None:
             raise InvalidParameter(
@@ -181,19 +215,22 @@ def _excluded(
             "SELECT pyrec._resolve_filter($1, $2)::text", [model.model_id, flt], ["int4", "text"]
         )
     )
-    if compiled["target"] != "ItemID":
+    what = "items (ItemID)" if target == "ItemID" else "users (UserID)"
+    if compiled["target"] != target:
         raise InvalidParameter(
-            "filter selects users (UserID), but batch_recommend returns items",
-            hint="use an INCLUDE/EXCLUDE ItemID filter",
+            f"filter selects {'users (UserID)' if target == 'ItemID' else 'items (ItemID)'},"
+            f" but {out.procedure} returns {what}",
+            hint=f"use an INCLUDE/EXCLUDE {target} filter",
         )
     if compiled["uses_item"]:
         raise FeatureNotSupported(
-            "CurrentItem fields only apply to related-item recommendations",
-            hint="use Items.<field> in batch_recommend filters",
+            f"{out.procedure} does not support CurrentItem fields",
+            hint="use Items.<field> or Users.<field> in batch filters; pyrec.similar_items and"
+            " pyrec.users_for_item take CurrentItem filters",
         )
     if compiled["uses_user"]:
         raise FeatureNotSupported(
-            "batch_recommend does not support filters that depend on the user"
+            f"{out.procedure} does not support filters that depend on the user"
             " (CurrentUser fields or Interactions)",
             hint="filter on Items fields here, or call pyrec.recommend per user;"
             " items each user interacted with are excluded already (exclude_seen)",
@@ -203,21 +240,34 @@ def _excluded(
         [json.dumps(compiled), None if params is None else json.dumps(params)],
         ["text", "text"],
     )
-    table = db.ident("pyrec", version["items_table"])
+    role = "item" if target == "ItemID" else "user"
+    table = db.ident("pyrec", version[f"{role}s_table"])
+    alias = role[0]  # the compiled predicate's alias: i for items, u for users
     allowed = db.rows(
-        f"SELECT i.item_id FROM {table} i WHERE ({compiled['sql']})",
+        f"SELECT {alias}.{role}_id AS id FROM {table} {alias} WHERE ({compiled['sql']})",
         [None, None, None, None, vals, None],
         ["text", "text[]", "int4", "text", "jsonb", "text"],
     )
-    mask = np.ones(items.ids.size, dtype=bool)
-    mask[[items.codes[r["item_id"]] for r in allowed]] = False
+    mask = np.ones(len(codes), dtype=bool)
+    mask[[codes[r["id"]] for r in allowed]] = False
     return np.flatnonzero(mask).astype(np.int32)
 
 
-def _target(db: Db, model: Model, into: str | None) -> tuple[str, str, str]:
-    """(schema, name, quoted qualified name) of the output table; default pyrec.batch_<model>."""
+def check_k(k: Any, what: str = "k", meaning: str = "the number of items per user") -> int:
+    if k is None:
+        raise NullValue(f"{what} must not be null", hint=f"{what} is {meaning}")
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+        raise InvalidParameter(
+            f"{what} must be between 1 and {MAX_K}, got {k}", hint=f"{what} is {meaning}"
+        )
+    return k
+
+
+def _target(db: Db, model: Model, into: str | None, out: Output) -> tuple[str, str, str]:
+    """(schema, name, quoted qualified name) of the output table; default pyrec.<prefix><model>."""
     if into is None:
-        return "pyrec", f"batch_{model.name}", db.ident("pyrec", f"batch_{model.name}")
+        name = f"{out.default_prefix}{model.name}"
+        return "pyrec", name, db.ident("pyrec", name)
     try:
         parts = db.scalar("SELECT parse_ident($1)", [into], ["text"])
     except Exception as e:
@@ -243,7 +293,7 @@ def _target(db: Db, model: Model, into: str | None) -> tuple[str, str, str]:
     return parts[0], parts[1], db.ident(*parts)
 
 
-def _check_replaceable(db: Db, qualified: str) -> bool:
+def _check_replaceable(db: Db, qualified: str, out: Output) -> bool:
     """Whether the target exists; refuse to replace a table pyrec did not write."""
     row = db.one(
         "SELECT obj_description(c.oid, 'pg_class') AS note,"
@@ -255,13 +305,63 @@ def _check_replaceable(db: Db, qualified: str) -> bool:
     )
     if row is None:
         return False
-    if not str(row["note"] or "").startswith(MARK) or list(row["cols"]) != COLUMNS:
+    if not str(row["note"] or "").startswith(MARK) or tuple(row["cols"]) != out.columns:
         raise PyrecError(
-            f"{qualified} exists and was not written by pyrec.batch_recommend",
+            f"{qualified} exists and was not written by pyrec.{out.procedure}",
             sqlstate="42P07",
             hint="choose another into_table, or drop that table first",
         )
     return True
+
+
+Work = Callable[[Run, str], dict[str, Any]]
+
+
+def run_job(
+    db: Db, model: Model, version: dict[str, Any], into: str | None, out: Output, work: Work
+) -> dict[str, Any]:
+    """Run `work(run, staging)` as a batch job writing `into`: one job per target at a time
+    (an advisory lock), its progress in pyrec.batch_jobs, and on any failure the staging
+    table dropped and the run marked failed, the previous output untouched."""
+    schema, table, qualified = _target(db, model, into, out)
+    if not db.scalar(
+        "SELECT pg_try_advisory_lock($1, hashtext($2))", [LOCK_CLASS, qualified], ["int4", "text"]
+    ):
+        raise ObjectInUse(
+            f"another batch job is writing {qualified}",
+            hint="wait for it; SELECT * FROM pyrec.batch_jobs shows its progress",
+        )
+    try:
+        for run_id in abandoned(db, "batch"):  # staging tables of killed jobs
+            db.run(f"DROP TABLE IF EXISTS {db.ident('pyrec', f'_batch_{run_id}')}")
+        run = Run(db, model, "batch", qualified, out.procedure)
+        staging = f"_batch_{run.run_id}"
+        started = time.perf_counter()
+        try:
+            summary = work(run, staging)
+            stage = db.ident("pyrec", staging)
+            db.run(f"ALTER TABLE {stage} ADD PRIMARY KEY ({', '.join(out.key)})")
+            db.run(f"ANALYZE {stage}")
+            run.phase("activating", 95, summary["rows"])
+            note = (
+                f"{MARK}: model {model.name} version {version['version']} ({out.procedure}),"
+                f" written {time.strftime('%Y-%m-%d %H:%M:%S %z')}"
+            )
+            _swap(db, staging, (schema, table, qualified), note, out)
+            run.finish("succeeded", version["version"], None)
+            summary["seconds"] = round(time.perf_counter() - started, 3)
+        except BaseException as e:
+            db.rollback()
+            db.run(f"DROP TABLE IF EXISTS {db.ident('pyrec', staging)}")
+            run.finish("failed", version["version"], getattr(e, "message", None) or str(e))
+            run.commit()
+            raise
+        run.commit()
+        return {"model": model.name, "version": version["version"], "table": qualified, **summary}
+    finally:
+        db.run(
+            "SELECT pg_advisory_unlock($1, hashtext($2))", [LOCK_CLASS, qualified], ["int4", "text"]
+        )
 
 
 def batch_recommend(
@@ -276,53 +376,13 @@ def batch_recommend(
 ) -> dict[str, Any]:
     """Top k items for many users into `into` (user_id, item_id, score, rank, source)."""
     model = get_model(db, name)
-    if k is None:
-        raise NullValue("k must not be null", hint="k is the number of items per user")
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
-        raise InvalidParameter(
-            f"k must be between 1 and {MAX_K}, got {k}",
-            hint="k is the number of items per user",
-        )
-    version = _active(db, model)
-    schema, table, qualified = _target(db, model, into)
-    if not db.scalar(
-        "SELECT pg_try_advisory_lock($1, hashtext($2))", [LOCK_CLASS, qualified], ["int4", "text"]
-    ):
-        raise ObjectInUse(
-            f"another batch_recommend is writing {qualified}",
-            hint="wait for it; SELECT * FROM pyrec.batch_jobs shows its progress",
-        )
-    try:
-        for run_id in abandoned(db, "batch"):  # staging tables of killed jobs
-            db.run(f"DROP TABLE IF EXISTS {db.ident('pyrec', f'_batch_{run_id}')}")
-        run = Run(db, model, "batch", qualified)
-        staging = f"_batch_{run.run_id}"
-        try:
-            summary = _batch(
-                db,
-                model,
-                version,
-                run,
-                staging,
-                users,
-                k,
-                flt,
-                params,
-                exclude_seen,
-                (schema, table, qualified),
-            )
-        except BaseException as e:
-            db.rollback()
-            db.run(f"DROP TABLE IF EXISTS {db.ident('pyrec', staging)}")
-            run.finish("failed", version["version"], getattr(e, "message", None) or str(e))
-            run.commit()
-            raise
-        run.commit()
-        return summary
-    finally:
-        db.run(
-            "SELECT pg_advisory_unlock($1, hashtext($2))", [LOCK_CLASS, qualified], ["int4", "text"]
-        )
+    k = check_k(k)
+    version = active_version(db, model)
+
+    def work(run: Run, staging: str) -> dict[str, Any]:
+        return _batch(db, model, version, run, staging, users, k, flt, params, exclude_seen)
+
+    return run_job(db, model, version, into, RECOMMENDATIONS, work)
 
 
 def _batch(
@@ -336,15 +396,15 @@ def _batch(
     flt: str | None,
     params: Any,
     exclude_seen: bool,
-    target: tuple[str, str, str],
 ) -> dict[str, Any]:
-    started = time.perf_counter()
     run.phase("reading", 0)
     items = _items(db, version, vector_schema(db))
-    excluded = _excluded(db, model, version, items, flt, params)
-    ids = _user_ids(db, model, version, users)
+    excluded = filtered_out(db, model, version, items.codes, flt, params, RECOMMENDATIONS)
+    ids = batch_ids(db, model, version, users)
     vectors, known = read_vectors(db, version["users_table"], "user_id", ids, version["dims"])
-    history = _seen(db, model, ids, items) if exclude_seen or version["fold"] != "none" else None
+    history = None
+    if exclude_seen or version["fold"] != "none":
+        history = seen_pairs(db, model, ids, items.ids.tolist())
     seen = history if exclude_seen else None
     source = np.where(known, MODEL, POPULAR).astype(np.int8)
     if history is not None and version["fold"] != "none":
@@ -383,22 +443,11 @@ def _batch(
         )
         written += int(codes.size)
         run.phase("writing", 10 + 80 * hi / max(len(ids), 1), written)
-    schema, table, qualified = target
-    db.run(f"ALTER TABLE {stage} ADD PRIMARY KEY (user_id, rank)")
-    db.run(f"ANALYZE {stage}")
-    run.phase("activating", 95, written)
-    _swap(db, staging, schema, table, qualified, model, version, k)
-    seconds = round(time.perf_counter() - started, 3)
-    run.finish("succeeded", version["version"], None)
     return {
-        "model": model.name,
-        "version": version["version"],
-        "table": qualified,
         "users": len(ids),
         "users_folded_in": int((source == FOLD_IN).sum()),
         "users_without_vectors": int((source == POPULAR).sum()),
         "rows": written,
-        "seconds": seconds,
     }
 
 
@@ -478,16 +527,7 @@ def _score_block(
     return users, codes[valid], scores[valid], ranks, source[users]
 
 
-def _swap(
-    db: Db,
-    staging: str,
-    schema: str,
-    table: str,
-    qualified: str,
-    model: Model,
-    version: dict[str, Any],
-    k: int,
-) -> None:
+def _swap(db: Db, staging: str, target: tuple[str, str, str], note: str, out: Output) -> None:
     """Replace the target with the staging table in one transaction.
 
     Readers see the old rows until the commit (a transaction whose snapshot predates it but
@@ -495,11 +535,8 @@ def _swap(
     The staging table is renamed into place (a brief lock), unless views, grants or added
     indexes hang on the target: then rows are copied into it so they survive.
     """
-    note = (
-        f"{MARK}: model {model.name} version {version['version']}, k {k},"
-        f" written {time.strftime('%Y-%m-%d %H:%M:%S %z')}"
-    )
-    exists = _check_replaceable(db, qualified)
+    schema, table, qualified = target
+    exists = _check_replaceable(db, qualified, out)
     # views on it, grants, or indexes someone added survive only if the table itself stays
     keep = exists and db.scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid"

@@ -10,9 +10,17 @@ from .runtime import Db
 class Run:
     """One training or batch job; `commit` makes its progress visible to other sessions."""
 
-    def __init__(self, db: Db, model: Model, kind: str, target: str | None = None) -> None:
+    def __init__(
+        self,
+        db: Db,
+        model: Model,
+        kind: str,
+        target: str | None = None,
+        procedure: str | None = None,
+    ) -> None:
         self.db = db
         self.kind = kind
+        self.procedure = f"pyrec.{procedure or 'train'}"
         self.run_id = int(
             db.scalar(
                 "INSERT INTO pyrec._runs (model_id, kind, target, status, phase, pid,"
@@ -30,7 +38,7 @@ class Run:
             self.db.commit()
         except Exception as e:  # CALL inside BEGIN ... COMMIT cannot commit
             if getattr(e, "sqlstate", None) == "2D000":
-                what = "pyrec.train" if self.kind == "train" else "pyrec.batch_recommend"
+                what = self.procedure
                 raise PyrecError(
                     f"{what} cannot run inside a transaction block",
                     hint=f"run CALL {what}(...) on its own, outside BEGIN ... COMMIT",

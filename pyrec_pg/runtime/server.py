@@ -11,7 +11,17 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .. import __version__, attributes, batch, filters, foldin, models, readiness, training
+from .. import (
+    __version__,
+    attributes,
+    batch,
+    filters,
+    foldin,
+    models,
+    readiness,
+    segments,
+    training,
+)
 from ..errors import PyrecError
 from . import Db
 
@@ -137,6 +147,19 @@ def _batch_recommend(db: Db, a: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def _batch_users_for_items(db: Db, a: dict[str, Any]) -> dict[str, Any]:
+    return segments.batch_users_for_items(
+        db,
+        a.get("model"),
+        a.get("items"),
+        a.get("n"),
+        a.get("filter"),
+        a.get("params"),
+        a.get("into_table"),
+        a.get("exclude_seen") is not False,
+    )
+
+
 def _fold_in(db: Db, a: dict[str, Any]) -> str | None:
     return foldin.fold_in(db, int(a["model_id"]), int(a["version"]), str(a["user_id"]))
 
@@ -159,6 +182,7 @@ def _evaluate(db: Db, a: dict[str, Any]) -> dict[str, Any]:
 
 ENTRIES: dict[str, Callable[[Db, dict[str, Any]], Any]] = {
     "batch_recommend": _batch_recommend,
+    "batch_users_for_items": _batch_users_for_items,
     "check_data": _check_data,
     "fold_in": _fold_in,
     "refresh_items": _refresh_items,

@@ -94,7 +94,7 @@ SELECT r.run_id, m.name AS model, r.version, r.target, r.status, r.phase, r.perc
        r.finished_at - r.started_at AS duration, r.message
 FROM pyrec._runs_now r JOIN pyrec.models m USING (model_id)
 WHERE r.kind = 'batch';
-COMMENT ON VIEW pyrec.batch_jobs IS 'Progress of running batch_recommend jobs and the outcome of past ones';
+COMMENT ON VIEW pyrec.batch_jobs IS 'Progress of running batch jobs (batch_recommend, batch_users_for_items) and the outcome of past ones';
 
 -- pg_dump keeps the catalog's rows (the vector tables of each version are dumped as user tables)
 SELECT pg_catalog.pg_extension_config_dump('pyrec.models', '');
