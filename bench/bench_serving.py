@@ -35,8 +35,22 @@ same users (and filter): the exact version's for the synthetic catalog (the same
 the HNSW version's with enable_indexscan = off for MovieLens (a second training). Then one
 call of each case, in a transaction, counts the scans of the HNSW index
 (pg_stat_get_xact_numscans): 0 means the planner scanned the table instead (recall marked *).
+
+Throughput from concurrent clients, after each version's latency cases (the version still
+active): pgbench (-c 2 -j 2 -T <--tps-seconds> -n -M prepared: 2 clients, a connection and a
+thread each, prepared statements) with a custom script of one statement per transaction:
+  known          SELECT * FROM pyrec.recommend('<model>', :uid::text, 10), a random known user
+                 each time: \\set uid random(lo, hi) when the known users are the integers
+                 lo..hi (MovieLens), else an index into a two-column table of them made for
+                 the bench (synthetic: the latency cases' 5,000 users), read by a scalar
+                 subquery in the argument
+  known+filter   the same with the named filter
+One transaction returns one user's top 10, so recommendations/s = pgbench's tps (without
+the initial connection time), reported as requests/s (one user's top 10 each) with pgbench's
+latency average, against the target of >= 500 from 2 clients.
 Run: .venv/bin/python -m bench.bench_serving [--items 100000] [--users 1000000] [--calls 1000]
-     smoke: --items 5000 --users 20000 --calls 100
+     [--tps-seconds 15]
+     smoke: --items 5000 --users 20000 --calls 100 --tps-seconds 5
 """
 
 from __future__ import annotations
@@ -44,6 +58,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -58,7 +75,7 @@ import scipy.sparse as sp
 from psycopg import sql
 
 from pyrec_pg.data import synthetic
-from pyrec_pg.devcluster import Cluster
+from pyrec_pg.devcluster import PG_BIN, Cluster
 from pyrec_pg.interactions import Interactions
 from pyrec_pg.models import get_model
 from pyrec_pg.recipes.base import Factors
@@ -102,6 +119,10 @@ NAMES = {
     "similar peer": "peer: plain SQL cosine top-10",
     "similar": "similar_items",
 }
+CLIENTS = 2  # pgbench clients (-c), one thread each (-j)
+TPS_TARGET = 500.0  # requests/s from CLIENTS clients
+TPS_CASES = ("known", "known+filter")
+TPS_USERS = "bench_tps_users"  # (n, user_id): the known users by position, when not lo..hi
 
 
 @dataclass
@@ -130,6 +151,28 @@ class Phase:
     ms: dict[str, list[float]]
     results: dict[str, dict[str, list[str]]]  # case -> argument -> item ids
     problems: dict[str, int]  # "case: what" -> calls
+    tps: dict[str, Throughput] = field(default_factory=dict)  # pgbench, per case
+
+
+@dataclass
+class Throughput:
+    """One pgbench run: tps without the initial connection time, latency average."""
+
+    tps: float
+    latency_ms: float
+    requests: int
+    failed: int
+    error: str | None = None  # pgbench's exit status and last lines when it failed
+    problem: str | None = None  # what one call of the statement, outside pgbench, returned
+
+
+@dataclass
+class TpsScript:
+    """A throughput case: pgbench's script, and its statement for one call by psycopg."""
+
+    script: str
+    query: str  # the statement with %s for the script's random variable
+    sample: int | str  # a value of that variable
 
 
 @dataclass
@@ -280,6 +323,96 @@ def exact_results(
                 }
     finally:
         conn.execute("RESET enable_indexscan")
+    return out
+
+
+def user_range(ids: list[str]) -> tuple[int, int] | None:
+    """(lo, hi) when the ids are exactly the integers lo..hi written plainly, else None."""
+    nums = [int(u) for u in ids if u.isdigit()]
+    if not nums or len(nums) != len(ids):
+        return None
+    lo, hi = min(nums), max(nums)
+    return (lo, hi) if set(ids) == {str(n) for n in range(lo, hi + 1)} else None
+
+
+def tps_scripts(conn: psycopg.Connection[Any], cat: Catalog) -> dict[str, TpsScript]:
+    """pgbench scripts of the throughput cases, a random known user per transaction: its id
+    drawn from lo..hi, or else its position in TPS_USERS (created here, one per catalog)."""
+    span = user_range(cat.known)
+    sample: int | str
+    if span is None:
+        table = sql.Identifier(TPS_USERS)
+        conn.execute(
+            sql.SQL("CREATE TABLE {} (n integer PRIMARY KEY, user_id text NOT NULL)").format(table)
+        )
+        with conn.cursor() as cur, cur.copy(sql.SQL("COPY {} FROM STDIN").format(table)) as copy:
+            for row in enumerate(cat.known, 1):
+                copy.write_row(row)
+        conn.execute(sql.SQL("VACUUM ANALYZE {}").format(table))
+        pick, var, sample = f"\\set n random(1, {len(cat.known)})", ":n", 1
+        user = f"(SELECT user_id FROM {TPS_USERS} WHERE n = {{v}})"
+    else:
+        pick, var, sample = f"\\set uid random({span[0]}, {span[1]})", ":uid", str(span[0])
+        user = "{v}::text"
+    model = sql.Literal(cat.model).as_string(conn)
+    filt = sql.Literal(cat.filter_name).as_string(conn)
+    calls = {
+        "known": f"SELECT * FROM pyrec.recommend({model}, {user}, {K})",
+        "known+filter": f"SELECT * FROM pyrec.recommend({model}, {user}, {K}, {filt})",
+    }
+    return {
+        name: TpsScript(f"{pick}\n{call.replace('{v}', var)};\n", call.replace("{v}", "%s"), sample)
+        for name, call in calls.items()
+    }
+
+
+def pgbench(conn: psycopg.Connection[Any], script: str, seconds: int) -> Throughput:
+    """Run a script with pgbench against the session's server, database and role (the
+    cluster's Unix socket directory as host)."""
+    info = conn.info
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        path = Path(tmp) / "script.sql"
+        path.write_text(script)
+        done = subprocess.run(
+            [
+                str(PG_BIN / "pgbench"),
+                *("-n", "-M", "prepared", "-c", str(CLIENTS), "-j", str(CLIENTS)),
+                *("-T", str(seconds), "-f", str(path)),
+                *("-h", info.host, "-p", str(info.port), "-U", info.user, info.dbname),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 300,
+        )
+
+    def number(pattern: str) -> float | None:
+        found = re.search(pattern, done.stdout, re.MULTILINE)
+        return float(found.group(1)) if found else None
+
+    tps = number(r"^tps = ([0-9.]+) \(without initial connection time\)")
+    latency = number(r"^latency average = ([0-9.]+) ms")
+    requests = number(r"^number of transactions actually processed: ([0-9]+)")
+    failed = number(r"^number of failed transactions: ([0-9]+)") or 0.0
+    error = None
+    if done.returncode != 0 or tps is None or latency is None or requests is None:
+        last = (done.stderr + done.stdout).strip().splitlines()[-3:]
+        error = f"exit status {done.returncode}: " + " / ".join(last)
+    return Throughput(tps or 0.0, latency or 0.0, int(requests or 0), int(failed), error)
+
+
+def throughput(
+    conn: psycopg.Connection[Any], scripts: dict[str, TpsScript], args: Any
+) -> dict[str, Throughput]:
+    """The throughput cases on the active version, one pgbench run each, after one call of
+    the statement by psycopg: k rows from the model, or the problem is noted."""
+    out = {}
+    for name in TPS_CASES:
+        case = scripts[name]
+        rows = conn.execute(case.query, [case.sample]).fetchall()
+        sources = sorted({str(r[3]) for r in rows})
+        out[name] = pgbench(conn, case.script, args.tps_seconds)
+        if len(rows) != K or sources != ["model"]:
+            out[name].problem = f"{len(rows)} rows from {'/'.join(sources)} for {case.sample}"
     return out
 
 
@@ -558,6 +691,36 @@ def report_phase(phase: Phase) -> None:
         print(f"    !! {what}: {count} calls")
 
 
+def tps_cell(t: Throughput) -> str:
+    return "pgbench failed" if t.error else f"{t.tps:.0f} ({t.latency_ms:.2f} ms)"
+
+
+def meets_target(phase: Phase) -> bool:
+    return all(t.error is None and t.tps >= TPS_TARGET for t in phase.tps.values())
+
+
+def report_throughput(phase: Phase, args: Any) -> None:
+    print(
+        f"  {phase.label}: throughput, pgbench -c {CLIENTS} -j {CLIENTS} -T {args.tps_seconds}"
+        f" -n -M prepared: requests, requests/s (one user's top {K} each), latency average;"
+        f" target >= {TPS_TARGET:g} requests/s"
+    )
+    for name in TPS_CASES:
+        t = phase.tps[name]
+        if t.error:
+            print(f"    !! {NAMES[name]}: pgbench {t.error}", flush=True)
+            continue
+        verdict = "meets" if t.tps >= TPS_TARGET else "BELOW"
+        failed = f", {t.failed} failed" if t.failed else ""
+        print(
+            f"    {NAMES[name]:<34} {t.requests:6d}  {t.tps:8.1f} requests/s  latency avg"
+            f" {t.latency_ms:7.3f} ms  {verdict} >= {TPS_TARGET:g}{failed}",
+            flush=True,
+        )
+        if t.problem:
+            print(f"    !! {NAMES[name]}: one call of the statement: {t.problem}")
+
+
 def report_recall(
     conn: psycopg.Connection[Any],
     cat: Catalog,
@@ -595,10 +758,15 @@ def bench_catalog(
     print("  setup, not timed: " + ", ".join(f"{k} {v:.1f} s" for k, v in cat.setup.items()))
     for note in cat.notes:
         print(f"  {note}")
+    scripts = tps_scripts(conn, cat)
     exact = run_phase(conn, cat, cat.exact_version, f"exact scan (v{cat.exact_version})", args)
     report_phase(exact)
+    exact.tps = throughput(conn, scripts, args)  # while the version is still the active one
+    report_throughput(exact, args)
     ann = run_phase(conn, cat, cat.ann_version, f"HNSW (v{cat.ann_version})", args)
     report_phase(ann)
+    ann.tps = throughput(conn, scripts, args)
+    report_throughput(ann, args)
     scans = hnsw_scans(conn, cat, cat.ann_version)
     print(
         "  HNSW index scans in one call (0: the planner scanned the table instead): "
@@ -623,6 +791,21 @@ def summary(rows: list[tuple[str, Phase, Phase, dict[str, str]]]) -> None:
             name = f"{label} / {phase.label.split(' (')[0]}"
             print(f"  {name:<32}" + "".join(f"{x:>16}" for x in cells))
         print(f"  {'':<32}recall@{K}: " + ", ".join(f"{c} {r}" for c, r in rec.items()))
+    print(
+        f"\nthroughput: requests/s (one user's top {K} each) from {CLIENTS} concurrent clients"
+        f" (pgbench -c {CLIENTS} -j {CLIENTS} -M prepared; latency average)"
+    )
+    print(
+        f"  {'catalog / version':<32}"
+        + "".join(f"{c:>22}" for c in TPS_CASES)
+        + f"{'>= ' + format(TPS_TARGET, 'g'):>10}"
+    )
+    for label, exact, ann, _ in rows:
+        for phase in (exact, ann):
+            cells = [tps_cell(phase.tps[c]) for c in TPS_CASES]
+            name = f"{label} / {phase.label.split(' (')[0]}"
+            verdict = "yes" if meets_target(phase) else "NO"
+            print(f"  {name:<32}" + "".join(f"{x:>22}" for x in cells) + f"{verdict:>10}")
 
 
 def main() -> None:
@@ -640,6 +823,12 @@ def main() -> None:
     ap.add_argument("--recall-users", type=int, default=200, help="users per recall figure")
     ap.add_argument("--build-mem", default="1GB", help="maintenance_work_mem for the HNSW build")
     ap.add_argument("--skip", choices=("movielens", "synthetic"), help="leave one catalog out")
+    ap.add_argument(
+        "--tps-seconds",
+        type=int,
+        default=15,
+        help=f"seconds of each throughput run (pgbench -T, {CLIENTS} clients)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)

@@ -17,6 +17,9 @@ from .runtime import Db
 # one aggregated (user, item) pair on the wire: codes as int4, weight and last time as float8
 PAIR = np.dtype([("u", ">i4"), ("i", ">i4"), ("w", ">f8"), ("t", ">f8")])
 EPOCH_TYPES = {"integer", "bigint", "double precision", "numeric", "real"}
+INTEGER_TYPES = {"smallint", "integer", "bigint"}
+Ints = npt.NDArray[np.int64]
+Floats = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -79,28 +82,17 @@ def where_sql(db: Db, model: Model, options: dict[str, Any]) -> str:
 def load(
     db: Db, model: Model, options: dict[str, Any] | None = None, with_times: bool = True
 ) -> Interactions:
-    """Aggregate the interactions by (user, item) in SQL and ship them packed in one bytea."""
+    """Aggregate the interactions by (user, item) in SQL and ship them packed in bytea."""
     options = model.options if options is None else options
     cols = model.columns
     user, item = db.ident(cols["user"]), db.ident(cols["item"])
     epoch = _epoch(db, model) or "0::float8"
-    # ids stay in their own type while grouping (text keys cost more to hash and compare)
-    sql = f"""
-        WITH pairs AS (
-            SELECT {user} AS u, {item} AS i, sum({weight_sql(db, model, options)}) AS w,
-                   max({epoch if with_times else "0::float8"}) AS t, count(*) AS n
-              FROM {model.interactions} WHERE {where_sql(db, model, options)}
-             GROUP BY 1, 2 HAVING sum({weight_sql(db, model, options)}) > 0),
-        us AS (SELECT u, u::text AS ut, (row_number() OVER (ORDER BY u::text) - 1)::int4 AS c
-                 FROM (SELECT DISTINCT u FROM pairs) d),
-        its AS (SELECT i, i::text AS it, (row_number() OVER (ORDER BY i::text) - 1)::int4 AS c
-                  FROM (SELECT DISTINCT i FROM pairs) d)
-        SELECT (SELECT array_agg(ut ORDER BY c) FROM us) AS users,
-               (SELECT array_agg(it ORDER BY c) FROM its) AS items,
-               (SELECT string_agg(int4send(us.c) || int4send(its.c) || float8send(p.w)
-                                  || float8send(coalesce(p.t, 0)), ''::bytea)
-                  FROM pairs p JOIN us USING (u) JOIN its USING (i)) AS packed,
-               (SELECT sum(n) FROM pairs)::int8 AS n"""
+    weight, where = weight_sql(db, model, options), where_sql(db, model, options)
+    grouped = (
+        f"SELECT {user} AS u, {item} AS i, sum({weight}) AS w,"
+        f" max({epoch if with_times else '0::float8'}) AS t, count(*) AS n"
+        f" FROM {model.interactions} WHERE {where} GROUP BY 1, 2 HAVING sum({weight}) > 0"
+    )
     consts = dict(options.get("event_weights") or {})
     consts["__types"] = list(options.get("event_types") or [])
     newest = 0.0
@@ -115,20 +107,23 @@ def load(
         "SELECT set_config('work_mem', greatest(pg_size_bytes(current_setting('work_mem')),"
         " pg_size_bytes(current_setting('maintenance_work_mem'))) / 1024 || 'kB', true)"
     )
-    row = db.one(sql, [json.dumps(consts), newest], ["jsonb", "float8"])
+    args = [json.dumps(consts), newest]
+    if cols.get("user_type") in INTEGER_TYPES and cols.get("item_type") in INTEGER_TYPES:
+        coded = _load_integer_ids(db, grouped, args, with_times)
+    else:
+        coded = _load_any_ids(db, grouped, args)
     db.run("SELECT set_config('work_mem', $1, true)", [work_mem], ["text"])
-    if row is None or not row["users"]:
+    if coded is None:
         raise InsufficientData(
             f"{model.interactions} has no usable interactions",
             hint="training needs rows with a non-NULL user and item (and a positive event weight)",
         )
-    pairs = np.frombuffer(bytes(row["packed"]), dtype=PAIR)
-    shape = (len(row["users"]), len(row["items"]))
-    u, i = pairs["u"].astype(np.int64), pairs["i"].astype(np.int64)
-    matrix = sp.csr_matrix((pairs["w"].astype(np.float64), (u, i)), shape=shape)
-    times = sp.csr_matrix((pairs["t"].astype(np.float64) + 1.0, (u, i)), shape=shape)
+    user_ids, item_ids, u, i, w, t, rows_read = coded
+    shape = (len(user_ids), len(item_ids))
+    matrix = sp.csr_matrix((w, (u, i)), shape=shape)
+    times = sp.csr_matrix((t + 1.0, (u, i)), shape=shape)
     times.data -= 1.0  # +1 above keeps epoch 0 from being dropped as an explicit zero
-    users = np.asarray(row["users"], dtype=str)
+    users = np.asarray(user_ids, dtype=str)
     distinct = np.diff(matrix.indptr).astype(np.int32)
     if any(
         options.get(k) for k in ("event_types", "window_days", "event_weights", "use_event_value")
@@ -136,12 +131,87 @@ def load(
         distinct = distinct_items(db, model, users)
     return Interactions(
         users=users,
-        items=np.asarray(row["items"], dtype=str),
+        items=np.asarray(item_ids, dtype=str),
         matrix=matrix,
-        rows_read=int(row["n"]),
+        rows_read=rows_read,
         times=times,
         newest=newest,
         distinct_items=distinct,
+    )
+
+
+Coded = tuple[list[str], list[str], Ints, Ints, Floats, Floats, int]
+
+
+def _load_integer_ids(db: Db, grouped: str, args: list[Any], with_times: bool) -> Coded | None:
+    """Integer ids: the pairs ship as columns of native ids, coded in numpy (no joins, no
+    text keys in SQL: about half the time of coding them in SQL at 10M interactions)."""
+    t = "string_agg(float8send(coalesce(p.t, 0)), ''::bytea)" if with_times else "NULL::bytea"
+    row = db.one(
+        f"SELECT string_agg(int8send(p.u::int8), ''::bytea) AS u,"
+        f" string_agg(int8send(p.i::int8), ''::bytea) AS i,"
+        f" string_agg(float8send(p.w), ''::bytea) AS w, {t} AS t, sum(p.n)::int8 AS n"
+        f" FROM ({grouped}) p",
+        args,
+        ["jsonb", "float8"],
+    )
+    if row is None or not row["u"]:
+        return None
+    coded = []
+    for key in ("u", "i"):
+        raw = np.frombuffer(bytes(row[key]), dtype=">i8")
+        distinct, codes = np.unique(raw, return_inverse=True)
+        ids, rank = _text_order(db, distinct)
+        coded.append((ids, rank[codes]))
+    (users, u), (items, i) = coded
+    w = np.frombuffer(bytes(row["w"]), dtype=">f8").astype(np.float64)
+    times = np.zeros(w.size) if row["t"] is None else np.frombuffer(bytes(row["t"]), ">f8")
+    return users, items, u, i, w, times.astype(np.float64), int(row["n"])
+
+
+def _text_order(db: Db, distinct: Ints) -> tuple[list[str], Ints]:
+    """(ids as text in the database's text order, each distinct value's position there):
+    codes follow the order serving breaks ties by (ORDER BY item_id, a text column)."""
+    row = db.one(
+        "SELECT array_agg(x::text ORDER BY x::text) AS ids,"
+        " array_agg((n - 1)::int4 ORDER BY x::text) AS pos"
+        " FROM unnest($1::int8[]) WITH ORDINALITY t(x, n)",
+        [distinct.tolist()],
+        ["int8[]"],
+    )
+    assert row is not None
+    rank = np.empty(distinct.size, dtype=np.int64)
+    rank[np.asarray(row["pos"], dtype=np.int64)] = np.arange(distinct.size)
+    return list(row["ids"]), rank
+
+
+def _load_any_ids(db: Db, grouped: str, args: list[Any]) -> Coded | None:
+    """Ids of any type: coded in SQL by their text (one packed row per pair)."""
+    # ids stay in their own type while grouping (text keys cost more to hash and compare)
+    sql = f"""
+        WITH pairs AS ({grouped}),
+        us AS (SELECT u, u::text AS ut, (row_number() OVER (ORDER BY u::text) - 1)::int4 AS c
+                 FROM (SELECT DISTINCT u FROM pairs) d),
+        its AS (SELECT i, i::text AS it, (row_number() OVER (ORDER BY i::text) - 1)::int4 AS c
+                  FROM (SELECT DISTINCT i FROM pairs) d)
+        SELECT (SELECT array_agg(ut ORDER BY c) FROM us) AS users,
+               (SELECT array_agg(it ORDER BY c) FROM its) AS items,
+               (SELECT string_agg(int4send(us.c) || int4send(its.c) || float8send(p.w)
+                                  || float8send(coalesce(p.t, 0)), ''::bytea)
+                  FROM pairs p JOIN us USING (u) JOIN its USING (i)) AS packed,
+               (SELECT sum(n) FROM pairs)::int8 AS n"""
+    row = db.one(sql, args, ["jsonb", "float8"])
+    if row is None or not row["users"]:
+        return None
+    pairs = np.frombuffer(bytes(row["packed"]), dtype=PAIR)
+    return (
+        list(row["users"]),
+        list(row["items"]),
+        pairs["u"].astype(np.int64),
+        pairs["i"].astype(np.int64),
+        pairs["w"].astype(np.float64),
+        pairs["t"].astype(np.float64),
+        int(row["n"]),
     )
 
 

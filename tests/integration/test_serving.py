@@ -58,6 +58,35 @@ def test_new_events_of_a_known_user_change_the_next_answer(full: Conn) -> None:
     assert full.execute("SELECT item_id, source FROM recommend('42', 10)").fetchall() == before
 
 
+def test_fold_in_writes_nothing(full: Conn) -> None:
+    # fold-in changes results with no retrain and no write outside the user's own tables
+    call = "SELECT item_id, source FROM recommend(%s, 10)"
+    before = full.execute(call, ["42"]).fetchall()
+    assert {s for _, s in before} == {"model"}
+    full.execute(f"INSERT INTO ratings SELECT 42, movie_id, 5, now() FROM ({HORROR}) h")
+    full.execute(f"INSERT INTO ratings SELECT 5000, movie_id, 5, now() FROM ({HORROR}) h")
+    versions = full.execute("SELECT * FROM pyrec.model_versions ORDER BY 1, 2").fetchall()
+    runs = full.execute("SELECT * FROM pyrec._runs ORDER BY run_id").fetchall()
+    catalog = catalog_state(full)
+    # fresh sessions, so that loading pyrec_pg and its per-backend caches happen in the test
+    with psycopg.connect(full.info.dsn, autocommit=True) as conn, conn.transaction():
+        known = conn.execute(call, ["42"]).fetchall()
+        new = conn.execute(call, ["5000"]).fetchall()
+        # no transaction id: nothing was written anywhere, temporary tables included
+        assert value(conn, "SELECT pg_current_xact_id_if_assigned()") is None
+    assert {s for _, s in known} == {"fold-in"} and {s for _, s in new} == {"fold-in"}
+    assert [i for i, _ in known] != [i for i, _ in before] and len(new) == 10
+    with psycopg.connect(full.info.dsn, autocommit=True) as conn:
+        conn.execute("BEGIN TRANSACTION READ ONLY")
+        assert value(conn, "SHOW transaction_read_only") == "on"
+        assert conn.execute(call, ["42"]).fetchall() == known
+        assert conn.execute(call, ["5000"]).fetchall() == new
+        conn.execute("COMMIT")
+    assert full.execute("SELECT * FROM pyrec.model_versions ORDER BY 1, 2").fetchall() == versions
+    assert full.execute("SELECT * FROM pyrec._runs ORDER BY run_id").fetchall() == runs
+    assert catalog_state(full) == catalog
+
+
 def test_fold_in_of_a_known_user_is_close_to_the_trained_vector(full: Conn) -> None:
     # one event on an item the user already has changes no count, so force a fold-in by
     # comparing the trained answer with one for a copy of the user under a new id

@@ -209,3 +209,28 @@ def test_external_trainer_writes_the_same_catalog(trained: Conn, capsys: Any) ->
     ).fetchall() == [("inactive",), ("active",)]
     rows = _recs(trained)
     assert len(rows) == 10 and {r[3] for r in rows} == {"model"}
+
+
+def test_integer_and_text_ids_train_the_same_model(conn: Conn) -> None:
+    # integer ids are coded in numpy, other types in SQL: both in the ids' text order
+    conn.execute(
+        "CREATE VIEW ratings_text AS SELECT 'u' || viewer_id AS viewer_id,"
+        " movie_id::text AS movie_id, rating, rated_at FROM ratings"
+    )
+    for name, table in (("by_int", "ratings"), ("by_text", "ratings_text")):
+        conn.execute("SELECT pyrec.create_model(%s, %s, options => %s)", [name, table, FAST])
+        conn.execute("CALL pyrec.train(%s)", [name])
+    got = conn.execute(
+        "SELECT model, n_users, n_items, n_interactions, metrics::text FROM pyrec.model_versions"
+        " ORDER BY model"
+    ).fetchall()
+    assert [g[1:3] for g in got] == [(943, 1682)] * 2
+    assert got[0][3:] == got[1][3:]
+    # the same matrix in the same order: the same vectors, so the same recommendations
+    by_int, by_text = (
+        conn.execute(
+            "SELECT item_id, score FROM pyrec.recommend(%s, %s, 10)", [name, user]
+        ).fetchall()
+        for name, user in (("by_int", "42"), ("by_text", "u42"))
+    )
+    assert by_int == by_text
