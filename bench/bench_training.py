@@ -21,6 +21,9 @@ Peak memory: the training backend's VmHWM (peak RSS; it includes shared buffers 
 and its private memory (RssAnon) sampled every 20 ms from a thread, per phase; the peer
 process's VmHWM (not ru_maxrss: after fork it starts at the parent's, which held the loaded
 data) and its backend's VmHWM. Both backends are fresh sessions, so VmHWM is this run's.
+Then 1% new events (TABLESAMPLE of the rows, moved to a neighbouring item) and one
+CALL pyrec.train(model, mode => 'update'): a warm start from the active version with a third of
+the sweeps, timed beside the full training (--no-update skips it).
 Run: .venv/bin/python -m bench.bench_training [--sizes 1M,10M] [--repeat N] [--seed S]
 """
 
@@ -130,6 +133,24 @@ class Size:
     setup: dict[str, float]
     pyrec: list[Run] = field(default_factory=list)
     peer: list[Run] = field(default_factory=list)
+    update: list[float] = field(default_factory=list)  # CALL pyrec.train(mode => 'update')
+
+
+def run_update(dsn: str, n: int) -> float:
+    """1% new events (existing users, other items), then an update training: seconds."""
+    table = sql.Identifier(f"syn_{n}_interactions")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {t} SELECT user_id, item_id % (SELECT max(item_id) FROM {t}) + 1,"
+                " event_type, now() FROM {t} TABLESAMPLE BERNOULLI (1) REPEATABLE (7)"
+            ).format(t=table)
+        )
+        conn.execute(sql.SQL("VACUUM ANALYZE {}").format(table))
+        conn.execute("SELECT pyrec._python()")
+        started = time.perf_counter()
+        conn.execute("CALL pyrec.train(%s, mode => 'update')", [f"bench_{n}"])
+        return time.perf_counter() - started
 
 
 def run_pyrec(dsn: str, model: str) -> Run:
@@ -329,6 +350,13 @@ def report(size: Size) -> None:
     for step in q[0].steps:
         print(line(f"    {step}", [r.steps[step] for r in q]))
     print(f"  ratio pyrec / peer (median totals): {median([r.total for r in p]) / peer_total:.2f}x")
+    if size.update:
+        full = median([r.total for r in p])
+        print(
+            line("pyrec: CALL pyrec.train(mode => 'update')", size.update)
+            + f"  {median(size.update) / full:.2f}x the full training"
+            f" (warm start, {max(2, ITERATIONS // 3)} sweeps, after 1% new events)"
+        )
     anon = ", ".join(
         f"{ph} {mb([r.anon.get(ph, 0) for r in p])}" for ph in PHASES if p[0].anon.get(ph)
     )
@@ -350,6 +378,9 @@ def main() -> None:
     ap.add_argument("--sizes", default="1M,10M", help="comma-separated, e.g. 1M or 1M,10M")
     ap.add_argument("--repeat", type=int, help="runs of each pipeline (default 3 up to 1M, else 1)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--no-update", dest="update", action="store_false", help="skip the update training"
+    )
     ap.add_argument("--peer", nargs=3, help=argparse.SUPPRESS)  # child: dsn, table, out prefix
     args = ap.parse_args()
     if args.peer:
@@ -376,6 +407,8 @@ def main() -> None:
             for r in range(repeat):  # interleaved, so drift hits both alike
                 size.pyrec.append(run_pyrec(dsn, f"bench_{n}"))
                 size.peer.append(run_peer(dsn, f"syn_{n}_interactions", f"peer_{n}_r{r}"))
+            if args.update:
+                size.update.append(run_update(dsn, n))
             report(size)
             results.append(size)
     print("\nsummary (median seconds, table to served embeddings):")
