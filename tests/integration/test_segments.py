@@ -66,7 +66,8 @@ def test_segments_with_a_user_filter_and_every_item(trained: Conn) -> None:
     assert n_items is not None and len(got) == n_items[0]
     assert all(len(users) == 5 for users in got.values())
     genders = trained.execute(
-        "SELECT DISTINCT v.gender FROM public.segs s JOIN viewers v ON v.viewer_id::text = s.user_id"
+        "SELECT DISTINCT v.gender FROM public.segs s"
+        " JOIN viewers v ON v.viewer_id::text = s.user_id"
     ).fetchall()
     assert genders == [("F",)]
     served = trained.execute(
