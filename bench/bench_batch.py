@@ -18,7 +18,7 @@ IN ("a", "b")' (about half the catalog). Phases are polled from pyrec.batch_jobs
 session (the "scoring" phase is the first block's scoring and INSERT; "writing" the other
 blocks, then the primary key and ANALYZE; "activating" the swap and commit). A finer in-server
 breakdown comes from timers wrapped, in that backend only, around pyrec_pg.batch's steps
-(_items, _excluded, _user_ids, read_vectors, _seen, _score_block, the staging INSERTs, the
+(_items, filtered_out, batch_ids, read_vectors, seen_pairs, _score_block, the staging INSERTs, the
 primary key, ANALYZE, _swap); the wrappers add microseconds and change nothing else.
 
 The peer, measured in the same run on the same data, is the pipeline a user would otherwise
@@ -131,7 +131,7 @@ if log is None:
                 log.append((label, t, time.perf_counter()))
         return timed
 
-    for name in ("_batch", "_items", "_excluded", "_user_ids", "read_vectors", "_seen",
+    for name in ("_batch", "_items", "filtered_out", "batch_ids", "read_vectors", "seen_pairs",
                  "_score_block", "_swap"):
         setattr(batch, name, wrap(name, getattr(batch, name)))
     db_run = Db.run
@@ -324,10 +324,10 @@ def breakdown(log: list[list[Any]], total: float) -> dict[str, float]:
     loop = starts.get("primary key", 0.0) - starts.get("_score_block", 0.0)
     out = {
         "items": spent.get("_items", 0.0),
-        "filter": spent.get("_excluded", 0.0),
-        "user ids": spent.get("_user_ids", 0.0),
+        "filter": spent.get("filtered_out", 0.0),
+        "user ids": spent.get("batch_ids", 0.0),
         "user vectors": spent.get("read_vectors", 0.0),
-        "seen": spent.get("_seen", 0.0),
+        "seen": spent.get("seen_pairs", 0.0),
         "score (top_k)": spent.get("_score_block", 0.0),
         "INSERT": spent.get("insert", 0.0),
         "to lists": loop - spent.get("_score_block", 0.0) - spent.get("insert", 0.0),
