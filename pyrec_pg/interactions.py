@@ -18,6 +18,7 @@ from .runtime import Db
 PAIR = np.dtype([("u", ">i4"), ("i", ">i4"), ("w", ">f8"), ("t", ">f8")])
 EPOCH_TYPES = {"integer", "bigint", "double precision", "numeric", "real"}
 INTEGER_TYPES = {"smallint", "integer", "bigint"}
+ONE = "1.0::float8"  # the weight of every interaction when no option weighs them
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
 
@@ -61,7 +62,7 @@ def weight_sql(db: Db, model: Model, options: dict[str, Any]) -> str:
         # capped: 0.5^1000 is ~1e-301, still a float8 (older events would underflow)
         age = f"($2 - {epoch}) / {float(half_life) * 86400.0!r}"
         parts.append(f"power(0.5, least({age}, 1000.0))")
-    return " * ".join(parts) or "1.0::float8"
+    return " * ".join(parts) or ONE
 
 
 def where_sql(db: Db, model: Model, options: dict[str, Any]) -> str:
@@ -88,10 +89,15 @@ def load(
     user, item = db.ident(cols["user"]), db.ident(cols["item"])
     epoch = _epoch(db, model) or "0::float8"
     weight, where = weight_sql(db, model, options), where_sql(db, model, options)
+    # unweighted (the default): one aggregate, count(*), is the weight and the rows read
+    if weight == ONE:
+        aggs, having = "count(*)::float8 AS w, count(*) AS n", ""
+    else:
+        aggs, having = f"sum({weight}) AS w, count(*) AS n", f" HAVING sum({weight}) > 0"
+    last = f"max({epoch})" if with_times else "0::float8"
     grouped = (
-        f"SELECT {user} AS u, {item} AS i, sum({weight}) AS w,"
-        f" max({epoch if with_times else '0::float8'}) AS t, count(*) AS n"
-        f" FROM {model.interactions} WHERE {where} GROUP BY 1, 2 HAVING sum({weight}) > 0"
+        f"SELECT {user} AS u, {item} AS i, {aggs}, {last} AS t"
+        f" FROM {model.interactions} WHERE {where} GROUP BY 1, 2{having}"
     )
     consts = dict(options.get("event_weights") or {})
     consts["__types"] = list(options.get("event_types") or [])
