@@ -22,6 +22,8 @@ statement after its 5th run), the version made active with pyrec.activate:
   known          recommend() for a user of the version (source 'model')
   known+filter   with a named filter keeping ~30% of the items, on an Items attribute
                  (MovieLens: genre Comedy; synthetic: price, which is independent of taste)
+  known+experiment  the same user through an A/A experiment (two variants of the model), so
+                 each call also logs its impression: the cost of experiment => name
   fold-in        a user inserted after the version was written with 5 interactions (the items
                  of a random existing user): source 'fold-in', one least-squares solve in Python
   fold-in+filter the same with the filter
@@ -100,12 +102,22 @@ COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00
 COPY_TRAILER = b"\xff\xff"
 PAIR_ROW = np.dtype([("n", ">i2"), ("lu", ">i4"), ("u", ">i8"), ("li", ">i4"), ("i", ">i8")])
 ROWS_PER_CHUNK = 200_000
-CASES = ("peer", "known", "known+filter", "fold-in", "fold-in+filter", "similar peer", "similar")
+CASES = (
+    "peer",
+    "known",
+    "known+filter",
+    "known+experiment",
+    "fold-in",
+    "fold-in+filter",
+    "similar peer",
+    "similar",
+)
 PEERS = ("peer", "similar peer")
 RECALLED = ("peer", "known", "known+filter", "fold-in", "fold-in+filter")
 EXPECTED_SOURCE = {
     "known": "model",
     "known+filter": "model",
+    "known+experiment": "a:model",  # every user of variant "a" or "b", both the model
     "fold-in": "fold-in",
     "fold-in+filter": "fold-in",
     "similar": "model",
@@ -114,6 +126,7 @@ NAMES = {
     "peer": "peer: plain SQL top-10 (known user)",
     "known": "recommend, known user",
     "known+filter": "recommend, known user + filter",
+    "known+experiment": "recommend, known user, experiment",
     "fold-in": "recommend, fold-in user",
     "fold-in+filter": "recommend, fold-in user + filter",
     "similar peer": "peer: plain SQL cosine top-10",
@@ -229,12 +242,18 @@ def cases_for(conn: psycopg.Connection[Any], cat: Catalog, version: int) -> list
     ).format(i=items, k=K)
     rec = sql.SQL("SELECT item_id, source FROM pyrec.recommend(%s, %s, {})").format(K)
     rec_f = sql.SQL("SELECT item_id, source FROM pyrec.recommend(%s, %s, {}, %s)").format(K)
+    # the variant's name is cut off the source, so both variants answer "model"
+    rec_e = sql.SQL(
+        "SELECT item_id, 'a:' || split_part(source, ':', 2) FROM pyrec.recommend(%s, %s, {},"
+        " experiment => %s)"
+    ).format(K)
     sim = sql.SQL("SELECT item_id, source FROM pyrec.similar_items(%s, %s, {})").format(K)
     m, f = cat.model, cat.filter_name
     return [
         Case("peer", peer, cat.known, lambda u: [u]),
         Case("known", rec, cat.known, lambda u: [m, u]),
         Case("known+filter", rec_f, cat.known, lambda u: [m, u, f]),
+        Case("known+experiment", rec_e, cat.known, lambda u: [m, u, f"bench_{m}"]),
         Case("fold-in", rec, cat.fold_in, lambda u: [m, u]),
         Case("fold-in+filter", rec_f, cat.fold_in, lambda u: [m, u, f]),
         Case("similar peer", similar_peer, cat.items, lambda i: [i, i]),
@@ -424,6 +443,11 @@ def add_filter(conn: psycopg.Connection[Any], cat: Catalog, share_sql: str) -> N
     same condition written over the items relation)."""
     conn.execute(
         "SELECT pyrec.create_filter(%s, %s, %s)", [cat.model, cat.filter_name, cat.filter_text]
+    )
+    # an A/A experiment over the model: its case measures what logging impressions costs
+    conn.execute(
+        "SELECT pyrec.create_experiment(%s, %s, model => %s)",
+        [f"bench_{cat.model}", '[{"name": "a", "share": 1}, {"name": "b", "share": 1}]', cat.model],
     )
     kept = conn.execute(share_sql).fetchone()
     assert kept is not None
@@ -687,6 +711,8 @@ def report_phase(phase: Phase) -> None:
     for name in CASES:
         peer = phase.ms["similar peer"] if name == "similar" else phase.ms["peer"]
         print(line(NAMES[name], phase.ms[name], None if name in PEERS else peer), flush=True)
+    added = median(phase.ms["known+experiment"]) / median(phase.ms["known"]) - 1
+    print(f"    experiment logging adds {added:+.0%} to the known user's p50 (target < +20%)")
     for what, count in sorted(phase.problems.items()):
         print(f"    !! {what}: {count} calls")
 

@@ -100,6 +100,52 @@ def _best(scores: npt.NDArray[np.floating[Any]], k: int) -> npt.NDArray[np.int64
     return best
 
 
+def per_user_metrics(
+    factors: Factors,
+    train: sp.csr_matrix,
+    test: sp.csr_matrix,
+    ks: tuple[int, ...] = KS,
+    fallback: Factors | None = None,
+) -> tuple[dict[str, npt.NDArray[np.float64]], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(metric -> one value per evaluated user, those users' rows, their top 10 item codes)
+    for precision@k, recall@k, ndcg@k, mrr@25 and map@10, over users with test items."""
+    test = sp.csr_matrix(test)
+    users = np.flatnonzero(np.diff(test.indptr)).astype(np.int64)
+    n_items = factors.items.shape[0]
+    kmax = min(max(*ks, 25), n_items)  # mrr@25 and map@10 look at 25 and 10 items whatever ks
+    if users.size == 0 or kmax == 0:
+        return {}, users, np.zeros((users.size, 0), dtype=np.int64)
+    recs = top_k(factors, train, users, kmax, fallback)
+    relevant = np.zeros((users.size, kmax), dtype=bool)
+    for j, u in enumerate(users):
+        truth = test.indices[test.indptr[u] : test.indptr[u + 1]]
+        relevant[j] = np.isin(recs[j], truth)
+    n_rel = np.diff(test.indptr)[users].astype(np.float64)
+    discounts = 1.0 / np.log2(np.arange(2, kmax + 2))
+    out: dict[str, npt.NDArray[np.float64]] = {}
+    for k in ks:
+        kk = min(k, kmax)
+        hits = relevant[:, :kk].sum(axis=1)
+        out[f"precision@{k}"] = hits / k
+        out[f"recall@{k}"] = hits / n_rel
+        dcg = (relevant[:, :kk] * discounts[:kk]).sum(axis=1)
+        ideal = np.array([discounts[: int(min(n, kk))].sum() for n in n_rel])
+        out[f"ndcg@{k}"] = dcg / ideal
+    k = min(25, kmax)
+    first = np.where(relevant[:, :k].any(axis=1), relevant[:, :k].argmax(axis=1) + 1, 0)
+    out["mrr@25"] = np.where(first > 0, 1.0 / np.maximum(first, 1), 0.0)
+    k = min(10, kmax)
+    precision_at = np.cumsum(relevant[:, :k], axis=1) / np.arange(1, k + 1)
+    out["map@10"] = (precision_at * relevant[:, :k]).sum(axis=1) / np.minimum(n_rel, k)
+    return out, users, recs[:, :k]
+
+
+def coverage(recs: npt.NDArray[np.int64], n_items: int) -> float:
+    """Share of the catalog that appears in any of the recommendation lists."""
+    shown = np.unique(recs)
+    return float(shown[shown >= 0].size / n_items) if n_items else 0.0
+
+
 def ranking_metrics(
     factors: Factors,
     train: sp.csr_matrix,
@@ -108,37 +154,12 @@ def ranking_metrics(
     fallback: Factors | None = None,
 ) -> dict[str, Any]:
     """precision@k, recall@k, ndcg@k, mrr@25, map@10 and coverage@10 over users with test items."""
-    test = sp.csr_matrix(test)
-    users = np.flatnonzero(np.diff(test.indptr)).astype(np.int64)
-    n_items = factors.items.shape[0]
-    kmax = min(max(*ks, 25), n_items)  # mrr@25 and map@10 look at 25 and 10 items whatever ks
-    if users.size == 0 or kmax == 0:
+    per_user, users, top10 = per_user_metrics(factors, train, test, ks, fallback)
+    if not per_user:
         return {"users_evaluated": 0}
-    recs = top_k(factors, train, users, kmax, fallback)
-    relevant = np.zeros((users.size, kmax), dtype=bool)
-    for j, u in enumerate(users):
-        truth = test.indices[test.indptr[u] : test.indptr[u + 1]]
-        relevant[j] = np.isin(recs[j], truth)
-    n_rel = np.diff(test.indptr)[users].astype(np.float64)
-    discounts = 1.0 / np.log2(np.arange(2, kmax + 2))
     out: dict[str, Any] = {"users_evaluated": int(users.size)}
-    for k in ks:
-        kk = min(k, kmax)
-        hits = relevant[:, :kk].sum(axis=1)
-        out[f"precision@{k}"] = float(np.mean(hits / k))
-        out[f"recall@{k}"] = float(np.mean(hits / n_rel))
-        dcg = (relevant[:, :kk] * discounts[:kk]).sum(axis=1)
-        ideal = np.array([discounts[: int(min(n, kk))].sum() for n in n_rel])
-        out[f"ndcg@{k}"] = float(np.mean(dcg / ideal))
-    k = min(25, kmax)
-    first = np.where(relevant[:, :k].any(axis=1), relevant[:, :k].argmax(axis=1) + 1, 0)
-    out["mrr@25"] = float(np.mean(np.where(first > 0, 1.0 / np.maximum(first, 1), 0.0)))
-    k = min(10, kmax)
-    precision_at = np.cumsum(relevant[:, :k], axis=1) / np.arange(1, k + 1)
-    ap = (precision_at * relevant[:, :k]).sum(axis=1) / np.minimum(n_rel, k)
-    out["map@10"] = float(np.mean(ap))
-    shown = np.unique(recs[:, :k])
-    out["coverage@10"] = float(shown[shown >= 0].size / n_items)
+    out.update({name: float(np.mean(values)) for name, values in per_user.items()})
+    out["coverage@10"] = coverage(top10, factors.items.shape[0])
     return {key: round(v, 6) if isinstance(v, float) else v for key, v in out.items()}
 
 

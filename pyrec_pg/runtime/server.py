@@ -15,6 +15,7 @@ from .. import (
     __version__,
     attributes,
     batch,
+    experiments,
     filters,
     foldin,
     models,
@@ -160,6 +161,28 @@ def _batch_users_for_items(db: Db, a: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def _create_experiment(db: Db, a: dict[str, Any]) -> dict[str, Any]:
+    return experiments.create_experiment(
+        db, a.get("name"), a.get("variants"), a.get("model"), a.get("description")
+    )
+
+
+def _experiment_results(db: Db, a: dict[str, Any]) -> list[dict[str, Any]]:
+    return experiments.results(
+        db,
+        a.get("experiment"),
+        a.get("outcome"),
+        a.get("window_seconds"),
+        a.get("alpha"),
+        a.get("min_effect"),
+    )
+
+
+def _compare_models(db: Db, a: dict[str, Any]) -> list[dict[str, Any]]:
+    overrides = {k: a[k] for k in ("protocol", "holdout", "seed") if a.get(k) is not None}
+    return experiments.compare_models(db, a.get("models"), a.get("segment_by"), overrides)
+
+
 def _fold_in(db: Db, a: dict[str, Any]) -> str | None:
     return foldin.fold_in(db, int(a["model_id"]), int(a["version"]), str(a["user_id"]))
 
@@ -184,6 +207,9 @@ ENTRIES: dict[str, Callable[[Db, dict[str, Any]], Any]] = {
     "batch_recommend": _batch_recommend,
     "batch_users_for_items": _batch_users_for_items,
     "check_data": _check_data,
+    "compare_models": _compare_models,
+    "create_experiment": _create_experiment,
+    "experiment_results": _experiment_results,
     "fold_in": _fold_in,
     "refresh_items": _refresh_items,
     "user_from_attributes": _user_from_attributes,
