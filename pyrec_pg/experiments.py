@@ -374,19 +374,23 @@ def results(
         )
     value, binary, extra = _outcome_sql(db, model, str(outcome))
     user, t = db.ident(model.columns["user"]), db.ident(ts)
-    # each user counts in the variant of their first impression, from its time on
+    # each user counts in the variant of their first impression, from its time on; one hash
+    # join over the interactions (a per-user lookup would cast the column and miss its index)
     sql = f"""
         WITH firsts AS (
             SELECT DISTINCT ON (user_id) user_id, variant, shown_at
               FROM pyrec.impressions WHERE experiment_id = $1 ORDER BY user_id, shown_at),
         counts AS (
             SELECT user_id, count(*) AS n FROM pyrec.impressions
-             WHERE experiment_id = $1 GROUP BY user_id)
-        SELECT f.variant, c.n, o.v
-          FROM firsts f JOIN counts c USING (user_id),
-               LATERAL (SELECT {value} AS v FROM {model.interactions} x
-                         WHERE x.{user}::text = f.user_id AND x.{t} > f.shown_at
-                           AND x.{t} <= f.shown_at + make_interval(secs => $2)) o"""
+             WHERE experiment_id = $1 GROUP BY user_id),
+        outcomes AS (
+            SELECT f.user_id, {value} AS v
+              FROM firsts f JOIN {model.interactions} x ON x.{user}::text = f.user_id
+               AND x.{t} > f.shown_at AND x.{t} <= f.shown_at + make_interval(secs => $2)
+             WHERE x.{t} > (SELECT min(shown_at) FROM firsts)
+             GROUP BY f.user_id)
+        SELECT f.variant, c.n, coalesce(o.v, 0) AS v
+          FROM firsts f JOIN counts c USING (user_id) LEFT JOIN outcomes o USING (user_id)"""
     rows = db.rows(
         sql,
         [row["experiment_id"], float(window_seconds), *extra],
@@ -421,7 +425,10 @@ def compare_models(
     models = [get_model(db, n) for n in names]
     first = models[0]
     for m in models[1:]:
-        if m.interactions != first.interactions or m.columns != first.columns:
+        roles = ("user", "item")
+        if m.interactions != first.interactions or any(
+            m.columns.get(r) != first.columns.get(r) for r in roles
+        ):
             raise InvalidParameter(
                 f'model "{m.name}" reads {m.interactions}, "{first.name}" {first.interactions}',
                 hint="compare models over the same interactions relation and column mapping",

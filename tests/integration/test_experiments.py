@@ -87,8 +87,8 @@ def test_users_keep_their_variant_and_each_request_is_logged(trained: Conn) -> N
         ).fetchall()
     )
     n, logged = trained.execute(
-        "SELECT count(*), (array_agg(items ORDER BY recommendation_id DESC))[1]"
-        " FROM pyrec.impressions"
+        "SELECT count(*), (SELECT items FROM pyrec.impressions"
+        " ORDER BY recommendation_id DESC LIMIT 1) FROM pyrec.impressions"
     ).fetchone() or (0, None)
     assert n == 943 + 100 + 2 and logged == [i for i, _ in got]
     listed = trained.execute("SELECT name, status, control, impressions FROM pyrec.experiments")
@@ -167,9 +167,9 @@ def test_a_better_variant_is_found_and_more_traffic_makes_it_clearer(shop: Conn)
 
 
 def test_identical_variants_rarely_differ(shop: Conn) -> None:
-    # A/A: 40 experiments with the same conversion rate; at alpha 0.05 about 2 "find" a difference
+    # A/A: 100 experiments with the same conversion rate; at alpha 0.05 about 5 "find" a difference
     false_positives = 0
-    for n in range(40):
+    for n in range(100):
         shop.execute(
             "SELECT pyrec.create_experiment(%s, %s, model => 'shop')",
             [f"aa{n}", '[{"name": "A", "share": 1}, {"name": "B", "share": 1}]'],
@@ -184,7 +184,7 @@ def test_identical_variants_rarely_differ(shop: Conn) -> None:
         simulate(shop, f"aa{n}", {"A": 0.3, "B": 0.3}, range(1, 944), n / 100)
         false_positives += results(shop, f"aa{n}", "purchase")["B"]["p_value"] < 0.05
         shop.execute("DELETE FROM orders WHERE kind = 'purchase'")
-    assert false_positives <= 6, false_positives
+    assert 1 <= false_positives <= 12, false_positives  # binomial(100, 0.05): 99% inside
 
 
 def test_experiment_errors(shop: Conn) -> None:
