@@ -165,14 +165,29 @@ def _load_integer_ids(db: Db, grouped: str, args: list[Any], with_times: bool) -
         return None
     coded = []
     for key in ("u", "i"):
-        raw = np.frombuffer(bytes(row[key]), dtype=">i8")
-        distinct, codes = np.unique(raw, return_inverse=True)
+        distinct, codes = _distinct(np.frombuffer(bytes(row[key]), dtype=">i8").astype(np.int64))
         ids, rank = _text_order(db, distinct)
         coded.append((ids, rank[codes]))
     (users, u), (items, i) = coded
     w = np.frombuffer(bytes(row["w"]), dtype=">f8").astype(np.float64)
     times = np.zeros(w.size) if row["t"] is None else np.frombuffer(bytes(row["t"]), ">f8")
     return users, items, u, i, w, times.astype(np.float64), int(row["n"])
+
+
+def _distinct(raw: Ints) -> tuple[Ints, Ints]:
+    """np.unique(raw, return_inverse=True), in linear time when the ids are dense (the usual
+    serial keys): a presence table over their range instead of a sort."""
+    if raw.size == 0:
+        return raw, raw
+    lo, span = int(raw.min()), int(raw.max()) - int(raw.min()) + 1
+    if span > 4 * raw.size + 1_000_000:
+        distinct, codes = np.unique(raw, return_inverse=True)
+        return distinct, codes.reshape(-1)
+    offset = raw - lo
+    present = np.zeros(span, dtype=bool)
+    present[offset] = True
+    index = np.cumsum(present, dtype=np.int64) - 1
+    return np.flatnonzero(present).astype(np.int64) + lo, index[offset]
 
 
 def _text_order(db: Db, distinct: Ints) -> tuple[list[str], Ints]:

@@ -61,6 +61,8 @@ class CompiledFilter:
     uses_user: bool
     uses_item: bool
     scalar_params: list[str] = field(default_factory=list)
+    # the same predicate testing Items/Users fields per candidate (an HNSW scan tests few)
+    sql_per_row: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -72,6 +74,7 @@ class CompiledFilter:
             "uses_user": self.uses_user,
             "uses_item": self.uses_item,
             "scalar_params": self.scalar_params,
+            "sql_per_row": self.sql_per_row,
         }
 
 
@@ -111,6 +114,7 @@ class _Compiler:
     uses_user: bool = False
     uses_item: bool = False
     dataset: str | None = None  # the dataset of the clause being compiled (Items, Users, ...)
+    per_row: bool = False  # Items/Users tests as per-candidate lookups instead of one hash
 
     def fail(
         self,
@@ -195,10 +199,14 @@ class _Compiler:
                 f" {inter.qualified} x WHERE ({cond}))"
             )
         rel, key, alias = self.relation(self.dataset, None)
-        return (
-            f"{cand} IN (SELECT {alias}.{self.db.ident(key)}::text FROM {rel.qualified}"
-            f" {alias} WHERE {alias}.{self.db.ident(key)} IS NOT NULL AND ({cond}))"
-        )
+        k = f"{alias}.{self.db.ident(key)}"
+        # per row: one key lookup per candidate, for index scans that test few of them; only
+        # where every candidate id has the key's own type, so the cast cannot fail
+        own = cols["item_type" if c.target == "ItemID" else "user_type"]
+        source = f"FROM {rel.qualified} {alias} WHERE"
+        if self.per_row and rel.columns.get(key) == own:
+            return f"EXISTS (SELECT 1 {source} {k} = {cand}::{own} AND ({cond}))"
+        return f"{cand} IN (SELECT {k}::text {source} {k} IS NOT NULL AND ({cond}))"
 
     def relation(self, dataset: str, node: exp.Expr | None) -> tuple[Relation, str, str]:
         if dataset in ("Items", "CurrentItem"):
@@ -554,7 +562,32 @@ def _compile(db: Db, model: Model, text: str, clauses: list[Clause]) -> Compiled
             hint="item filters use ItemID, user segment filters use UserID",
         )
     target = targets.pop()
-    comp = _Compiler(db, text, Schema.load(db, model), model)
+    schema = Schema.load(db, model)
+    comp = _Compiler(db, text, schema, model)
+    sql = _predicate(comp, clauses)
+    # the same again, key lookups per candidate: constants and parameters come out the same
+    per_row = _Compiler(db, text, schema, model, per_row=True)
+    sql_per_row = _predicate(per_row, clauses)
+    assert per_row.constants == comp.constants and per_row.params == comp.params
+    compiled = CompiledFilter(
+        text,
+        target,
+        sql,
+        comp.constants,
+        comp.params,
+        comp.uses_user,
+        comp.uses_item,
+        sorted(comp.scalar_params),
+        sql_per_row if sql_per_row != sql else None,
+    )
+    for key, (typ, node) in comp.constant_types.items():
+        if not typ.startswith(TEXT_TYPES):
+            check_constant(db, comp, key, typ, node)
+    check(db, compiled)
+    return compiled
+
+
+def _predicate(comp: _Compiler, clauses: list[Clause]) -> str:
     includes = [comp.clause(c) for c in clauses if c.action == "INCLUDE"]
     excludes = [comp.clause(c) for c in clauses if c.action == "EXCLUDE"]
     parts = []
@@ -562,21 +595,7 @@ def _compile(db: Db, model: Model, text: str, clauses: list[Clause]) -> Compiled
         parts.append("(" + " OR ".join(includes) + ")")
     if excludes:
         parts.append("NOT (" + " OR ".join(excludes) + ")")
-    compiled = CompiledFilter(
-        text,
-        target,
-        " AND ".join(parts),
-        comp.constants,
-        comp.params,
-        comp.uses_user,
-        comp.uses_item,
-        sorted(comp.scalar_params),
-    )
-    for key, (typ, node) in comp.constant_types.items():
-        if not typ.startswith(TEXT_TYPES):
-            check_constant(db, comp, key, typ, node)
-    check(db, compiled)
-    return compiled
+    return " AND ".join(parts)
 
 
 def check_constant(db: Db, comp: _Compiler, key: str, typ: str, node: exp.Expr) -> None:
@@ -602,11 +621,12 @@ def check(db: Db, f: CompiledFilter) -> None:
     alias = "i" if f.target == "ItemID" else "u"
     types = ["text", "text", "text", "text", "jsonb", "text"]
     try:
-        db.rows(
-            f"SELECT 1 FROM (SELECT NULL::text AS {cand}) {alias} WHERE {f.sql} LIMIT 0",
-            [None, None, None, None, json.dumps(f.constants), None],
-            types,
-        )
+        for sql in filter(None, (f.sql, f.sql_per_row)):
+            db.rows(
+                f"SELECT 1 FROM (SELECT NULL::text AS {cand}) {alias} WHERE {sql} LIMIT 0",
+                [None, None, None, None, json.dumps(f.constants), None],
+                types,
+            )
     except PyrecError:
         raise
     except Exception as e:

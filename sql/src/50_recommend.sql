@@ -279,6 +279,7 @@ DECLARE
     seen text[] := '{}';
     compiled jsonb;
     pred text := 'true';
+    pred_ann text := 'true';
     vals jsonb := '{}';
     ukey text;
     promo record;
@@ -297,6 +298,8 @@ BEGIN
         END IF;
         vals := pyrec._filter_values(compiled, params);
         pred := compiled->>'sql';
+        -- an HNSW scan tests a few candidates: look their fields up one by one
+        pred_ann := coalesce(compiled->>'sql_per_row', pred);
         IF (compiled->>'uses_user')::boolean THEN
             ukey := pyrec._user_key(v.model_id, user_id);
         END IF;
@@ -343,7 +346,7 @@ BEGIN
                 'SELECT t.item_id, (-t.d)::real, (row_number() OVER (ORDER BY t.d, t.item_id))::integer, %L
                    FROM (SELECT i.item_id, i.embedding <#> $1 AS d FROM pyrec.%I i
                           WHERE i.item_id <> ALL ($2) AND ((%s) IS TRUE) ORDER BY %s LIMIT $3) t
-                  ORDER BY 3', how, v.items_table, pred,
+                  ORDER BY 3', how, v.items_table, CASE WHEN v.ann THEN pred_ann ELSE pred END,
                 -- an HNSW index orders by distance alone (ties at the cut are arbitrary)
                 CASE WHEN v.ann THEN 'd' ELSE 'd, i.item_id' END)
               USING uvec, seen, k, ukey, vals, NULL::text;

@@ -16,17 +16,17 @@ CREATE TABLE pyrec._experiments (
 );
 COMMENT ON TABLE pyrec._experiments IS 'A/B experiments: variants with traffic shares; read it through pyrec.experiments';
 
--- append-only and lean (one index, for attribution by user): logging must not slow serving
+-- append-only and lean (no index, no foreign key): logging must not slow serving; results
+-- read an experiment's impressions in one scan
 CREATE TABLE pyrec.impressions (
     recommendation_id bigint GENERATED ALWAYS AS IDENTITY,
-    experiment_id     integer NOT NULL REFERENCES pyrec._experiments ON DELETE CASCADE,
+    experiment_id     integer NOT NULL,
     variant           text NOT NULL,
     user_id           text NOT NULL,
     items             text[] NOT NULL,  -- in rank order: items[1] was ranked first
     scores            real[] NOT NULL,
     shown_at          timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX impressions_experiment_user ON pyrec.impressions (experiment_id, user_id);
 COMMENT ON TABLE pyrec.impressions IS 'What recommend(..., experiment => name) served: one row per request, items in rank order';
 
 CREATE VIEW pyrec.experiments AS
@@ -40,6 +40,24 @@ COMMENT ON VIEW pyrec.experiments IS 'A/B experiments: status, control, variants
 SELECT pg_catalog.pg_extension_config_dump('pyrec._experiments', '');
 SELECT pg_catalog.pg_extension_config_dump('pyrec._experiments_experiment_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('pyrec.impressions', '');
+
+CREATE FUNCTION pyrec._experiment(name text) RETURNS pyrec._experiments
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    e pyrec._experiments;
+BEGIN
+    SELECT * INTO e FROM pyrec._experiments x WHERE x.name = name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'experiment "%" does not exist', name USING ERRCODE = 'undefined_object',
+            HINT = 'SELECT name FROM pyrec.experiments lists the experiments';
+    END IF;
+    RETURN e;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec._experiment(text) IS 'An experiment''s row, with a clear error when there is none';
 
 CREATE FUNCTION pyrec.create_experiment(
     name text,
@@ -62,14 +80,11 @@ CREATE FUNCTION pyrec.stop_experiment(name text) RETURNS void
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $fn$
-#variable_conflict use_variable
+DECLARE
+    id integer := (pyrec._experiment(stop_experiment.name)).experiment_id;
 BEGIN
-    UPDATE pyrec._experiments e SET status = 'stopped', stopped_at = now()
-     WHERE e.name = name AND e.status = 'running';
-    IF NOT FOUND AND NOT EXISTS (SELECT 1 FROM pyrec._experiments e WHERE e.name = name) THEN
-        RAISE EXCEPTION 'experiment "%" does not exist', name USING ERRCODE = 'undefined_object',
-            HINT = 'SELECT name FROM pyrec.experiments lists the experiments';
-    END IF;
+    UPDATE pyrec._experiments SET status = 'stopped', stopped_at = now()
+     WHERE experiment_id = id AND status = 'running';
 END
 $fn$;
 COMMENT ON FUNCTION pyrec.stop_experiment(text) IS 'Stops serving an experiment (its impressions stay for results)';
@@ -78,13 +93,11 @@ CREATE FUNCTION pyrec.drop_experiment(name text) RETURNS void
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $fn$
-#variable_conflict use_variable
+DECLARE
+    id integer := (pyrec._experiment(drop_experiment.name)).experiment_id;
 BEGIN
-    DELETE FROM pyrec._experiments e WHERE e.name = name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'experiment "%" does not exist', name USING ERRCODE = 'undefined_object',
-            HINT = 'SELECT name FROM pyrec.experiments lists the experiments';
-    END IF;
+    DELETE FROM pyrec.impressions WHERE experiment_id = id;
+    DELETE FROM pyrec._experiments WHERE experiment_id = id;
 END
 $fn$;
 COMMENT ON FUNCTION pyrec.drop_experiment(text) IS 'Drops an experiment and its impressions';
@@ -108,11 +121,7 @@ AS $fn$
 DECLARE
     e pyrec._experiments;
 BEGIN
-    SELECT * INTO e FROM pyrec._experiments x WHERE x.name = experiment;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'experiment "%" does not exist', experiment USING ERRCODE = 'undefined_object',
-            HINT = 'SELECT name FROM pyrec.experiments lists the experiments';
-    END IF;
+    e := pyrec._experiment(experiment);
     RETURN pyrec._variant(e.variants, e.name, user_id)->>'name';
 END
 $fn$;
@@ -130,15 +139,8 @@ DECLARE
     e pyrec._experiments;
     var jsonb;
     vname text;
-    got_items text[];
-    got_scores real[];
-    got_sources text[];
 BEGIN
-    SELECT * INTO e FROM pyrec._experiments x WHERE x.name = experiment;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'experiment "%" does not exist', experiment USING ERRCODE = 'undefined_object',
-            HINT = 'SELECT name FROM pyrec.experiments lists the experiments';
-    END IF;
+    e := pyrec._experiment(experiment);
     IF e.status <> 'running' THEN
         RAISE EXCEPTION 'experiment "%" is stopped', experiment
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -150,35 +152,35 @@ BEGIN
                   HINT = format('its variants serve %s; pass model => NULL to let the experiment choose',
                                 array_to_string(e.models, ', '));
     END IF;
+    IF current_setting('transaction_read_only')::boolean THEN
+        RAISE EXCEPTION 'experiment "%" logs impressions, which a read-only transaction cannot', experiment
+            USING ERRCODE = 'read_only_sql_transaction',
+                  HINT = 'serve experiment traffic from the primary outside READ ONLY transactions; recommend() without experiment works anywhere';
+    END IF;
     var := pyrec._variant(e.variants, e.name, user_id);
     vname := var->>'name';
-    -- a variant's own filter, promotion or exploration replaces the request's
-    SELECT array_agg(s.item_id ORDER BY s.rank), array_agg(s.score ORDER BY s.rank),
-           array_agg(s.source ORDER BY s.rank)
-      INTO got_items, got_scores, got_sources
-      FROM pyrec._serve(pyrec._active_version(var->>'model'), user_id, k,
-                        CASE WHEN var ? 'filter' THEN var->>'filter' ELSE filter END,
-                        CASE WHEN var ? 'filter' THEN var->'params' ELSE params END,
-                        exclude_seen,
-                        CASE WHEN var ? 'promotion' THEN var->'promotion' ELSE promotion END,
-                        CASE WHEN var ? 'exploration' THEN var->'exploration' ELSE exploration END,
-                        var->>'serve' IS DISTINCT FROM 'popular') s;
     -- when the log row is all this transaction writes, its commit need not wait for the WAL
     -- flush (a crash may lose the last few impressions, never anything else)
     IF pg_catalog.pg_current_xact_id_if_assigned() IS NULL THEN
         PERFORM pg_catalog.set_config('synchronous_commit', 'off', true);
     END IF;
-    BEGIN
+    -- one statement serves and logs: a variant's own filter, promotion or exploration
+    -- replaces the request's
+    RETURN QUERY
+    WITH r AS MATERIALIZED (
+        SELECT * FROM pyrec._serve(pyrec._active_version(var->>'model'), user_id, k,
+                        CASE WHEN var ? 'filter' THEN var->>'filter' ELSE filter END,
+                        CASE WHEN var ? 'filter' THEN var->'params' ELSE params END,
+                        exclude_seen,
+                        CASE WHEN var ? 'promotion' THEN var->'promotion' ELSE promotion END,
+                        CASE WHEN var ? 'exploration' THEN var->'exploration' ELSE exploration END,
+                        var->>'serve' IS DISTINCT FROM 'popular')),
+    logged AS (
         INSERT INTO pyrec.impressions (experiment_id, variant, user_id, items, scores)
-        VALUES (e.experiment_id, vname, user_id, coalesce(got_items, '{}'), coalesce(got_scores, '{}'));
-    EXCEPTION WHEN read_only_sql_transaction THEN
-        RAISE EXCEPTION 'experiment "%" logs impressions, which a read-only transaction cannot', experiment
-            USING ERRCODE = 'read_only_sql_transaction',
-                  HINT = 'serve experiment traffic from the primary outside READ ONLY transactions; recommend() without experiment works anywhere';
-    END;
-    RETURN QUERY SELECT u.item_id, u.score, u.n::integer, vname || ':' || u.source
-                   FROM unnest(got_items, got_scores, got_sources) WITH ORDINALITY u(item_id, score, source, n)
-                  ORDER BY u.n;
+        SELECT e.experiment_id, vname, user_id,
+               coalesce(array_agg(r.item_id ORDER BY r.rank), '{}'),
+               coalesce(array_agg(r.score ORDER BY r.rank), '{}') FROM r)
+    SELECT r.item_id, r.score, r.rank, vname || ':' || r.source FROM r ORDER BY r.rank;
 END
 $fn$;
 COMMENT ON FUNCTION pyrec._experiment_serve(text, text, text, integer, text, jsonb, boolean, jsonb, jsonb) IS

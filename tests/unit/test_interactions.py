@@ -1,10 +1,11 @@
-"""interactions.build: id indexing and the summed user-item matrix."""
+"""interactions.build and _distinct: id indexing and the summed user-item matrix."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from pyrec_pg.interactions import build
+from pyrec_pg.interactions import _distinct, build
 
 
 def test_build_indexes_sorted_distinct_ids_and_sums_duplicates() -> None:
@@ -28,3 +29,21 @@ def test_build_turns_ids_into_text_sorted_as_text() -> None:
     assert data.users.tolist() == ["10", "2", "9"]
     assert data.items.tolist() == ["1"]
     assert data.matrix.toarray().ravel().tolist() == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [5, 3, 5, 9, 3, 3],  # dense
+        [-2, 7, -2, 0],  # negative ids
+        [1, 10**15, 1, 42],  # sparse: np.unique's path
+        [7],
+        [],
+    ],
+)
+def test_distinct_matches_numpy_unique(raw: list[int]) -> None:
+    a = np.asarray(raw, dtype=np.int64)
+    distinct, codes = _distinct(a)
+    want, inverse = np.unique(a, return_inverse=True)
+    assert distinct.tolist() == want.tolist()
+    assert codes.tolist() == inverse.reshape(-1).tolist()
