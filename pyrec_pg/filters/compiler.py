@@ -201,11 +201,12 @@ class _Compiler:
         rel, key, alias = self.relation(self.dataset, None)
         k = f"{alias}.{self.db.ident(key)}"
         # per row: one key lookup per candidate, for index scans that test few of them; only
-        # where every candidate id has the key's own type, so the cast cannot fail
+        # where every candidate id has the key's own type, so the cast cannot fail. OFFSET 0
+        # keeps the planner from turning the EXISTS into one hash of every matching row
         own = cols["item_type" if c.target == "ItemID" else "user_type"]
         source = f"FROM {rel.qualified} {alias} WHERE"
         if self.per_row and rel.columns.get(key) == own:
-            return f"EXISTS (SELECT 1 {source} {k} = {cand}::{own} AND ({cond}))"
+            return f"EXISTS (SELECT 1 {source} {k} = {cand}::{own} AND ({cond}) OFFSET 0)"
         return f"{cand} IN (SELECT {k}::text {source} {k} IS NOT NULL AND ({cond}))"
 
     def relation(self, dataset: str, node: exp.Expr | None) -> tuple[Relation, str, str]:
