@@ -154,10 +154,10 @@ def create_experiment(
         )
     models = sorted({v["model"] for v in checked})
     db.run(
-        "INSERT INTO pyrec._experiments (name, variants, control, models, description)"
-        " VALUES ($1, $2, $3, $4, $5)",
-        [name, json.dumps(checked), control, models, description],
-        ["text", "jsonb", "text", "text[]", "text"],
+        "INSERT INTO pyrec._experiments (name, variants, uptos, control, models, description)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
+        [name, json.dumps(checked), [v["upto"] for v in checked], control, models, description],
+        ["text", "jsonb", "float8[]", "text", "text[]", "text"],
     )
     return {
         "experiment": name,

@@ -6,6 +6,7 @@ CREATE TABLE pyrec._experiments (
     name          text NOT NULL UNIQUE,
     -- [{"name", "share", "upto" (cumulative share), "model", "serve", "filter", ...}, ...]
     variants      jsonb NOT NULL,
+    uptos         float8[] NOT NULL,  -- each variant's cumulative share, for the assignment
     control       text NOT NULL,
     models        text[] NOT NULL,
     description   text,
@@ -102,16 +103,23 @@ END
 $fn$;
 COMMENT ON FUNCTION pyrec.drop_experiment(text) IS 'Drops an experiment and its impressions';
 
-CREATE FUNCTION pyrec._variant(variants jsonb, experiment text, user_id text) RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+CREATE FUNCTION pyrec._variant(e pyrec._experiments, user_id text) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $fn$
+DECLARE
     -- a stable hash of (experiment, user) in [0, 1): a user always gets the same variant
-    SELECT v FROM jsonb_array_elements(variants) WITH ORDINALITY a(v, n)
-     WHERE (v->>'upto')::float8 > ((hashtextextended(experiment || '/' || user_id, 0)
-                                    & 9223372036854775807) % 1000000) / 1000000.0
-     ORDER BY n LIMIT 1
+    bucket float8 := ((pg_catalog.hashtextextended(e.name || '/' || user_id, 0)
+                       & 9223372036854775807) % 1000000) / 1000000.0;
+BEGIN
+    FOR n IN 1 .. cardinality(e.uptos) LOOP
+        IF e.uptos[n] > bucket THEN
+            RETURN e.variants -> (n - 1);
+        END IF;
+    END LOOP;
+    RETURN e.variants -> (cardinality(e.uptos) - 1);
+END
 $fn$;
-COMMENT ON FUNCTION pyrec._variant(jsonb, text, text) IS 'The variant a user is assigned to: a stable hash of experiment and user against cumulative shares';
+COMMENT ON FUNCTION pyrec._variant(pyrec._experiments, text) IS 'The variant a user is assigned to: a stable hash of experiment and user against cumulative shares';
 
 CREATE FUNCTION pyrec.experiment_variant(experiment text, user_id text) RETURNS text
 LANGUAGE plpgsql STABLE
@@ -122,7 +130,7 @@ DECLARE
     e pyrec._experiments;
 BEGIN
     e := pyrec._experiment(experiment);
-    RETURN pyrec._variant(e.variants, e.name, user_id)->>'name';
+    RETURN pyrec._variant(e, user_id)->>'name';
 END
 $fn$;
 COMMENT ON FUNCTION pyrec.experiment_variant(text, text) IS 'The variant of an experiment a user sees (deterministic)';
@@ -140,7 +148,10 @@ DECLARE
     var jsonb;
     vname text;
 BEGIN
-    e := pyrec._experiment(experiment);
+    SELECT * INTO e FROM pyrec._experiments x WHERE x.name = experiment;  -- inline: hot path
+    IF NOT FOUND THEN
+        e := pyrec._experiment(experiment);  -- raises the error
+    END IF;
     IF e.status <> 'running' THEN
         RAISE EXCEPTION 'experiment "%" is stopped', experiment
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -157,7 +168,7 @@ BEGIN
             USING ERRCODE = 'read_only_sql_transaction',
                   HINT = 'serve experiment traffic from the primary outside READ ONLY transactions; recommend() without experiment works anywhere';
     END IF;
-    var := pyrec._variant(e.variants, e.name, user_id);
+    var := pyrec._variant(e, user_id);
     vname := var->>'name';
     -- when the log row is all this transaction writes, its commit need not wait for the WAL
     -- flush (a crash may lose the last few impressions, never anything else)
