@@ -158,9 +158,15 @@ def batch_ids(
             f"{arg} returns {len(cols)} columns and none is named {user_col}",
             hint=f"return one column of {role} ids, or name it {user_col}",
         )
+    # users forgotten by pyrec.forget_user get no rows at all
+    forgotten = (
+        f" AND NOT pyrec._is_forgotten({int(model.model_id)}, q.{db.ident(col)}::text)"
+        if role == "user"
+        else ""
+    )
     plan = db.plpy.prepare(
         f"SELECT DISTINCT q.{db.ident(col)}::text AS u FROM {source} q"
-        f" WHERE q.{db.ident(col)} IS NOT NULL ORDER BY 1",
+        f" WHERE q.{db.ident(col)} IS NOT NULL{forgotten} ORDER BY 1",
         [],
     )
     return [r["u"] for r in db.plpy.execute(plan, [])]

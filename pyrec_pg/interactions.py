@@ -95,6 +95,15 @@ def load(
     else:
         aggs, having = f"sum({weight}) AS w, count(*) AS n", f" HAVING sum({weight}) > 0"
     last = f"max({epoch})" if with_times else "0::float8"
+    if db.scalar(
+        "SELECT EXISTS (SELECT 1 FROM pyrec._forgotten WHERE model_id = $1)",
+        [model.model_id],
+        ["int4"],
+    ):  # users forgotten by pyrec.forget_user
+        where += (
+            f" AND {user}::text NOT IN (SELECT f.user_id FROM pyrec._forgotten f"
+            f" WHERE f.model_id = {int(model.model_id)})"
+        )
     grouped = (
         f"SELECT {user} AS u, {item} AS i, {aggs}, {last} AS t"
         f" FROM {model.interactions} WHERE {where} GROUP BY 1, 2{having}"

@@ -39,6 +39,9 @@ DECLARE
     m pyrec.models;
     seen text[];
 BEGIN
+    IF pyrec._is_forgotten(model_id, user_id) THEN
+        RETURN '{}';  -- a forgotten user's history is not read (pyrec.forget_user)
+    END IF;
     SELECT * INTO m FROM pyrec.models WHERE models.model_id = model_id;
     -- the parameter is cast to the column's own type so an index on the user column is used
     EXECUTE format('SELECT coalesce(array_agg(DISTINCT %I::text) FILTER (WHERE %I IS NOT NULL), ''{}'')'
@@ -86,6 +89,9 @@ AS $fn$
 DECLARE
     n integer;
 BEGIN
+    IF pyrec._is_forgotten(v.model_id, user_id) THEN
+        RETURN;  -- forgotten: no vector, no fold-in, no attributes (pyrec.forget_user)
+    END IF;
     EXECUTE format('SELECT embedding, n_items FROM pyrec.%I WHERE user_id = $1', v.users_table)
        INTO vec, n USING user_id;
     how := 'model';

@@ -309,6 +309,9 @@ BEGIN
     EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
         latest := NULL;
     END;
+    IF pyrec._is_forgotten(v.model_id, user_id) THEN
+        latest := NULL;  -- a forgotten user's history is not read
+    END IF;
     -- each candidate once, credited to the anchor it is most similar to
     RETURN QUERY
     SELECT b.item_id, b.score, (row_number() OVER (ORDER BY b.score DESC, b.item_id))::integer, b.anchor

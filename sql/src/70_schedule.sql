@@ -58,6 +58,8 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'a cron expression: minute hour day-of-month month day-of-week, e.g. ''0 3 * * *'' (daily at 03:00)';
     END;
+    PERFORM pyrec._audit('schedule_training', model, jsonb_build_object(
+        'schedule', schedule, 'mode', mode, 'options', options, 'job', job));
     RETURN job;
 END
 $fn$;
@@ -86,6 +88,7 @@ BEGIN
             HINT = 'pyrec.schedule_training(model, schedule) creates one';
     END IF;
     EXECUTE 'SELECT cron.unschedule($1::name)' USING pyrec._cron_job_name(model);
+    PERFORM pyrec._audit('unschedule_training', model);
     RETURN true;
 END
 $fn$;

@@ -102,6 +102,16 @@ def test_drop_model_removes_its_schedule(cron_db: Conn) -> None:
     assert [j[0] for j in jobs(cron_db)] == ["pyrec-train-gone"]
     cron_db.execute("SELECT pyrec.drop_model('gone')")
     assert jobs(cron_db) == []
+    audited = cron_db.execute(
+        "SELECT action, details->>'schedule' FROM pyrec.audit WHERE model = 'gone'"
+        " ORDER BY audit_id"
+    ).fetchall()
+    assert audited == [
+        ("create_model", None),
+        ("schedule_training", "0 4 * * *"),
+        ("unschedule_training", None),
+        ("drop_model", None),
+    ]
 
 
 def test_without_pg_cron_the_error_names_the_alternative(trained: Conn) -> None:
