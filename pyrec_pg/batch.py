@@ -23,11 +23,11 @@ from .errors import (
     PyrecError,
     UndefinedObject,
 )
-from .models import Model, get_model
+from .models import Model, check_sources, get_model
 from .runs import Run, abandoned
 from .runtime import Db
 from .topk import top_k
-from .versions import read_vectors, vector_dtype, vector_schema
+from .versions import read_vectors, share, vector_dtype, vector_schema
 
 LOCK_CLASS = 0x7062  # advisory locks of batch targets ("pb"); the second key hashes the target
 MAX_K = 1000
@@ -131,7 +131,15 @@ def batch_ids(
     if _QUERY.match(users):
         source = f"({users})"
     else:
-        rel = db.scalar("SELECT to_regclass($1)::text", [users], ["text"])
+        try:
+            rel = db.scalar("SELECT to_regclass($1)::text", [users], ["text"])
+        except Exception as e:  # not even a name: 'DELETE FROM t', 'a b c'
+            if getattr(e, "sqlstate", None) is None:
+                raise
+            raise InvalidParameter(
+                f'{arg} "{users}" is neither a SELECT query nor a table name',
+                hint=f"pass a table or view name, or a query such as '{example}'",
+            ) from e
         if rel is None:
             raise UndefinedObject(
                 f'{arg} relation "{users}" does not exist',
@@ -347,6 +355,9 @@ def run_job(
             summary = work(run, staging)
             stage = db.ident("pyrec", staging)
             db.run(f"ALTER TABLE {stage} ADD PRIMARY KEY ({', '.join(out.key)})")
+            # owned by pyrec_admin, no grant: grants on the target are the user's to add (and
+            # make the next batch copy rows in instead of renaming a table into place)
+            share(db, stage, readers=False)
             db.run(f"ANALYZE {stage}")
             run.phase("activating", 95, summary["rows"])
             note = (
@@ -382,6 +393,7 @@ def batch_recommend(
 ) -> dict[str, Any]:
     """Top k items for many users into `into` (user_id, item_id, score, rank, source)."""
     model = get_model(db, name)
+    check_sources(db, model)
     k = check_k(k)
     version = active_version(db, model)
 

@@ -69,6 +69,18 @@ def read_vectors(
     return out, known
 
 
+def share(db: Db, *tables: str, readers: bool = True) -> None:
+    """Tables pyrec writes belong to pyrec_admin (any admin may replace or drop them, not
+    only the one who trained) and, with `readers`, are readable by pyrec_reader."""
+    if db.scalar(
+        "SELECT to_regrole('pyrec_admin') IS NOT NULL AND to_regrole('pyrec_reader') IS NOT NULL"
+    ):
+        for t in tables:
+            if readers:
+                db.run(f"GRANT SELECT ON {t} TO pyrec_reader")
+            db.run(f"ALTER TABLE {t} OWNER TO pyrec_admin")
+
+
 def insert_rows(
     db: Db,
     table: str,
@@ -162,6 +174,7 @@ def write_version(
         db.run(f"CREATE INDEX ON {qi} USING hnsw (embedding {vector_schema(db)}.vector_ip_ops)")
     db.run(f"ANALYZE {qi}")
     db.run(f"ANALYZE {qu}")
+    share(db, qi, qu)
     db.run(
         "INSERT INTO pyrec._versions (model_id, version, recipe, params, metrics, dims,"
         " n_users, n_items, n_interactions, items_table, users_table, training_seconds,"

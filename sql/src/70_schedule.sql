@@ -58,7 +58,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'a cron expression: minute hour day-of-month month day-of-week, e.g. ''0 3 * * *'' (daily at 03:00)';
     END;
-    PERFORM pyrec._audit('schedule_training', model, jsonb_build_object(
+    PERFORM pyrec._audit(current_user, 'schedule_training', model, jsonb_build_object(
         'schedule', schedule, 'mode', mode, 'options', options, 'job', job));
     RETURN job;
 END
@@ -75,7 +75,8 @@ DECLARE
     found_job boolean;
 BEGIN
     IF model IS NULL THEN
-        RAISE EXCEPTION 'model name must not be null' USING ERRCODE = 'null_value_not_allowed';
+        RAISE EXCEPTION 'model name must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'SELECT name FROM pyrec.models lists the models';
     END IF;
     PERFORM pyrec._require_cron();
     EXECUTE 'SELECT EXISTS (SELECT 1 FROM cron.job WHERE jobname = $1)' INTO found_job
@@ -88,7 +89,7 @@ BEGIN
             HINT = 'pyrec.schedule_training(model, schedule) creates one';
     END IF;
     EXECUTE 'SELECT cron.unschedule($1::name)' USING pyrec._cron_job_name(model);
-    PERFORM pyrec._audit('unschedule_training', model);
+    PERFORM pyrec._audit(current_user, 'unschedule_training', model);
     RETURN true;
 END
 $fn$;

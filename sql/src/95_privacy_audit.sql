@@ -114,10 +114,13 @@ COMMENT ON TABLE pyrec.audit IS 'Admin actions: create, train, activate (and rol
 SELECT pg_catalog.pg_extension_config_dump('pyrec.audit', '');
 SELECT pg_catalog.pg_extension_config_dump('pyrec.audit_audit_id_seq', '');
 
-CREATE FUNCTION pyrec._audit(action text, model text, details jsonb DEFAULT '{}') RETURNS void
+-- the acting role is passed in: inside this SECURITY DEFINER function (roles file)
+-- current_user is the extension's owner
+CREATE FUNCTION pyrec._audit(actor name, action text, model text, details jsonb DEFAULT '{}')
+RETURNS void
 LANGUAGE sql
-AS $fn$ INSERT INTO pyrec.audit (action, model, details) VALUES ($1, $2, coalesce($3, '{}')) $fn$;
-COMMENT ON FUNCTION pyrec._audit(text, text, jsonb) IS 'Records an admin action in pyrec.audit';
+AS $fn$ INSERT INTO pyrec.audit (role, action, model, details) VALUES ($1, $2, $3, coalesce($4, '{}')) $fn$;
+COMMENT ON FUNCTION pyrec._audit(name, text, text, jsonb) IS 'Records an admin action in pyrec.audit';
 
 CREATE FUNCTION pyrec._audit_trigger() RETURNS trigger
 LANGUAGE plpgsql
@@ -132,29 +135,29 @@ DECLARE
 BEGIN
     IF TG_TABLE_NAME = 'models' THEN
         IF TG_OP = 'INSERT' THEN
-            PERFORM pyrec._audit('create_model', model_name, row_new - 'model_id' - 'created_at' - 'created_by');
+            PERFORM pyrec._audit(current_user, 'create_model', model_name, row_new - 'model_id' - 'created_at' - 'created_by');
         ELSIF TG_OP = 'DELETE' THEN
-            PERFORM pyrec._audit('drop_model', model_name, jsonb_build_object('active_version', row_old->'active_version'));
+            PERFORM pyrec._audit(current_user, 'drop_model', model_name, jsonb_build_object('active_version', row_old->'active_version'));
         ELSIF row_new->'active_version' IS DISTINCT FROM row_old->'active_version' THEN
-            PERFORM pyrec._audit('activate', model_name, jsonb_build_object(
+            PERFORM pyrec._audit(current_user, 'activate', model_name, jsonb_build_object(
                 'from', row_old->'active_version', 'to', row_new->'active_version'));
         END IF;
     ELSIF TG_TABLE_NAME = '_runs' THEN
         IF TG_OP = 'INSERT' THEN
-            PERFORM pyrec._audit(r->>'kind', model_name, jsonb_build_object('run_id', r->'run_id', 'target', r->'target'));
+            PERFORM pyrec._audit(current_user, r->>'kind', model_name, jsonb_build_object('run_id', r->'run_id', 'target', r->'target'));
         ELSE
-            PERFORM pyrec._audit(format('%s %s', r->>'kind', r->>'status'), model_name, jsonb_build_object(
+            PERFORM pyrec._audit(current_user, format('%s %s', r->>'kind', r->>'status'), model_name, jsonb_build_object(
                 'run_id', r->'run_id', 'version', r->'version', 'message', r->'message'));
         END IF;
     ELSIF TG_TABLE_NAME = '_filters' THEN
-        PERFORM pyrec._audit(CASE TG_OP WHEN 'INSERT' THEN 'create_filter' ELSE 'drop_filter' END, model_name,
+        PERFORM pyrec._audit(current_user, CASE TG_OP WHEN 'INSERT' THEN 'create_filter' ELSE 'drop_filter' END, model_name,
                              jsonb_build_object('filter', r->'name', 'expression', r->'expression'));
     ELSIF TG_TABLE_NAME = '_experiments' THEN
-        PERFORM pyrec._audit(CASE TG_OP WHEN 'INSERT' THEN 'create_experiment' WHEN 'DELETE' THEN 'drop_experiment'
+        PERFORM pyrec._audit(current_user, CASE TG_OP WHEN 'INSERT' THEN 'create_experiment' WHEN 'DELETE' THEN 'drop_experiment'
                                         ELSE 'stop_experiment' END, NULL,
                              jsonb_build_object('experiment', r->'name', 'variants', r->'variants'));
     ELSIF TG_TABLE_NAME = '_forgotten' THEN
-        PERFORM pyrec._audit('forget_user', model_name, jsonb_build_object('user_id', r->'user_id'));
+        PERFORM pyrec._audit(current_user, 'forget_user', model_name, jsonb_build_object('user_id', r->'user_id'));
     END IF;
     RETURN NULL;
 END
