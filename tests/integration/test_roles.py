@@ -81,7 +81,8 @@ def test_an_admin_without_superuser_trains_creates_and_drops(roles: Conn) -> Non
         assert versions == [(2,), (3,), (4,)]
         alice.execute("SELECT pyrec.rollback('movies')")
         alice.execute(
-            "SELECT pyrec.create_model('hers', 'ratings', options => '{\"params\": {\"factors\": 8}}')"
+            "SELECT pyrec.create_model('hers', 'ratings', options => %s)",
+            ['{"params": {"factors": 8}}'],
         )
         alice.execute("CALL pyrec.train('hers')")
         alice.execute("SELECT pyrec.drop_model('hers')")
