@@ -11,7 +11,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from .errors import InsufficientData
-from .models import Model
+from .models import Model, check_sources
 from .runtime import Db
 
 # one aggregated (user, item) pair on the wire: codes as int4, weight and last time as float8
@@ -84,6 +84,7 @@ def load(
     db: Db, model: Model, options: dict[str, Any] | None = None, with_times: bool = True
 ) -> Interactions:
     """Aggregate the interactions by (user, item) in SQL and ship them packed in bytea."""
+    check_sources(db, model)
     options = model.options if options is None else options
     cols = model.columns
     user, item = db.ident(cols["user"]), db.ident(cols["item"])

@@ -244,7 +244,10 @@ def validate_options(options: dict[str, Any], recipe: str) -> None:
         )
     for key in ("columns", "params"):
         if not isinstance(options.get(key, {}), dict):
-            raise InvalidParameter(f"options.{key} must be a JSON object")
+            raise InvalidParameter(
+                f"options.{key} must be a JSON object",
+                hint='for example {"columns": {"user": "viewer_id"}, "params": {"factors": 32}}',
+            )
     holdout = options.get("holdout", 0.25)
     if isinstance(holdout, bool) or not isinstance(holdout, int | float) or not 0 <= holdout < 1:
         raise InvalidParameter(
@@ -293,7 +296,10 @@ def create_model(
     options: dict[str, Any] | None,
 ) -> dict[str, Any]:
     if name is None:
-        raise NullValue("model name must not be null")
+        raise NullValue(
+            "model name must not be null",
+            hint="for example pyrec.create_model('movies', 'ratings')",
+        )
     if interactions is None:
         raise NullValue(
             "interactions must not be null",
@@ -342,7 +348,9 @@ def create_model(
 
 def get_model(db: Db, name: str | None) -> Model:
     if name is None:
-        raise NullValue("model name must not be null")
+        raise NullValue(
+            "model name must not be null", hint="SELECT name FROM pyrec.models lists the models"
+        )
     row = db.one(
         "SELECT model_id, name, recipe, interactions, items, users, columns::text AS columns,"
         " options::text AS options, active_version FROM pyrec.models WHERE name = $1",
@@ -366,3 +374,46 @@ def get_model(db: Db, name: str | None) -> Model:
         options=json.loads(row["options"]),
         active_version=row["active_version"],
     )
+
+
+SOURCES_HINT = "restore the relation and its mapped columns, or drop and recreate the model"
+
+
+def _base_type(typ: str) -> str:
+    return typ.split("(", 1)[0]
+
+
+def check_sources(db: Db, model: Model) -> None:
+    """Raise a clear error when a relation of the model, or a column it maps, was dropped,
+    renamed or given another type since create_model (what serving does in SQL too)."""
+    cols = model.columns
+    roles = {
+        "interactions": (model.interactions, [*INTERACTION_COLUMNS]),
+        "items": (model.items, ["items_id", "items_created"]),
+        "users": (model.users, ["users_id"]),
+    }
+    for role, (qualified, mapped) in roles.items():
+        if qualified is None:
+            continue
+        what = f'{role} relation {qualified} of model "{model.name}"'
+        what += " no longer matches its definition"
+        try:
+            rel = resolve_relation(db, qualified, role)
+        except UndefinedTable as e:
+            raise UndefinedTable(f"{what}: it does not exist", hint=SOURCES_HINT) from e
+        for key in mapped:
+            col = cols.get(key)
+            if col is None:
+                continue
+            if col not in rel.columns:
+                raise UndefinedColumn(
+                    f'{what}: column "{col}" (mapped as {key}) does not exist',
+                    hint=SOURCES_HINT + f"; columns of {qualified}: {', '.join(rel.columns)}",
+                )
+            was = cols.get(f"{key}_type")
+            if was is not None and _base_type(rel.columns[col]) != _base_type(str(was)):
+                raise DatatypeMismatch(
+                    f'{what}: column "{col}" (mapped as {key}) has type {rel.columns[col]},'
+                    f" not {was}",
+                    hint=SOURCES_HINT,
+                )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .models import Model, get_model
+from .models import Model, check_sources, get_model
 from .recipes import RECIPES
 from .runtime import Db
 
@@ -33,6 +33,7 @@ def _orphans(db: Db, model: Model, role: str) -> tuple[str, int] | None:
 def check_data(db: Db, name: str | None) -> list[dict[str, Any]]:
     """One row per check: a name, a value, whether it passes, and what it means."""
     model = get_model(db, name)
+    check_sources(db, model)
     user, item = db.ident(model.columns["user"]), db.ident(model.columns["item"])
     inter = model.interactions
     totals = db.one(

@@ -16,7 +16,7 @@ from .batch import (
     run_job,
     seen_pairs,
 )
-from .models import get_model
+from .models import check_sources, get_model
 from .runs import Run
 from .runtime import Db
 from .topk import top_k
@@ -60,6 +60,7 @@ def batch_users_for_items(
     """The top n users of each item into `into` (item_id, user_id, score, rank): what
     pyrec.users_for_item returns, for many items at once."""
     model = get_model(db, name)
+    check_sources(db, model)
     n = check_k(n, "n", "the number of users per item")
     version = active_version(db, model)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import attributes, evaluation, interactions
-from .errors import InvalidParameter, NotReady, ObjectInUse
+from .errors import InvalidParameter, NotReady, NullValue, ObjectInUse
 from .models import Model, get_model, validate_options
 from .recipes import Factors, Recipe, recipe_params
 from .recipes.als import Als
@@ -56,6 +56,8 @@ def train(
     mode "update" warm-starts ALS from the active version's vectors (Personalize's
     trainingMode UPDATE) and runs a third of the sweeps; other recipes refit in full.
     """
+    if mode is None:
+        raise NullValue("mode must not be null", hint='mode is "full" (default) or "update"')
     if mode not in MODES:
         raise InvalidParameter(
             f"unknown training mode {mode!r}", hint='mode is "full" (default) or "update"'

@@ -10,6 +10,7 @@ but identifiers from the catalog, quoted by the server's quote_ident.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,12 +44,25 @@ class Schema:
 
     @classmethod
     def load(cls, db: Db, model: Model) -> Schema:
-        return cls(
+        schema = cls(
             interactions=resolve_relation(db, model.interactions, "interactions"),
             items=resolve_relation(db, model.items, "items") if model.items else None,
             users=resolve_relation(db, model.users, "users") if model.users else None,
             columns=model.columns,
         )
+        # the columns the filter SQL names: gone if a relation changed since create_model
+        inter = schema.interactions
+        mapped: dict[str, Relation | None] = {"user": inter, "item": inter, "event_type": inter}
+        mapped |= {"items_id": schema.items, "users_id": schema.users}
+        for role, rel in mapped.items():
+            col = model.columns.get(role)
+            if rel is not None and col is not None and col not in rel.columns:
+                raise UndefinedColumn(
+                    f'column "{col}" mapped as {role} of model "{model.name}" no longer exists'
+                    f" in {rel.qualified}",
+                    hint="restore the column, or drop and recreate the model",
+                )
+        return schema
 
 
 @dataclass(frozen=True)
@@ -280,6 +294,13 @@ class _Compiler:
                 )
             return Typed(f"{fn}({arg.sql})", "text")
         if isinstance(node, exp.Length):
+            if node.args.get("encoding") or node.args.get("binary"):
+                raise self.fail(
+                    FeatureNotSupported,
+                    node,
+                    "length() takes one argument in a filter",
+                    "write length(<column>)",
+                )
             arg = self.operand(node.this)
             fn = "cardinality" if arg.is_array else "length"
             return Typed(f"{fn}({arg.sql})", "integer")
@@ -300,6 +321,13 @@ class _Compiler:
         if isinstance(node, exp.In):
             return self.in_list(node)
         if isinstance(node, exp.Between):
+            if node.args.get("symmetric"):
+                raise self.fail(
+                    FeatureNotSupported,
+                    node,
+                    "BETWEEN SYMMETRIC is not allowed in a filter",
+                    "write the bounds low to high: BETWEEN <low> AND <high>",
+                )
             left = self.operand(node.this)
             low = self.cast(node.args["low"], left)
             high = self.cast(node.args["high"], left)
@@ -469,6 +497,10 @@ class _Compiler:
                     f'value "{value}" is not a valid {typ}',
                     "compare numeric fields with numbers",
                 ) from None
+            if isinstance(number, float) and (typ == "numeric" or not math.isfinite(number)):
+                # the text as written, for the server to cast: JSON has no inf or nan, and a
+                # float would round numeric's 0.10000000000000001 or 1e400
+                return str(value)
             return number
         return str(value)
 

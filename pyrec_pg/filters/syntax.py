@@ -113,7 +113,11 @@ def error(
 
 def check_text(text: str | None) -> str:
     if text is None:
-        raise PyrecError("filter expression must not be null", sqlstate="22004")
+        raise PyrecError(
+            "filter expression must not be null",
+            sqlstate="22004",
+            hint="for example 'EXCLUDE ItemID WHERE Items.genre IN (\"Horror\")'",
+        )
     if "\x00" in text:
         raise FilterSyntaxError(
             "filter contains a NUL character", hint="remove control characters from the expression"

@@ -114,7 +114,11 @@ def _create_filter(db: Db, a: dict[str, Any]) -> dict[str, Any]:
     model = models.get_model(db, a.get("model"))
     name = a.get("name")
     if name is None:
-        raise PyrecError("filter name must not be null", sqlstate="22004")
+        raise PyrecError(
+            "filter name must not be null",
+            sqlstate="22004",
+            hint="for example pyrec.create_filter('movies', 'no_horror', '<expression>')",
+        )
     models.check_name("filter", name)
     compiled = filters.compile_filter(db, model, a.get("expression"))
     if db.one(

@@ -30,7 +30,8 @@ DECLARE
     t record;
 BEGIN
     IF name IS NULL THEN
-        RAISE EXCEPTION 'model name must not be null' USING ERRCODE = 'null_value_not_allowed';
+        RAISE EXCEPTION 'model name must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'SELECT name FROM pyrec.models lists the models';
     END IF;
     SELECT m.model_id INTO mid FROM pyrec.models m WHERE m.name = name FOR UPDATE;
     IF NOT FOUND THEN

@@ -49,7 +49,8 @@ DECLARE
     previous integer;
 BEGIN
     IF model IS NULL THEN
-        RAISE EXCEPTION 'model name must not be null' USING ERRCODE = 'null_value_not_allowed';
+        RAISE EXCEPTION 'model name must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'SELECT name FROM pyrec.models lists the models';
     END IF;
     SELECT * INTO m FROM pyrec.models WHERE models.name = model FOR UPDATE;
     IF NOT FOUND THEN

@@ -143,7 +143,8 @@ AS $fn$
 #variable_conflict use_variable
 BEGIN
     IF model IS NULL OR name IS NULL THEN
-        RAISE EXCEPTION 'model and filter name must not be null' USING ERRCODE = 'null_value_not_allowed';
+        RAISE EXCEPTION 'model and filter name must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'SELECT * FROM pyrec.filters lists them';
     END IF;
     DELETE FROM pyrec._filters f USING pyrec.models m
      WHERE f.model_id = m.model_id AND m.name = model AND f.name = name;

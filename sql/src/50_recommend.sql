@@ -53,7 +53,7 @@ BEGIN
 EXCEPTION
     WHEN invalid_text_representation OR numeric_value_out_of_range OR invalid_datetime_format THEN
         RETURN '{}';  -- the id cannot exist in a column of that type: nothing seen
-    WHEN undefined_table OR undefined_column OR invalid_schema_name THEN
+    WHEN undefined_table OR undefined_column OR invalid_schema_name OR undefined_function THEN
         RAISE EXCEPTION 'interactions relation % of model "%" no longer matches its definition: %',
                         m.interactions, m.name, SQLERRM
             USING ERRCODE = 'undefined_table',

@@ -213,8 +213,14 @@ BEGIN
             EXECUTE format('SELECT coalesce(array_agg(DISTINCT %I::text), ''{}'') FROM %s WHERE %I = $1::%s',
                            m.columns->>'user', m.interactions, m.columns->>'item', m.columns->>'item_type')
                INTO seen USING item_id;
-        EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
-            seen := '{}';
+        EXCEPTION
+            WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+                seen := '{}';
+            WHEN undefined_table OR undefined_column OR invalid_schema_name OR undefined_function THEN
+                RAISE EXCEPTION 'interactions relation % of model "%" no longer matches its definition: %',
+                                m.interactions, m.name, SQLERRM
+                    USING ERRCODE = 'undefined_table',
+                          HINT = 'restore the relation and its mapped columns, or drop and recreate the model';
         END;
     END IF;
     RETURN QUERY EXECUTE format(
@@ -290,7 +296,8 @@ DECLARE
     seen text[];
 BEGIN
     IF user_id IS NULL THEN
-        RAISE EXCEPTION 'user_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+        RAISE EXCEPTION 'user_id must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'for example pyrec.because_you_interacted(''movies'', ''42'', 10)';
     END IF;
     PERFORM pyrec._check_k(k, 'k');
     PERFORM pyrec._check_k(anchors, 'anchors', 50);
@@ -369,6 +376,11 @@ BEGIN
               WHERE x.%1$I <> $6::%4$s GROUP BY 1',
             m.columns->>'item', m.columns->>'user', m.interactions, m.columns->>'item_type',
             m.columns->>'timestamp');
+        IF time_window IS NULL OR time_window <= interval '0' THEN
+            RAISE EXCEPTION 'time_window must be a positive interval, got %', coalesce(time_window::text, 'NULL')
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'items bought within time_window of the item count as together, for example ''1 hour''';
+        END IF;
         IF m.columns->>'timestamp_type' NOT IN ('timestamp with time zone', 'timestamp without time zone', 'date') THEN
             RAISE EXCEPTION 'frequently_bought_together needs a session column or a timestamp column of a time type'
                 USING ERRCODE = 'feature_not_supported',
@@ -384,8 +396,14 @@ BEGIN
             'SELECT i.item_id, i.n::real, (row_number() OVER (ORDER BY i.n DESC, i.item_id))::integer, ''co-occurrence''
                FROM (%s) i WHERE (%s) ORDER BY i.n DESC, i.item_id LIMIT $3', together, f.pred)
           USING NULL::vector, NULL::text[], k, NULL::text, f.vals, item, time_window;
-    EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
-        RETURN;  -- an id that cannot exist in the item column: bought with nothing
+    EXCEPTION
+        WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+            RETURN;  -- an id that cannot exist in the item column: bought with nothing
+        WHEN undefined_table OR undefined_column OR invalid_schema_name OR undefined_function THEN
+            RAISE EXCEPTION 'interactions relation % of model "%" no longer matches its definition: %',
+                            m.interactions, m.name, SQLERRM
+                USING ERRCODE = 'undefined_table',
+                      HINT = 'restore the relation and its mapped columns, or drop and recreate the model';
     END;
 END
 $fn$;

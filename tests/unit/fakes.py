@@ -65,3 +65,34 @@ class FakePlpy:
 
     def quote_ident(self, name: str, /) -> str:
         return '"' + name.replace('"', '""') + '"'
+
+    def quote_literal(self, value: str, /) -> str:
+        """Postgres' quote_literal: quotes doubled, and E'' with doubled backslashes if any."""
+        quoted = "'" + value.replace("'", "''") + "'"
+        return "E" + quoted.replace("\\", "\\\\") if "\\" in value else quoted
+
+
+class FakeCatalog(FakePlpy):
+    """A FakePlpy whose catalog holds `relations` ("schema.name" -> {column: type}, in column
+    order), answering the queries models.resolve_relation makes; every other query gets no
+    rows. `calls` records everything that reached the "server"."""
+
+    def __init__(self, relations: dict[str, dict[str, str]]) -> None:
+        super().__init__()
+        self.relations = relations
+        self._oids = {name: oid for oid, name in enumerate(relations, start=1)}
+
+    def execute(self, query: Any, args: Any = None, /) -> list[dict[str, Any]]:
+        self.calls.append(("execute", query, args))
+        sql = query.query if isinstance(query, FakePlan) else str(query)
+        if "to_regclass($1)" in sql:
+            oid = self._oids.get(args[0])
+            if oid is None:
+                return []
+            schema, name = args[0].split(".", 1)
+            return [{"oid": oid, "nspname": schema, "relname": name, "relkind": "r"}]
+        names = list(self.relations)
+        if "FROM pg_attribute WHERE attrelid" in sql:
+            cols = self.relations[names[args[0] - 1]]
+            return [{"name": c, "type": t} for c, t in cols.items()]
+        return []

@@ -69,7 +69,13 @@ def test_error_fields_of_other_errors_is_none() -> None:
 def test_dispatch_returns_a_pyrec_error_as_json() -> None:
     plpy = FakePlpy()
     out = json.loads(server.dispatch(plpy, "create_model", '{"name": null, "interactions": "t"}'))
-    assert out == {"error": {"sqlstate": "22004", "message": "model name must not be null"}}
+    assert out == {
+        "error": {
+            "sqlstate": "22004",
+            "message": "model name must not be null",
+            "hint": "for example pyrec.create_model('movies', 'ratings')",
+        }
+    }
     assert plpy.calls == []  # refused before touching the database
 
 
