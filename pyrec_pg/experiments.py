@@ -98,7 +98,11 @@ def _variants(db: Db, raw: Any, default_model: str | None) -> tuple[list[dict[st
                 f'variant "{name}" names no model',
                 hint="give each variant a model, or pass model => to create_experiment",
             )
-        get_model(db, str(model))  # exists
+        if get_model(db, str(model)).active_version is None:  # fail now, not per request
+            raise NotReady(
+                f'model "{model}" of variant "{name}" has no trained version',
+                hint=f"train it first: CALL pyrec.train('{model}')",
+            )
         serve = v.get("serve", "model")
         if serve not in SERVES:
             raise InvalidParameter(

@@ -207,6 +207,14 @@ def test_experiment_errors(shop: Conn) -> None:
         shop.execute(
             create, ["x", '[{"name": "a", "share": 1}, {"name": "b", "share": 1, "serve": "x"}]']
         )
+    shop.execute("SELECT pyrec.create_model('untrained', 'ratings')")
+    with raises_pg(
+        shop, "55000", 'model "untrained" of variant "b" has no trained version', "train"
+    ):
+        shop.execute(
+            create,
+            ["x", '[{"name": "a", "share": 1}, {"name": "b", "share": 1, "model": "untrained"}]'],
+        )
     with raises_pg(shop, "22023", "invalid experiment name"):
         shop.execute(create, ["drop table", VARIANTS])
     shop.execute(create, ["ok", VARIANTS])
