@@ -61,7 +61,7 @@ _ALLOWED = (
 
 
 def _variants(db: Db, raw: Any, default_model: str | None) -> tuple[list[dict[str, Any]], str]:
-    """Checked variants with cumulative shares ("upto"), and the control variant's name."""
+    """Checked variants and the control variant's name."""
     if raw is None:
         raise NullValue("variants must not be null", hint=_VARIANTS_HINT)
     if not isinstance(raw, list) or not 2 <= len(raw) <= MAX_VARIANTS:
@@ -122,13 +122,18 @@ def _variants(db: Db, raw: Any, default_model: str | None) -> tuple[list[dict[st
         raise InvalidParameter(
             f"variants {', '.join(controls)} are all marked control", hint="mark one control"
         )
-    total, upto = float(sum(v["share"] for v in out)), 0.0
     for v in out:
-        upto += v["share"] / total
-        v["upto"] = upto
         v.pop("control", None)
-    out[-1]["upto"] = 1.0  # rounding must not leave a gap at the top
     return out, controls[0] if controls else out[0]["name"]
+
+
+def _cumulative(shares: list[float]) -> list[float]:
+    """Each variant's cumulative share of the traffic, ending at exactly 1 (what a user's
+    hash in [0, 1) is compared against)."""
+    total = float(sum(shares))
+    uptos = np.cumsum([s / total for s in shares]).tolist()
+    uptos[-1] = 1.0  # rounding must not leave a gap at the top
+    return [float(u) for u in uptos]
 
 
 _VARIANTS_HINT = (
@@ -160,7 +165,14 @@ def create_experiment(
     db.run(
         "INSERT INTO pyrec._experiments (name, variants, uptos, control, models, description)"
         " VALUES ($1, $2, $3, $4, $5, $6)",
-        [name, json.dumps(checked), [v["upto"] for v in checked], control, models, description],
+        [
+            name,
+            json.dumps(checked),
+            _cumulative([v["share"] for v in checked]),
+            control,
+            models,
+            description,
+        ],
         ["text", "jsonb", "float8[]", "text", "text[]", "text"],
     )
     return {
@@ -188,8 +200,6 @@ def compare_to_control(
     (1 - alpha) confidence interval and a two-sided p-value. Binary outcomes (converted or
     not) use the two-proportion z-test, others Welch's t-test. users_needed: per arm, to
     detect a relative change of min_effect with 80% power at alpha."""
-    from scipy import stats
-
     base = next(a for a in arms if a.name == control)
     out = []
     for a in arms:
@@ -215,9 +225,7 @@ def compare_to_control(
         needed = _users_needed(c, binary, alpha, min_effect)
         row["users_needed"] = needed
         if a.name != control and n >= 2 and nc >= 2:
-            diff, low, high, p = (
-                _two_proportions(x, c, alpha) if binary else _welch(x, c, alpha, stats)
-            )
+            diff, low, high, p = _two_proportions(x, c, alpha) if binary else _welch(x, c, alpha)
             row.update(difference=diff, ci_low=low, ci_high=high, p_value=p)
             row["enough_data"] = needed is not None and min(n, nc) >= needed
         out.append(row)
@@ -246,8 +254,10 @@ def _two_proportions(
 
 
 def _welch(
-    x: npt.NDArray[np.float64], c: npt.NDArray[np.float64], alpha: float, stats: Any
+    x: npt.NDArray[np.float64], c: npt.NDArray[np.float64], alpha: float
 ) -> tuple[float, float | None, float | None, float | None]:
+    from scipy import stats
+
     diff = float(x.mean() - c.mean())
     v1, v0 = x.var(ddof=1) / x.size, c.var(ddof=1) / c.size
     se = math.sqrt(v1 + v0)

@@ -4,7 +4,7 @@
 CREATE TABLE pyrec._experiments (
     experiment_id serial PRIMARY KEY,
     name          text NOT NULL UNIQUE,
-    -- [{"name", "share", "upto" (cumulative share), "model", "serve", "filter", ...}, ...]
+    -- [{"name", "share", "model", "serve", "filter", "params", "promotion", ...}, ...]
     variants      jsonb NOT NULL,
     uptos         float8[] NOT NULL,  -- each variant's cumulative share, for the assignment
     control       text NOT NULL,
@@ -32,7 +32,7 @@ COMMENT ON TABLE pyrec.impressions IS 'What recommend(..., experiment => name) s
 
 CREATE VIEW pyrec.experiments AS
 SELECT e.name, e.status, e.control, e.models,
-       (SELECT jsonb_agg(v - 'upto') FROM jsonb_array_elements(e.variants) v) AS variants,
+       e.variants,
        e.description, e.created_at, e.created_by, e.stopped_at,
        (SELECT count(*) FROM pyrec.impressions i WHERE i.experiment_id = e.experiment_id) AS impressions
 FROM pyrec._experiments e;
