@@ -2,13 +2,15 @@
 
 pyrec: CALL pyrec.train on an "als" model over <prefix>_interactions (64 factors, 15
 iterations, holdout 0: no evaluation fit), from the table to active pgvector tables, wall
-clock from the client, in a session that has already imported pyrec_pg (the peer's imports
-are not timed either). Its phases are polled from pyrec._runs by a second session.
+clock from the client, in a session that has already imported pyrec_pg and implicit (the
+peer's imports are not timed either). Its phases are polled from pyrec._runs by a second session.
 
 The peer, measured in the same run on the same data and machine, is the pipeline a user would
 otherwise run, in a fresh process with OPENBLAS_NUM_THREADS=1 (as implicit recommends):
   1. COPY (SELECT user_id, item_id, count(*) ... GROUP BY 1, 2) TO STDOUT in binary, parsed
-     with numpy, ids mapped to rows and columns, a scipy CSR user x item matrix built;
+     with numpy, ids mapped to rows and columns, a scipy CSR user x item matrix built
+     ("group-by"); or, the second peer ("raw"), COPY (SELECT user_id, item_id ...) of every
+     row, the counts summed by scipy on the way to CSR (what pyrec does in the server);
   2. fit implicit's AlternatingLeastSquares (conjugate gradient, 3 steps, 2 threads, float32)
      at the same factors, iterations and regularization;
   3. COPY the user and item factors in pgvector's text form '[x,y,...]' into two new tables
@@ -73,6 +75,9 @@ BINARY_ROW = np.dtype(
         ("c", ">i8"),
     ]
 )
+# the raw peer's row: (bigint, bigint)
+RAW_ROW = np.dtype([("n", ">i2"), ("lu", ">i4"), ("u", ">i8"), ("li", ">i4"), ("i", ">i8")])
+PEERS = ("group-by", "raw")
 BINARY_HEADER = 19  # signature (11), flags (4), header extension length (4, zero)
 MB = 1024 * 1024
 PHASES = ("starting", "reading", "evaluating", "training", "writing")  # pyrec._runs.phase
@@ -132,7 +137,8 @@ class Size:
     n: int
     setup: dict[str, float]
     pyrec: list[Run] = field(default_factory=list)
-    peer: list[Run] = field(default_factory=list)
+    peer: list[Run] = field(default_factory=list)  # the group-by peer
+    raw: list[Run] = field(default_factory=list)  # the raw-rows peer
     update: list[float] = field(default_factory=list)  # CALL pyrec.train(mode => 'update')
 
 
@@ -156,6 +162,7 @@ def run_update(dsn: str, n: int) -> float:
 def run_pyrec(dsn: str, model: str) -> Run:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT pyrec._python()")  # import pyrec_pg, numpy, scipy in this backend
+        conn.execute("DO LANGUAGE plpython3u $$import implicit.cpu.als$$")  # as the peer has
         pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
         last = conn.execute("SELECT coalesce(max(run_id), 0) FROM pyrec._runs").fetchone()
         before = proc_status(pid)
@@ -189,10 +196,10 @@ def run_pyrec(dsn: str, model: str) -> Run:
     )
 
 
-def run_peer(dsn: str, table: str, out: str) -> Run:
+def run_peer(dsn: str, table: str, out: str, how: str) -> Run:
     """The peer pipeline in a fresh process (so its memory peak is its own)."""
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "bench.bench_training", "--peer", dsn, table, out]
+    cmd = [sys.executable, "-m", "bench.bench_training", "--peer", dsn, table, out, how]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"peer pipeline failed:\n{done.stdout}{done.stderr}")
@@ -207,22 +214,35 @@ def run_peer(dsn: str, table: str, out: str) -> Run:
     )
 
 
-def copy_out(conn: psycopg.Connection[Any], table: str) -> tuple[sp.csr_matrix, Any, Any]:
-    """The (user, item, count) aggregate through binary COPY into a CSR confidence matrix."""
-    query = sql.SQL(
-        "COPY (SELECT user_id, item_id, count(*) FROM {} GROUP BY 1, 2) TO STDOUT (FORMAT binary)"
-    ).format(sql.Identifier(table))
+def copy_out(
+    conn: psycopg.Connection[Any], table: str, how: str
+) -> tuple[sp.csr_matrix, Any, Any]:
+    """(user, item, count) through binary COPY into a CSR confidence matrix: aggregated by
+    GROUP BY in the query, or ("raw") every row shipped and the counts summed by scipy."""
+    select = "user_id, item_id FROM {}" if how == "raw" else (
+        "user_id, item_id, count(*) FROM {} GROUP BY 1, 2"
+    )
+    query = sql.SQL(f"COPY (SELECT {select}) TO STDOUT (FORMAT binary)").format(
+        sql.Identifier(table)
+    )
     buf = bytearray()
     with conn.cursor() as cur, cur.copy(query) as copy:
         for chunk in copy:
             buf += chunk
-    count = (len(buf) - BINARY_HEADER - 2) // BINARY_ROW.itemsize  # 2: the trailer, -1
-    rows = np.frombuffer(buf, BINARY_ROW, offset=BINARY_HEADER, count=count)
-    assert (rows["n"] == 3).all() and (rows["lu"] == 8).all() and (rows["lc"] == 8).all()
+    layout = RAW_ROW if how == "raw" else BINARY_ROW
+    count = (len(buf) - BINARY_HEADER - 2) // layout.itemsize  # 2: the trailer, -1
+    rows = np.frombuffer(buf, layout, offset=BINARY_HEADER, count=count)
+    assert (rows["n"] == len(layout.names) // 2).all() and (rows["lu"] == 8).all()
     users, u = np.unique(rows["u"], return_inverse=True)
     items, i = np.unique(rows["i"], return_inverse=True)
-    confidence = (1.0 + ALPHA * rows["c"]).astype(np.float32)
-    matrix = sp.csr_matrix((confidence, (u, i)), shape=(users.size, items.size))
+    shape = (users.size, items.size)
+    if how == "raw":  # duplicates are summed on the way to CSR
+        counts = sp.coo_matrix((np.ones(u.size, np.float32), (u, i)), shape=shape).tocsr()
+        counts.data = np.float32(1.0) + np.float32(ALPHA) * counts.data
+        matrix = counts
+    else:
+        confidence = (1.0 + ALPHA * rows["c"]).astype(np.float32)
+        matrix = sp.csr_matrix((confidence, (u, i)), shape=shape)
     return matrix, users.astype(np.int64), items.astype(np.int64)
 
 
@@ -245,7 +265,7 @@ def write_vectors(
     conn.execute(sql.SQL("ANALYZE {}").format(t))
 
 
-def peer_main(dsn: str, table: str, out: str) -> None:
+def peer_main(dsn: str, table: str, out: str, how: str) -> None:
     """Child process: run the peer pipeline, print its timings and memory as one JSON line."""
     import implicit  # type: ignore[import-untyped]
     import implicit.als  # type: ignore[import-untyped]
@@ -254,7 +274,7 @@ def peer_main(dsn: str, table: str, out: str) -> None:
     with psycopg.connect(dsn) as conn:
         pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
         t0 = time.perf_counter()
-        matrix, users, items = copy_out(conn, table)
+        matrix, users, items = copy_out(conn, table, how)
         t1 = time.perf_counter()
         model = implicit.als.AlternatingLeastSquares(
             factors=FACTORS,
@@ -341,15 +361,17 @@ def report(size: Size) -> None:
     if q[0].shape != p[0].shape:
         print(f"  !! the peer saw {q[0].shape} (users, items, pairs)")
     print("  setup, not timed: " + ", ".join(f"{k} {v:.1f} s" for k, v in size.setup.items()))
-    peer_total = median([r.total for r in q])
-    print(line("pyrec: CALL pyrec.train", [r.total for r in p], peer_total))
+    peer_total = min(median([r.total for r in q]), median([r.total for r in size.raw]))
+    print(line("pyrec: CALL pyrec.train (vs the faster peer)", [r.total for r in p], peer_total))
     for phase in p[0].steps:
         xs = [r.steps.get(phase, 0.0) for r in p]
         print(line(f"    phase {phase}", xs))
-    print(line("peer: COPY out + implicit + COPY in", [r.total for r in q]))
-    for step in q[0].steps:
-        print(line(f"    {step}", [r.steps[step] for r in q]))
-    print(f"  ratio pyrec / peer (median totals): {median([r.total for r in p]) / peer_total:.2f}x")
+    for how, runs in (("group-by", q), ("raw", size.raw)):
+        print(line(f"peer ({how}): COPY out + implicit + COPY in", [r.total for r in runs]))
+        for step in runs[0].steps:
+            print(line(f"    {step}", [r.steps[step] for r in runs]))
+        ratio = median([r.total for r in p]) / median([r.total for r in runs])
+        print(f"  ratio pyrec / peer ({how}) (median totals): {ratio:.2f}x")
     if size.update:
         full = median([r.total for r in p])
         print(
@@ -365,12 +387,13 @@ def report(size: Size) -> None:
         f" (RSS {mb([r.baseline for r in p])} before the CALL);"
         f" private (RssAnon) peak by phase: {anon}"
     )
-    print(
-        f"  peak memory, peer process: VmHWM {mb([r.peak for r in q])}"
-        f" ({mb([r.baseline for r in q])} after imports); its backend's VmHWM"
-        f" {mb([r.backend_peak for r in q])}",
-        flush=True,
-    )
+    for how, runs in (("group-by", q), ("raw", size.raw)):
+        print(
+            f"  peak memory, peer ({how}) process: VmHWM {mb([r.peak for r in runs])}"
+            f" ({mb([r.baseline for r in runs])} after imports); its backend's VmHWM"
+            f" {mb([r.backend_peak for r in runs])}",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -381,7 +404,8 @@ def main() -> None:
     ap.add_argument(
         "--no-update", dest="update", action="store_false", help="skip the update training"
     )
-    ap.add_argument("--peer", nargs=3, help=argparse.SUPPRESS)  # child: dsn, table, out prefix
+    # child: dsn, table, out prefix, group-by | raw
+    ap.add_argument("--peer", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.peer:
         peer_main(*args.peer)
@@ -406,16 +430,22 @@ def main() -> None:
             repeat = args.repeat or (3 if n <= 1_000_000 else 1)
             for r in range(repeat):  # interleaved, so drift hits both alike
                 size.pyrec.append(run_pyrec(dsn, f"bench_{n}"))
-                size.peer.append(run_peer(dsn, f"syn_{n}_interactions", f"peer_{n}_r{r}"))
+                table = f"syn_{n}_interactions"
+                size.peer.append(run_peer(dsn, table, f"peer_{n}_r{r}", "group-by"))
+                size.raw.append(run_peer(dsn, table, f"raw_{n}_r{r}", "raw"))
             if args.update:
                 size.update.append(run_update(dsn, n))
             report(size)
             results.append(size)
     print("\nsummary (median seconds, table to served embeddings):")
-    print(f"  {'size':>6} {'pyrec':>9} {'peer':>9} {'ratio':>7}  target: ratio <= 1")
+    print(
+        f"  {'size':>6} {'pyrec':>9} {'group-by':>9} {'raw':>9} {'ratio':>7}"
+        "  (vs the faster peer; target: ratio <= 1)"
+    )
     for s in results:
-        a, b = median([r.total for r in s.pyrec]), median([r.total for r in s.peer])
-        print(f"  {label(s.n):>6} {a:9.2f} {b:9.2f} {a / b:6.2f}x")
+        a = median([r.total for r in s.pyrec])
+        b, c = median([r.total for r in s.peer]), median([r.total for r in s.raw])
+        print(f"  {label(s.n):>6} {a:9.2f} {b:9.2f} {c:9.2f} {a / min(b, c):6.2f}x")
     print(
         f"whole run {time.perf_counter() - started:.0f} s;"
         f" load average at end: {Path('/proc/loadavg').read_text().strip()}"

@@ -35,6 +35,9 @@ def raises_pg(
         yield
     diag = info.value.diag
     assert diag.sqlstate == sqlstate, (diag.sqlstate, diag.message_primary)
+    # a huge input (a 10 MB name, say) is never echoed whole
+    size = sum(len(x or "") for x in (diag.message_primary, diag.message_detail, diag.message_hint))
+    assert size < 2000, f"{size} characters of error: {(diag.message_primary or '')[:200]}"
     assert message in (diag.message_primary or ""), diag.message_primary
     if hint is not None:
         assert diag.message_hint, f"no HINT for: {diag.message_primary}"

@@ -143,3 +143,40 @@ def test_row_level_security_on_the_users_tables_is_respected(roles: Conn) -> Non
             str(m) for (m,) in bob.execute("SELECT movie_id FROM ratings WHERE viewer_id = 42")
         }
         assert seen42 and not mine & seen42
+
+
+def test_a_reader_reads_through_pyrec_only_what_its_own_privileges_allow(roles: Conn) -> None:
+    roles.execute(
+        "CREATE SCHEMA hr; CREATE TABLE hr.salaries (movie_id int, amount int);"
+        " INSERT INTO hr.salaries VALUES (1, 100000)"
+    )
+    # bob may read the items' id and genre, not their title
+    roles.execute("REVOKE SELECT ON movies FROM pyrec_reader")
+    roles.execute("GRANT SELECT (movie_id, genre) ON movies TO pyrec_reader")
+    with connect_as(roles, "bob") as bob:
+        ok = """'EXCLUDE ItemID WHERE Items.genre IN ("Drama")'"""
+        rows = bob.execute(f"SELECT * FROM pyrec.recommend('movies', '42', 5, {ok})").fetchall()
+        assert len(rows) == 5
+        # a filter on a column bob cannot read fails as reading it directly would
+        title = """'INCLUDE ItemID WHERE Items.title IN ("Heat (1995)")'"""
+        denied(bob, f"SELECT * FROM pyrec.recommend('movies', '42', 5, {title})")
+        denied(bob, "SELECT title FROM movies")
+        # nothing outside the model's relations can be named in a filter, in any form
+        for expression in (
+            "INCLUDE ItemID WHERE Items.movie_id IN (SELECT movie_id FROM hr.salaries)",
+            "INCLUDE ItemID WHERE hr.salaries.amount > 0",
+            "movie_id IN (SELECT movie_id FROM hr.salaries)",
+            "EXISTS (SELECT 1 FROM hr.salaries)",
+            "(SELECT amount FROM hr.salaries LIMIT 1) > 0",
+            "genre = 'Drama' UNION SELECT amount::text FROM hr.salaries",
+        ):
+            with pytest.raises(psycopg.Error) as info:
+                bob.execute("SELECT * FROM pyrec.recommend('movies', '42', 5, %s)", [expression])
+            assert info.value.diag.sqlstate in ("42601", "42703", "42P01", "0A000"), (
+                expression,
+                info.value.diag.sqlstate,
+                info.value.diag.message_primary,
+            )
+            assert "salaries" not in (info.value.diag.message_detail or "")
+            assert "100000" not in str(info.value)
+        denied(bob, "SELECT * FROM hr.salaries")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -75,14 +77,26 @@ def _parse(literal: str) -> np.ndarray:
     return np.array([float(x) for x in body.split(",")] if body else [], dtype=np.float32)
 
 
-def test_vector_literals_round_trip_float32_exactly() -> None:
-    rng = np.random.default_rng(0)
-    m = (rng.normal(size=(50, 7)) * 10.0 ** rng.integers(-30, 30, (50, 7))).astype(np.float32)
+def _strtof(text: str) -> np.float32:
+    """C's strtof, as pgvector's vector_in parses each value (no rounding through double)."""
+    libc = ctypes.CDLL(None)
+    libc.strtof.restype, libc.strtof.argtypes = ctypes.c_float, [ctypes.c_char_p, ctypes.c_void_p]
+    return np.float32(libc.strtof(text.encode(), None))
+
+
+@pytest.mark.parametrize("rows", [1, 50, 4000])  # the %.9g path and the numpy path
+def test_vector_literals_round_trip_float32_exactly(rows: int) -> None:
+    rng = np.random.default_rng(rows)
+    scale = 10.0 ** rng.integers(-45, 38, (rows, 7))
+    with np.errstate(over="ignore"):
+        m = (rng.normal(size=(rows, 7)) * scale).astype(np.float32)
+    m[~np.isfinite(m)] = 1.0
     m[0] = [0.0, -0.0, 1.0, -1.0, 1e-45, 3.4028235e38, 0.1]  # extremes, subnormal, 0.1
+    if rows > 1:
+        m[1] = [1e-38, 9.99999994e-9, 1e9, 999999999.0, -1.17549435e-38, 100.0, 1e-45 * 3]
     lits = vector_literals(m)
-    assert len(lits) == 50
-    back = np.vstack([_parse(s) for s in lits])
-    assert back.dtype == np.float32
+    assert len(lits) == rows
+    back = np.array([[_strtof(x) for x in s[1:-1].split(",")] for s in lits], dtype=np.float32)
     assert np.array_equal(back.view(np.uint32), m.view(np.uint32))  # bit for bit
 
 

@@ -119,3 +119,16 @@ def test_dispatch_reraises_other_errors(monkeypatch: pytest.MonkeyPatch) -> None
     assert out == {
         "error": {"sqlstate": "23505", "message": "duplicate key", "detail": "Key (k)=(1) exists."}
     }
+
+
+def test_errors_never_echo_a_huge_input_whole() -> None:
+    name = "x" * (10 * 1024 * 1024)
+    fields = server.error_fields(
+        InvalidParameter(f'model "{name}" does not exist', hint=f"not {name}")
+    )
+    assert fields is not None
+    assert fields["message"] == f'model "{"x" * 60}...(10485760 characters)" does not exist'
+    assert fields["hint"] == f"not {'x' * 60}...(10485760 characters)"
+    ordinary = f'model "{"y" * 200}" does not exist'  # up to 200 characters stay as they are
+    expected = {"sqlstate": "22023", "message": ordinary}
+    assert server.error_fields(InvalidParameter(ordinary)) == expected

@@ -1,0 +1,91 @@
+"""Reading interactions in the server: shipping raw rows (numpy sums the pairs) gives exactly
+the matrix that aggregating in SQL (GROUP BY ... HAVING) gives."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import psycopg
+import pytest
+
+Conn = psycopg.Connection[Any]
+
+# runs inside the server: loads one model both ways (with_times=True takes the GROUP BY path)
+COMPARE = """
+DO LANGUAGE plpython3u $$
+import json
+import numpy as np
+from pyrec_pg.runtime import server
+from pyrec_pg import interactions, models
+plpy.execute("SELECT pyrec._python()")
+db = server._db(plpy)
+model = models.get_model(db, "reads")
+options = json.loads(%(options)s)
+raw = interactions.load(db, model, options, False)
+grouped = interactions.load(db, model, options, True)
+a, b = raw.matrix, grouped.matrix
+problems = [
+    name for name, ok in [
+        ("users", list(raw.users) == list(grouped.users)),
+        ("items", list(raw.items) == list(grouped.items)),
+        ("shape", a.shape == b.shape),
+        ("structure", np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)),
+        ("weights", a.shape == b.shape and np.allclose(a.toarray(), b.toarray())),
+        ("rows_read", raw.rows_read == grouped.rows_read),
+        ("distinct_items", np.array_equal(raw.distinct_items, grouped.distinct_items)),
+        ("times", raw.times.nnz == a.nnz),
+    ] if not ok
+]
+if problems:
+    plpy.error("raw and grouped reads differ in %%s: %%s vs %%s" %% (
+        problems, (list(raw.users), list(raw.items), a.toarray().tolist(), raw.rows_read),
+        (list(grouped.users), list(grouped.items), b.toarray().tolist(), grouped.rows_read)))
+plpy.notice(json.dumps({"shape": list(a.shape), "nnz": int(a.nnz), "rows": raw.rows_read}))
+$$
+"""
+
+
+def _table(conn: Conn, id_type: str) -> None:
+    conn.execute(f"CREATE TABLE ev (u {id_type}, i {id_type}, kind text, ts timestamptz)")
+    # ids out of numeric order as text (10 < 9), a sparse id, duplicates, NULLs, and pairs whose
+    # weights cancel out (user 4 and item 77 then have nothing left)
+    conn.execute(
+        """INSERT INTO ev VALUES
+           (10, 1, 'view', now()), (10, 1, 'view', now()), (10, 2, 'buy', now()),
+           (9, 2, 'view', now()), (9, 30000, 'view', now()), (9, 30000, 'skip', now()),
+           (4, 77, 'skip', now()), (4, 77, 'view', now()), (2, 1, 'buy', now()),
+           (NULL, 1, 'view', now()), (2, NULL, 'view', now()), (2, 2, 'skip', now())"""
+    )
+    conn.execute(
+        "SELECT pyrec.create_model('reads', interactions => 'ev',"
+        " options => '{\"columns\": {\"user\": \"u\", \"item\": \"i\", \"event_type\": \"kind\","
+        " \"timestamp\": \"ts\"}}')"
+    )
+
+
+@pytest.mark.pg
+@pytest.mark.parametrize("id_type", ["smallint", "integer", "bigint"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"event_weights": {"view": 1, "buy": 5, "skip": -1}},
+        {"event_types": ["view", "BUY"]},
+        {"event_weights": {"skip": -10}},
+    ],
+)
+def test_raw_rows_sum_to_the_grouped_matrix(
+    dsn: str, id_type: str, options: dict[str, Any]
+) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _table(conn, id_type)
+        notices: list[str] = []
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        conn.execute(COMPARE % {"options": psycopg.sql.quote(json.dumps(options))})
+    summary = json.loads(notices[-1])
+    assert summary["nnz"] > 0
+    if options == {"event_weights": {"view": 1, "buy": 5, "skip": -1}}:
+        # (9, 30000), (4, 77) and (2, 2) cancel out: users 10, 9, 2 and items 1, 2 remain,
+        # in 4 pairs from 5 rows
+        assert summary == {"shape": [3, 2], "nnz": 4, "rows": 5}
