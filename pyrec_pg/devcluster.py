@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -18,21 +19,34 @@ class ClusterError(RuntimeError):
     pass
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class Cluster:
-    """A private cluster in a temporary directory, listening only on a Unix socket there.
+    """A private cluster in a temporary directory, listening on a Unix socket there.
 
     As root, initdb and the server run as the `postgres` user (they refuse to run as root).
     The server's Python (plpython3u) imports a copy of this checkout's pyrec_pg and of the
     pinned deps in `.build/server-site` (`make server-deps`), made at start in the cluster's
     own directory: the checkout itself may sit where the postgres user cannot read (/root).
+
+    With `tcp` it also listens on 127.0.0.1 (on a free port unless one is given), which
+    streaming replication needs: `standby()` makes a hot standby of it.
     """
 
-    def __init__(self, port: int = 5432, settings: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, settings: dict[str, str] | None = None, tcp: bool = False
+    ) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="pyrec-pg-"))
         self.data = self.base / "data"
         self.log = self.base / "server.log"
         self.python = self.base / "python"
-        self.port = port
+        self.tcp = tcp
+        self.port = port or (free_port() if tcp else 5432)
         self.settings = settings or {}  # extra postgresql.conf lines, e.g. to preload pg_cron
         self.socket_dir = self.base
         self.os_user = "postgres" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
@@ -59,7 +73,8 @@ class Cluster:
             raise ClusterError(f"{what} failed:\n{done.stdout}{done.stderr}\n{log}")
         return done.stdout
 
-    def init(self) -> None:
+    def _copy_python(self) -> None:
+        """The server Python's pyrec_pg and pinned deps, copied where the server can read."""
         if not (PG_BIN / "initdb").exists():
             raise ClusterError(f"no PostgreSQL binaries in {PG_BIN}: run 'make postgres' first")
         if not SERVER_SITE.is_dir():
@@ -72,6 +87,9 @@ class Cluster:
         )
         if os.geteuid() == 0:
             subprocess.run(["chown", "-R", f"{self.os_user}:", str(self.base)], check=True)
+
+    def init(self) -> None:
+        self._copy_python()
         self._run(
             PG_BIN / "initdb",
             "-D",
@@ -90,6 +108,8 @@ class Cluster:
                 "synchronous_commit = off\nfull_page_writes = off\nmax_connections = 50\n"
                 "shared_buffers = 256MB\n"
             )
+            if self.tcp:  # initdb's pg_hba.conf trusts 127.0.0.1, replication connections too
+                conf.write("listen_addresses = '127.0.0.1'\n")
             conf.writelines(f"{k} = '{v}'\n" for k, v in self.settings.items())
 
     def start(self) -> None:
@@ -107,6 +127,44 @@ class Cluster:
             "start",
             env={"PYTHONPATH": str(self.python), "OPENBLAS_NUM_THREADS": "2"},
         )
+
+    def standby(self) -> Cluster:
+        """A hot standby of this running cluster, started: a base backup taken over
+        127.0.0.1 with pg_basebackup -R, so it streams and replays the primary's WAL.
+
+        It copies this cluster's postgresql.conf and has its own port, socket directory and
+        server Python. Stop it before its primary."""
+        if not self.tcp:
+            raise ClusterError("a standby streams over TCP: create the primary with tcp=True")
+        replica = Cluster(settings=dict(self.settings), tcp=True)
+        try:
+            replica._copy_python()
+            replica._run(
+                PG_BIN / "pg_basebackup",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-D",
+                replica.data,
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+            )
+            replica.start()
+        except BaseException:
+            replica.stop()
+            raise
+        return replica
+
+    def restart(self, mode: str = "fast") -> None:
+        """Stop the server (mode "immediate": as after a crash, recovery at start) and start it."""
+        self._run(PG_BIN / "pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+        self.start()
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import interactions
-from .models import get_model
+from .models import Model, get_model
 from .runtime import Db
 from .versions import vector_dtype, vector_literals, vector_schema
 
@@ -30,6 +30,25 @@ class _State:
 _CACHE: dict[tuple[int, int], _State] = {}
 
 
+def history_sql(
+    db: Db, model: Model, options: dict[str, Any], items_table: str
+) -> tuple[str, str]:
+    """The query of a user's history rows (w, embedding): pairs weighted as training weighed
+    them ($1 the returned constants as jsonb, $2 the newest epoch, $3 the user id), joined to
+    the version's item vectors; the managed flavour's plpgsql fold-in runs it too."""
+    user, item = db.ident(model.columns["user"]), db.ident(model.columns["item"])
+    weight = interactions.weight_sql(db, model, options)
+    sql = (
+        f"SELECT h.w, i.embedding FROM (SELECT {item}::text AS item, sum({weight}) AS w"
+        f" FROM {model.interactions} WHERE {user} = $3::{model.columns['user_type']}"
+        f" AND {interactions.where_sql(db, model, options)} GROUP BY 1) h"
+        f" JOIN {db.ident('pyrec', items_table)} i ON i.item_id = h.item WHERE h.w > 0"
+    )
+    consts = dict(options.get("event_weights") or {})
+    consts["__types"] = list(options.get("event_types") or [])
+    return sql, json.dumps(consts)
+
+
 def _state(db: Db, model_id: int, version: int) -> _State | None:
     row = db.one(
         "SELECT m.name, v.items_table, v.dims, v.fold, v.fold_state::text AS fold_state"
@@ -43,16 +62,13 @@ def _state(db: Db, model_id: int, version: int) -> _State | None:
     state = json.loads(row["fold_state"])
     model = get_model(db, row["name"])
     options: dict[str, Any] = state.get("options") or {}
+    history, consts = history_sql(db, model, options, row["items_table"])
+    sql = (
+        f"SELECT string_agg(float8send(h.w) || {vector_schema(db)}.vector_send(h.embedding),"
+        f" ''::bytea) FROM ({history}) h"
+    )
     user, item = db.ident(model.columns["user"]), db.ident(model.columns["item"])
     weight = interactions.weight_sql(db, model, options)
-    # the user's pairs weighted as training weighed them, joined to the version's vectors
-    sql = (
-        f"SELECT string_agg(float8send(h.w) || {vector_schema(db)}.vector_send(i.embedding),"
-        f" ''::bytea) FROM (SELECT {item}::text AS item, sum({weight}) AS w"
-        f" FROM {model.interactions} WHERE {user} = $3::{model.columns['user_type']}"
-        f" AND {interactions.where_sql(db, model, options)} GROUP BY 1) h"
-        f" JOIN {db.ident('pyrec', row['items_table'])} i ON i.item_id = h.item WHERE h.w > 0"
-    )
     many_sql = (
         f"SELECT string_agg(int4send((b.n - 1)::int4) || int4send(length(h.item))"
         f" || convert_to(h.item, 'UTF8') || float8send(h.w), ''::bytea)"
@@ -61,12 +77,10 @@ def _state(db: Db, model_id: int, version: int) -> _State | None:
         f" AND {user}::text = ANY ($3) GROUP BY 1, 2) h"
         f" JOIN unnest($3::text[]) WITH ORDINALITY b(id, n) ON b.id = h.u WHERE h.w > 0"
     )
-    consts = dict(options.get("event_weights") or {})
-    consts["__types"] = list(options.get("event_types") or [])
     return _State(
         sql=sql,
         many_sql=many_sql,
-        consts=json.dumps(consts),
+        consts=consts,
         newest=float(state.get("newest") or 0.0),
         alpha=float(state["alpha"]),
         gram=np.asarray(state["gram"], dtype=np.float64),

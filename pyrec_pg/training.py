@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
 from . import attributes, evaluation, interactions
-from .errors import InvalidParameter, NotReady, NullValue, ObjectInUse
+from .errors import InvalidParameter, NotReady, NullValue, ObjectInUse, PyrecError
 from .models import Model, get_model, validate_options
 from .recipes import Factors, Recipe, recipe_params
 from .recipes.als import Als
@@ -17,6 +19,7 @@ from .runtime import Db
 from .versions import read_vectors, write_version
 
 LOCK_CLASS = 0x7079  # first key of pyrec's advisory locks ("py"); the second is the model id
+LOCK_TIMEOUT_DEFAULT = "1min"
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,35 @@ def train(
         db.run("SELECT pg_advisory_unlock($1, $2)", [LOCK_CLASS, model.model_id], ["int4", "int4"])
 
 
+@contextmanager
+def _reading_sources(db: Db, model: Model) -> Iterator[None]:
+    """Until the transaction ends, wait at most pyrec.lock_timeout (default 1min, 0 forever)
+    for a lock on the model's relations held by another session (an ALTER TABLE, a VACUUM
+    FULL), then fail with 55P03, instead of hanging silently at "reading"."""
+    timeout = db.scalar("SELECT current_setting('pyrec.lock_timeout', true)")
+    timeout = timeout or LOCK_TIMEOUT_DEFAULT
+    try:
+        db.run("SELECT set_config('lock_timeout', $1, true)", [timeout], ["text"])
+    except Exception as e:
+        raise InvalidParameter(
+            f'invalid value for setting pyrec.lock_timeout: "{timeout}"',
+            hint="a duration such as '30s' or '5min'; 0 waits for locks as long as it takes",
+        ) from e
+    try:
+        yield
+    except Exception as e:
+        if getattr(e, "sqlstate", None) != "55P03":
+            raise
+        sources = ", ".join(r for r in (model.interactions, model.items, model.users) if r)
+        raise PyrecError(
+            f'model "{model.name}" could not read its relations ({sources}): another session'
+            f" held a conflicting lock for longer than pyrec.lock_timeout ({timeout})",
+            hint="pg_locks shows the session holding it: retry when it is done, or wait longer"
+            " with SET pyrec.lock_timeout = '10min'",
+            sqlstate="55P03",
+        ) from e
+
+
 def _warm_start(db: Db, model: Model, recipe: Als, data: interactions.Interactions) -> Factors:
     """The active version's vectors aligned with the new data's users and items."""
     row = db.one(
@@ -117,7 +149,9 @@ def _train(db: Db, model: Model, plan: _Plan, run: Run, mode: str | None) -> dic
     recipe = plan.recipe
     run.phase("reading", 0)
     # each pair's last event time only serves the "time" protocol's split
-    data = interactions.load(db, model, plan.options, plan.protocol == "time" and plan.holdout > 0)
+    with _reading_sources(db, model):
+        with_times = plan.protocol == "time" and plan.holdout > 0
+        data = interactions.load(db, model, plan.options, with_times)
     warm, update = None, None
     if mode == "update" and isinstance(recipe, Als):
         warm = _warm_start(db, model, recipe, data)
@@ -133,8 +167,9 @@ def _train(db: Db, model: Model, plan: _Plan, run: Run, mode: str | None) -> dic
     # items (users) with attributes but no interactions get vectors from what similar ones learned
     cold = users = None
     if factors.fold != "none":
-        cold = attributes.learn(db, model, "item", data.items, factors.items)
-        users = attributes.learn(db, model, "user", data.users, factors.users)
+        with _reading_sources(db, model):
+            cold = attributes.learn(db, model, "item", data.items, factors.items)
+            users = attributes.learn(db, model, "user", data.users, factors.users)
     run.phase("writing", 90)
     seconds = round(time.perf_counter() - started, 3)
     version = write_version(

@@ -8,7 +8,8 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BUILD="$ROOT/.build"
 PACKAGES=(postgresql-$PG_MAJOR postgresql-plpython3-$PG_MAJOR postgresql-server-dev-$PG_MAJOR
           postgresql-$PG_MAJOR-cron libopenblas0-pthread python3-numpy python3-scipy
-          dpkg-dev make gcc)
+          dpkg-dev make gcc
+          chromium)  # headless, for tests/integration/test_report.py (renders the HTML report)
 
 say() { printf 'provision: %s\n' "$*"; }
 die() { printf 'provision: %s\n' "$*" >&2; exit 1; }

@@ -7,11 +7,13 @@ exception escaping PL/Python gets a "plpy.Error: " prefix and a literal "DETAIL:
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from .. import (
+    SQL_VERSIONS,
     __version__,
     attributes,
     batch,
@@ -41,7 +43,15 @@ def error_fields(e: BaseException) -> dict[str, str] | None:
         }
     else:
         return None
-    return {k: v for k, v in fields.items() if v is not None}
+    return {k: shorten(v) for k, v in fields.items() if v is not None}
+
+
+_LONG = re.compile(r"[^\s\"']{201,}")
+
+
+def shorten(text: str) -> str:
+    """Long runs (a 10 MB name echoed in a message) cut to their start and their length."""
+    return _LONG.sub(lambda m: f"{m.group()[:60]}...({len(m.group())} characters)", text)
 
 
 def _options(value: Any) -> dict[str, Any]:
@@ -60,8 +70,18 @@ def _version(db: Db, args: dict[str, Any]) -> dict[str, Any]:
     import numpy
     import scipy
 
+    # the SQL installed in this database, and the version its files on this server offer
+    sql = db.one(
+        "SELECT e.extversion, a.default_version FROM pg_catalog.pg_extension e"
+        " JOIN pg_catalog.pg_available_extensions a ON a.name = e.extname"
+        " WHERE e.extname = 'pyrec'"
+    )
+    update = sql is not None and sql["extversion"] != sql["default_version"]
     return {
-        "python_package": __version__,
+        "python_package": str(__version__),
+        "sql_versions_served": list(SQL_VERSIONS),
+        "sql_available": None if sql is None else sql["default_version"],
+        "update_pending": update,
         "python": sys.version.split()[0],
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,

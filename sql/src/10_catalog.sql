@@ -69,14 +69,15 @@ SELECT m.name AS model, v.version, v.status, v.recipe, v.params, v.metrics, v.di
 FROM pyrec._versions v JOIN pyrec.models m USING (model_id);
 COMMENT ON VIEW pyrec.model_versions IS 'Trained versions: status, recipe, parameters, holdout metrics, sizes, timings';
 
--- a run whose backend is gone (killed, crashed, server restarted) shows as failed at once
+-- a run whose backend is gone (killed, crashed, server restarted) shows as failed at once;
+-- a standby cannot tell (the primary's backends are not among its own): it shows the row
 CREATE VIEW pyrec._runs_now AS
 SELECT r.run_id, r.model_id, r.kind, r.target, r.version,
        CASE WHEN gone THEN 'failed' ELSE r.status END AS status, r.phase, r.percent,
        r.rows_read, r.pid, r.started_at, r.finished_at,
        CASE WHEN gone THEN 'the backend exited before finishing' ELSE r.message END AS message
 FROM pyrec._runs r,
-     LATERAL (SELECT r.status = 'running' AND NOT EXISTS (
+     LATERAL (SELECT r.status = 'running' AND NOT pg_catalog.pg_is_in_recovery() AND NOT EXISTS (
                 SELECT 1 FROM pg_catalog.pg_stat_activity a
                  WHERE a.pid = r.pid AND a.backend_start = r.backend_start)) g(gone);
 COMMENT ON VIEW pyrec._runs_now IS 'pyrec._runs with runs of vanished backends shown as failed';

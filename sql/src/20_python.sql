@@ -19,17 +19,24 @@ except ImportError as e:
                 " checkout, or start the server with PYTHONPATH set to the checkout"}})
 sql_version = plpy.execute(
     "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pyrec'")[0]["extversion"]
-if pyrec_pg.__version__ != sql_version:
+# the SQL versions the package serves; a package older than 0.2.0 serves only its own
+served = getattr(pyrec_pg, "SQL_VERSIONS", (str(pyrec_pg.__version__),))
+if sql_version not in served:
+    def key(v):
+        return tuple(int(p) if p.isdigit() else 0 for p in v.split("."))
+    older = key(sql_version) < min(key(v) for v in served)
     return json.dumps({"error": {
         "sqlstate": "55000",
         "message": "pyrec SQL version %s does not match the Python package version %s at %s"
                    % (sql_version, pyrec_pg.__version__, pyrec_pg.__file__),
-        "hint": "run ALTER EXTENSION pyrec UPDATE, or install the matching pyrec_pg into the"
-                " server's Python with 'make install'"}})
+        "detail": "that package serves SQL versions %s" % ", ".join(served),
+        "hint": "run ALTER EXTENSION pyrec UPDATE in this database" if older else
+                "install a pyrec_pg that serves SQL %s into the server's Python with"
+                " 'make install'" % sql_version}})
 GD["pyrec"] = server
-return json.dumps({"result": pyrec_pg.__version__})
+return json.dumps({"result": str(pyrec_pg.__version__)})
 $fn$;
-COMMENT ON FUNCTION pyrec._python() IS 'Imports pyrec_pg in this session and checks it matches the SQL version';
+COMMENT ON FUNCTION pyrec._python() IS 'Imports pyrec_pg in this session and checks it serves this SQL version';
 
 CREATE FUNCTION pyrec._call(fn text, arguments jsonb) RETURNS jsonb
 LANGUAGE plpython3u

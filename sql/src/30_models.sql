@@ -36,10 +36,10 @@ BEGIN
     SELECT m.model_id INTO mid FROM pyrec.models m WHERE m.name = name FOR UPDATE;
     IF NOT FOUND THEN
         IF if_exists THEN
-            RAISE NOTICE 'model "%" does not exist, skipping', name;
+            RAISE NOTICE 'model "%" does not exist, skipping', pyrec._shown(name);
             RETURN;
         END IF;
-        RAISE EXCEPTION 'model "%" does not exist', name USING ERRCODE = 'undefined_object',
+        RAISE EXCEPTION 'model "%" does not exist', pyrec._shown(name) USING ERRCODE = 'undefined_object',
             HINT = 'SELECT name FROM pyrec.models lists the models';
     END IF;
     FOR t IN SELECT v.items_table, v.users_table FROM pyrec._versions v WHERE v.model_id = mid LOOP
@@ -50,6 +50,7 @@ BEGIN
         EXECUTE format('DROP TABLE IF EXISTS pyrec.%I', '_batch_' || t.run_id);
         IF starts_with(coalesce(obj_description(to_regclass(t.target), 'pg_class'), ''),
                        format('pyrec batch output: model %s version ', name)) THEN
+            PERFORM pyrec._drop_bi_views(to_regclass(t.target));  -- pyrec.create_bi_view's
             EXECUTE format('DROP TABLE %s', to_regclass(t.target));
         END IF;
     END LOOP;
@@ -59,7 +60,7 @@ BEGIN
     DELETE FROM pyrec.models m WHERE m.model_id = mid;
 END
 $fn$;
-COMMENT ON FUNCTION pyrec.drop_model(text, boolean) IS 'Drops a model with all its versions, vector tables, runs and batch output tables';
+COMMENT ON FUNCTION pyrec.drop_model(text, boolean) IS 'Drops a model with all its versions, vector tables, runs, batch output tables and the BI views pyrec made over them';
 
 CREATE FUNCTION pyrec.default_model() RETURNS text
 LANGUAGE plpgsql STABLE

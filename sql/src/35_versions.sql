@@ -16,7 +16,7 @@ BEGIN
     -- the row lock orders this against trainings writing a new version of the same model
     SELECT * INTO m FROM pyrec.models WHERE models.name = model FOR UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'model "%" does not exist', model USING ERRCODE = 'undefined_object',
+        RAISE EXCEPTION 'model "%" does not exist', pyrec._shown(model) USING ERRCODE = 'undefined_object',
             HINT = 'SELECT name FROM pyrec.models lists the models';
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pyrec._versions v WHERE v.model_id = m.model_id AND v.version = version) THEN
@@ -54,7 +54,7 @@ BEGIN
     END IF;
     SELECT * INTO m FROM pyrec.models WHERE models.name = model FOR UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'model "%" does not exist', model USING ERRCODE = 'undefined_object',
+        RAISE EXCEPTION 'model "%" does not exist', pyrec._shown(model) USING ERRCODE = 'undefined_object',
             HINT = 'SELECT name FROM pyrec.models lists the models';
     END IF;
     SELECT max(v.version) INTO previous FROM pyrec._versions v

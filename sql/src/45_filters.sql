@@ -105,17 +105,17 @@ BEGIN
     missing := ARRAY(SELECT p FROM jsonb_array_elements_text(compiled->'params') p
                       WHERE params IS NULL OR NOT params ? p);
     IF cardinality(missing) > 0 THEN
-        RAISE EXCEPTION 'filter parameter $% has no value', missing[1]
+        RAISE EXCEPTION 'filter parameter $% has no value', pyrec._shown(missing[1])
             USING ERRCODE = 'undefined_parameter',
-                  HINT = format('pass it with params => ''{"%s": ...}''', missing[1]);
+                  HINT = format('pass it with params => ''{"%s": ...}''', pyrec._shown(missing[1]));
     END IF;
     missing := ARRAY(SELECT p FROM jsonb_array_elements_text(compiled->'scalar_params') p
                       WHERE jsonb_typeof(params->p) IN ('array', 'object'));
     IF cardinality(missing) > 0 THEN
         RAISE EXCEPTION 'a filter value does not fit its field: parameter $% must be a single value, not a JSON %',
-                        missing[1], jsonb_typeof(params->missing[1])
+                        pyrec._shown(missing[1]), jsonb_typeof(params->missing[1])
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = format('pass one value in params, or use IN ($%s) to match any of several values', missing[1]);
+                  HINT = format('pass one value in params, or use IN ($%s) to match any of several values', pyrec._shown(missing[1]));
     END IF;
     -- the filter's own literals come last so a caller's params can never replace them
     RETURN coalesce(params, '{}') || (compiled->'constants');
@@ -150,10 +150,10 @@ BEGIN
      WHERE f.model_id = m.model_id AND m.name = model AND f.name = name;
     IF NOT FOUND THEN
         IF if_exists THEN
-            RAISE NOTICE 'filter "%" of model "%" does not exist, skipping', name, model;
+            RAISE NOTICE 'filter "%" of model "%" does not exist, skipping', pyrec._shown(name), pyrec._shown(model);
             RETURN;
         END IF;
-        RAISE EXCEPTION 'filter "%" of model "%" does not exist', name, model
+        RAISE EXCEPTION 'filter "%" of model "%" does not exist', pyrec._shown(name), pyrec._shown(model)
             USING ERRCODE = 'undefined_object', HINT = 'SELECT * FROM pyrec.filters lists them';
     END IF;
 END

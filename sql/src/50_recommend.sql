@@ -15,7 +15,7 @@ BEGIN
     END IF;
     SELECT * INTO m FROM pyrec.models WHERE models.name = model;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'model "%" does not exist', model USING ERRCODE = 'undefined_object',
+        RAISE EXCEPTION 'model "%" does not exist', pyrec._shown(model) USING ERRCODE = 'undefined_object',
             HINT = 'SELECT name FROM pyrec.models lists the models';
     END IF;
     SELECT * INTO v FROM pyrec._versions
@@ -138,13 +138,13 @@ BEGIN
     SELECT array_agg(key) INTO extra FROM jsonb_object_keys(promotion) key
      WHERE key NOT IN ('name', 'filter', 'percent', 'params');
     IF extra IS NOT NULL THEN
-        RAISE EXCEPTION 'unknown promotion field "%"', extra[1] USING ERRCODE = 'invalid_parameter_value',
+        RAISE EXCEPTION 'unknown promotion field "%"', pyrec._shown(extra[1]) USING ERRCODE = 'invalid_parameter_value',
             HINT = 'promotion fields are name, filter, percent and params';
     END IF;
     IF jsonb_typeof(promotion->'percent') IS DISTINCT FROM 'number'
        OR (promotion->>'percent')::numeric NOT BETWEEN 1 AND 100 THEN
         RAISE EXCEPTION 'promotion percent must be a number between 1 and 100, got %',
-                        coalesce(promotion->>'percent', 'none')
+                        coalesce(pyrec._shown(promotion->>'percent'), 'none')
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'percent is the share of the k slots filled from the promotion''s filter';
     END IF;
@@ -223,13 +223,13 @@ BEGIN
     SELECT array_agg(key) INTO extra FROM jsonb_object_keys(exploration) key
      WHERE key NOT IN ('weight', 'item_age_cutoff_days');
     IF extra IS NOT NULL THEN
-        RAISE EXCEPTION 'unknown exploration field "%"', extra[1] USING ERRCODE = 'invalid_parameter_value',
+        RAISE EXCEPTION 'unknown exploration field "%"', pyrec._shown(extra[1]) USING ERRCODE = 'invalid_parameter_value',
             HINT = 'exploration fields are weight and item_age_cutoff_days';
     END IF;
     IF jsonb_typeof(exploration->'weight') IS DISTINCT FROM 'number'
        OR (exploration->>'weight')::numeric NOT BETWEEN 0 AND 1 THEN
         RAISE EXCEPTION 'exploration weight must be a number between 0 and 1, got %',
-                        coalesce(exploration->>'weight', 'none')
+                        coalesce(pyrec._shown(exploration->>'weight'), 'none')
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'the share of the k slots given to fresh items (0: none)';
     END IF;
@@ -377,7 +377,7 @@ BEGIN
             IF filter IS NULL THEN
                 RAISE;
             END IF;
-            RAISE EXCEPTION 'a filter value does not fit its field: %', SQLERRM
+            RAISE EXCEPTION 'a filter value does not fit its field: %', pyrec._shown(SQLERRM)
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'check that each value in params has the type of the field it is compared with';
         WHEN undefined_table OR undefined_column THEN

@@ -203,7 +203,7 @@ BEGIN
     EXECUTE format('SELECT embedding FROM pyrec.%I WHERE item_id = $1', v.items_table)
        INTO ivec USING item_id;
     IF ivec IS NULL THEN
-        RAISE EXCEPTION 'item "%" is not in version % of model "%"', item_id, v.version, model
+        RAISE EXCEPTION 'item "%" is not in version % of model "%"', pyrec._shown(item_id), v.version, model
             USING ERRCODE = 'undefined_object',
                   HINT = 'segments need an item the model was trained with; retrain to include new items';
     END IF;

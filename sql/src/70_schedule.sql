@@ -36,11 +36,11 @@ BEGIN
                   HINT = 'for example pyrec.schedule_training(''movies'', ''0 3 * * *'')';
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pyrec.models m WHERE m.name = model) THEN
-        RAISE EXCEPTION 'model "%" does not exist', model USING ERRCODE = 'undefined_object',
+        RAISE EXCEPTION 'model "%" does not exist', pyrec._shown(model) USING ERRCODE = 'undefined_object',
             HINT = 'SELECT name FROM pyrec.models lists the models';
     END IF;
     IF mode NOT IN ('full', 'update') THEN
-        RAISE EXCEPTION 'unknown training mode %', quote_literal(mode)
+        RAISE EXCEPTION 'unknown training mode %', quote_literal(pyrec._shown(mode))
             USING ERRCODE = 'invalid_parameter_value', HINT = 'mode is "full" or "update"';
     END IF;
     IF jsonb_typeof(options) <> 'object' THEN
@@ -54,7 +54,7 @@ BEGIN
           USING pyrec._cron_job_name(model), schedule,
                 format('CALL pyrec.train(%L, %L::jsonb, mode => %L)', model, options, mode);
     EXCEPTION WHEN invalid_parameter_value OR syntax_error OR internal_error THEN
-        RAISE EXCEPTION 'invalid schedule %: %', quote_literal(schedule), SQLERRM
+        RAISE EXCEPTION 'invalid schedule %: %', quote_literal(pyrec._shown(schedule)), pyrec._shown(SQLERRM)
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'a cron expression: minute hour day-of-month month day-of-week, e.g. ''0 3 * * *'' (daily at 03:00)';
     END;
@@ -85,7 +85,7 @@ BEGIN
         IF if_exists THEN
             RETURN false;
         END IF;
-        RAISE EXCEPTION 'model "%" has no scheduled training', model USING ERRCODE = 'undefined_object',
+        RAISE EXCEPTION 'model "%" has no scheduled training', pyrec._shown(model) USING ERRCODE = 'undefined_object',
             HINT = 'pyrec.schedule_training(model, schedule) creates one';
     END IF;
     EXECUTE 'SELECT cron.unschedule($1::name)' USING pyrec._cron_job_name(model);

@@ -41,6 +41,7 @@ COMMENT ON VIEW pyrec.experiments IS 'A/B experiments: status, control, variants
 SELECT pg_catalog.pg_extension_config_dump('pyrec._experiments', '');
 SELECT pg_catalog.pg_extension_config_dump('pyrec._experiments_experiment_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('pyrec.impressions', '');
+SELECT pg_catalog.pg_extension_config_dump('pyrec.impressions_recommendation_id_seq', '');
 
 CREATE FUNCTION pyrec._experiment(name text) RETURNS pyrec._experiments
 LANGUAGE plpgsql STABLE
@@ -52,7 +53,7 @@ DECLARE
 BEGIN
     SELECT * INTO e FROM pyrec._experiments x WHERE x.name = name;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'experiment "%" does not exist', name USING ERRCODE = 'undefined_object',
+        RAISE EXCEPTION 'experiment "%" does not exist', pyrec._shown(name) USING ERRCODE = 'undefined_object',
             HINT = 'SELECT name FROM pyrec.experiments lists the experiments';
     END IF;
     RETURN e;
@@ -158,7 +159,7 @@ BEGIN
                   HINT = 'call recommend without experiment, or start a new experiment';
     END IF;
     IF model IS NOT NULL AND NOT model = ANY (e.models) THEN
-        RAISE EXCEPTION 'model "%" is not part of experiment "%"', model, experiment
+        RAISE EXCEPTION 'model "%" is not part of experiment "%"', pyrec._shown(model), experiment
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = format('its variants serve %s; pass model => NULL to let the experiment choose',
                                 array_to_string(e.models, ', '));

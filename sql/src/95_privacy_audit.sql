@@ -133,6 +133,12 @@ DECLARE
     model_name text := CASE WHEN TG_TABLE_NAME = 'models' THEN r->>'name'
                             ELSE (SELECT m.name FROM pyrec.models m WHERE m.model_id = (r->>'model_id')::int) END;
 BEGIN
+    -- a superuser loading a dump (pg_dump's output sets check_function_bodies off): the dump
+    -- brings the audit rows of what it restores, so recording them again would clash
+    IF current_setting('check_function_bodies') = 'off'
+       AND (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+        RETURN NULL;
+    END IF;
     IF TG_TABLE_NAME = 'models' THEN
         IF TG_OP = 'INSERT' THEN
             PERFORM pyrec._audit(current_user, 'create_model', model_name, row_new - 'model_id' - 'created_at' - 'created_by');

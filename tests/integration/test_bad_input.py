@@ -21,6 +21,8 @@ Conn = psycopg.Connection[Any]
 Rows = list[tuple[Any, ...]]
 
 BIG = "x" * (10 * 1024 * 1024)  # a 10 MB string
+SHOWN = "x" * 60 + "...(10485760 characters)"  # how an error message shows BIG
+LONG_PARAM = "P" * 3900  # a parameter name that fits the 4000-character filter limit
 TINY = '{"holdout": 0, "params": {"factors": 4, "iterations": 2}}'
 SMALL = "SELECT viewer_id, movie_id, rating, rated_at FROM ratings WHERE viewer_id < 100"
 SOURCES = "no longer matches its definition"
@@ -417,6 +419,22 @@ BAD = [
         "pyrec.models",
     ),
     case(
+        "recommend/10 MB model name",
+        f"{REC}(%s, '42', 10)",
+        "42704",
+        f'model "{SHOWN}" does not exist',
+        "pyrec.models",
+        args=(BIG,),
+    ),
+    case(
+        "similar_items/10 MB model name",
+        "SELECT * FROM pyrec.similar_items(%s, '50')",
+        "42704",
+        f'model "{SHOWN}" does not exist',
+        "pyrec.models",
+        args=(BIG,),
+    ),
+    case(
         "recommend/untrained model",
         f"{REC}('fresh', '42', 10)",
         "55000",
@@ -475,6 +493,30 @@ BAD = [
         "type of the field",
     ),
     case(
+        "recommend/10 MB param value",
+        f"{REC}('movies', '42', 10, 'INCLUDE ItemID WHERE Items.year > $Y', params => %s)",
+        "22023",
+        'a filter value does not fit its field: invalid input syntax for type integer: "xxx',
+        "type of the field",
+        args=('{"Y": "' + BIG + '"}',),
+    ),
+    case(
+        "recommend/long missing param",
+        f"{REC}('movies', '42', 10, 'INCLUDE ItemID WHERE Items.year > ${LONG_PARAM}')",
+        "42P02",
+        f"filter parameter ${'P' * 60}...(3900 characters) has no value",
+        "(3900 characters)",
+    ),
+    case(
+        "recommend/long param given a list",
+        f"{REC}('movies', '42', 10, 'INCLUDE ItemID WHERE Items.year > ${LONG_PARAM}',"
+        " params => %s)",
+        "22023",
+        f"parameter ${'P' * 60}...(3900 characters) must be a single value, not a JSON array",
+        "IN ($PPP",
+        args=('{"' + LONG_PARAM + '": [1, 2]}',),
+    ),
+    case(
         "recommend/params without filter",
         f"{REC}('movies', '42', 10, params => '{{}}')",
         "22023",
@@ -488,6 +530,22 @@ BAD = [
         "22023",
         "promotion percent must be a number between 1 and 100, got 500",
         "k slots",
+    ),
+    case(
+        "recommend/10 MB promotion percent",
+        f"{REC}('movies', '42', 10, promotion => %s)",
+        "22023",
+        f"promotion percent must be a number between 1 and 100, got {SHOWN}",
+        "k slots",
+        args=('{"filter": "INCLUDE ItemID WHERE Items.year < 1960", "percent": "' + BIG + '"}',),
+    ),
+    case(
+        "recommend/10 MB promotion field",
+        f"{REC}('movies', '42', 10, promotion => %s)",
+        "22023",
+        f'unknown promotion field "{SHOWN}"',
+        "name, filter, percent and params",
+        args=('{"filter": "INCLUDE ItemID WHERE Items.year < 1960", "' + BIG + '": 1}',),
     ),
     case(
         "recommend/promotion and exploration",
@@ -505,11 +563,43 @@ BAD = [
         "fresh items",
     ),
     case(
+        "recommend/10 MB exploration weight",
+        f"{REC}('movies', '42', 10, exploration => %s)",
+        "22023",
+        f"exploration weight must be a number between 0 and 1, got {SHOWN}",
+        "fresh items",
+        args=('{"weight": "' + BIG + '"}',),
+    ),
+    case(
+        "recommend/10 MB exploration field",
+        f"{REC}('movies', '42', 10, exploration => %s)",
+        "22023",
+        f'unknown exploration field "{SHOWN}"',
+        "weight and item_age_cutoff_days",
+        args=('{"weight": 0.5, "' + BIG + '": 1}',),
+    ),
+    case(
         "recommend/unknown experiment",
         f"{REC}('movies', '42', 10, experiment => 'nope')",
         "42704",
         'experiment "nope" does not exist',
         "pyrec.experiments",
+    ),
+    case(
+        "recommend/10 MB experiment name",
+        f"{REC}('movies', '42', 10, experiment => %s)",
+        "42704",
+        f'experiment "{SHOWN}" does not exist',
+        "pyrec.experiments",
+        args=(BIG,),
+    ),
+    case(
+        "recommend/10 MB model in an experiment",
+        f"{REC}(%s, '42', 10, experiment => 'home')",
+        "22023",
+        f'model "{SHOWN}" is not part of experiment "home"',
+        "model => NULL",
+        args=(BIG,),
     ),
     case(
         "recommend/dropped source table",
@@ -611,7 +701,7 @@ BAD = [
         "users_for_item/10 MB item",
         "SELECT * FROM pyrec.users_for_item('movies', %s)",
         "42704",
-        "is not in version 1",
+        f'item "{SHOWN}" is not in version 1 of model "movies"',
         "retrain",
         args=(BIG,),
     ),
@@ -863,6 +953,22 @@ BAD = [
         "model and filter name must not be null",
         "pyrec.filters",
     ),
+    case(
+        "drop_filter/10 MB name",
+        "SELECT pyrec.drop_filter('movies', %s)",
+        "42704",
+        f'filter "{SHOWN}" of model "movies" does not exist',
+        "pyrec.filters",
+        args=(BIG,),
+    ),
+    case(
+        "drop_filter/10 MB model",
+        "SELECT pyrec.drop_filter(%s, 'f')",
+        "42704",
+        f'filter "f" of model "{SHOWN}" does not exist',
+        "pyrec.filters",
+        args=(BIG,),
+    ),
     # activate, rollback, refresh_items, drop_model
     case(
         "activate/unknown version",
@@ -877,6 +983,22 @@ BAD = [
         "22004",
         "model and version must not be null",
         "pyrec.model_versions",
+    ),
+    case(
+        "activate/10 MB model",
+        "SELECT pyrec.activate(%s, 1)",
+        "42704",
+        f'model "{SHOWN}" does not exist',
+        "pyrec.models",
+        args=(BIG,),
+    ),
+    case(
+        "rollback/10 MB model",
+        "SELECT pyrec.rollback(%s)",
+        "42704",
+        f'model "{SHOWN}" does not exist',
+        "pyrec.models",
+        args=(BIG,),
     ),
     case(
         "activate/untrained",
@@ -931,7 +1053,7 @@ BAD = [
         "drop_model/10 MB name",
         "SELECT pyrec.drop_model(%s)",
         "42704",
-        "does not exist",
+        f'model "{SHOWN}" does not exist',
         "pyrec.models",
         args=(BIG,),
     ),
@@ -1050,6 +1172,22 @@ BAD = [
         "pyrec.models",
     ),
     case(
+        "schedule_training/10 MB model",
+        "SELECT pyrec.schedule_training(%s, '0 3 * * *')",
+        "42704",
+        f'model "{SHOWN}" does not exist',
+        "pyrec.models",
+        args=(BIG,),
+    ),
+    case(
+        "schedule_training/10 MB mode",
+        "SELECT pyrec.schedule_training('movies', '0 3 * * *', mode => %s)",
+        "22023",
+        f"unknown training mode '{SHOWN}'",
+        '"update"',
+        args=(BIG,),
+    ),
+    case(
         "unschedule_training/null",
         "SELECT pyrec.unschedule_training(NULL)",
         "22004",
@@ -1110,6 +1248,38 @@ BAD = [
         "42704",
         'experiment "nope" does not exist',
         "pyrec.experiments",
+    ),
+    case(
+        "experiment_results/10 MB name",
+        "SELECT * FROM pyrec.experiment_results(%s, 'x')",
+        "42704",
+        f'experiment "{SHOWN}" does not exist',
+        "pyrec.experiments",
+        args=(BIG,),
+    ),
+    case(
+        "experiment_variant/10 MB name",
+        "SELECT pyrec.experiment_variant(%s, '42')",
+        "42704",
+        f'experiment "{SHOWN}" does not exist',
+        "pyrec.experiments",
+        args=(BIG,),
+    ),
+    case(
+        "stop_experiment/10 MB name",
+        "SELECT pyrec.stop_experiment(%s)",
+        "42704",
+        f'experiment "{SHOWN}" does not exist',
+        "pyrec.experiments",
+        args=(BIG,),
+    ),
+    case(
+        "drop_experiment/10 MB name",
+        "SELECT pyrec.drop_experiment(%s)",
+        "42704",
+        f'experiment "{SHOWN}" does not exist',
+        "pyrec.experiments",
+        args=(BIG,),
     ),
     case(
         "experiment_results/null",

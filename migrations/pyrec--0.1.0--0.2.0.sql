@@ -1,0 +1,411 @@
+-- Upgrade 0.1.0 -> 0.2.0. Whatever changes in sql/src/ between releases is repeated here, so
+-- an updated database equals a fresh install (tests/integration/test_upgrade.py compares them).
+-- One headed block per change; each block is written to run once, on the 0.1.0 objects.
+\echo Use "ALTER EXTENSION pyrec UPDATE" to load this file. \quit
+
+-- == Versions: pyrec._python admits any SQL version the Python package serves (SQL_VERSIONS),
+-- == so pyrec_pg can be upgraded before ALTER EXTENSION pyrec UPDATE (docs/upgrades.md).
+CREATE OR REPLACE FUNCTION pyrec._python() RETURNS jsonb
+LANGUAGE plpython3u
+SET search_path FROM CURRENT
+AS $fn$
+import json, sys
+try:
+    import pyrec_pg
+    from pyrec_pg.runtime import server
+except ImportError as e:
+    return json.dumps({"error": {
+        "sqlstate": "58P01",
+        "message": "the server's Python cannot import pyrec_pg: %s" % e,
+        "detail": "server Python %s, sys.path: %s" % (sys.version.split()[0], ", ".join(sys.path)),
+        "hint": "install it into the server's Python with 'make install' from a pyrec_pg"
+                " checkout, or start the server with PYTHONPATH set to the checkout"}})
+sql_version = plpy.execute(
+    "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pyrec'")[0]["extversion"]
+# the SQL versions the package serves; a package older than 0.2.0 serves only its own
+served = getattr(pyrec_pg, "SQL_VERSIONS", (str(pyrec_pg.__version__),))
+if sql_version not in served:
+    def key(v):
+        return tuple(int(p) if p.isdigit() else 0 for p in v.split("."))
+    older = key(sql_version) < min(key(v) for v in served)
+    return json.dumps({"error": {
+        "sqlstate": "55000",
+        "message": "pyrec SQL version %s does not match the Python package version %s at %s"
+                   % (sql_version, pyrec_pg.__version__, pyrec_pg.__file__),
+        "detail": "that package serves SQL versions %s" % ", ".join(served),
+        "hint": "run ALTER EXTENSION pyrec UPDATE in this database" if older else
+                "install a pyrec_pg that serves SQL %s into the server's Python with"
+                " 'make install'" % sql_version}})
+GD["pyrec"] = server
+return json.dumps({"result": str(pyrec_pg.__version__)})
+$fn$;
+COMMENT ON FUNCTION pyrec._python() IS 'Imports pyrec_pg in this session and checks it serves this SQL version';
+
+-- == Dump/restore: pg_dump keeps the impressions' identity sequence (new ids continue after a
+-- == restore), and restoring a dump does not write audit rows again (they come with the dump).
+SELECT pg_catalog.pg_extension_config_dump('pyrec.impressions_recommendation_id_seq', '');
+CREATE OR REPLACE FUNCTION pyrec._audit_trigger() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $fn$
+DECLARE
+    row_new jsonb := CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END;
+    row_old jsonb := CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END;
+    r jsonb := coalesce(row_new, row_old);
+    model_name text := CASE WHEN TG_TABLE_NAME = 'models' THEN r->>'name'
+                            ELSE (SELECT m.name FROM pyrec.models m WHERE m.model_id = (r->>'model_id')::int) END;
+BEGIN
+    -- a superuser loading a dump (pg_dump's output sets check_function_bodies off): the dump
+    -- brings the audit rows of what it restores, so recording them again would clash
+    IF current_setting('check_function_bodies') = 'off'
+       AND (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+        RETURN NULL;
+    END IF;
+    IF TG_TABLE_NAME = 'models' THEN
+        IF TG_OP = 'INSERT' THEN
+            PERFORM pyrec._audit(current_user, 'create_model', model_name, row_new - 'model_id' - 'created_at' - 'created_by');
+        ELSIF TG_OP = 'DELETE' THEN
+            PERFORM pyrec._audit(current_user, 'drop_model', model_name, jsonb_build_object('active_version', row_old->'active_version'));
+        ELSIF row_new->'active_version' IS DISTINCT FROM row_old->'active_version' THEN
+            PERFORM pyrec._audit(current_user, 'activate', model_name, jsonb_build_object(
+                'from', row_old->'active_version', 'to', row_new->'active_version'));
+        END IF;
+    ELSIF TG_TABLE_NAME = '_runs' THEN
+        IF TG_OP = 'INSERT' THEN
+            PERFORM pyrec._audit(current_user, r->>'kind', model_name, jsonb_build_object('run_id', r->'run_id', 'target', r->'target'));
+        ELSE
+            PERFORM pyrec._audit(current_user, format('%s %s', r->>'kind', r->>'status'), model_name, jsonb_build_object(
+                'run_id', r->'run_id', 'version', r->'version', 'message', r->'message'));
+        END IF;
+    ELSIF TG_TABLE_NAME = '_filters' THEN
+        PERFORM pyrec._audit(current_user, CASE TG_OP WHEN 'INSERT' THEN 'create_filter' ELSE 'drop_filter' END, model_name,
+                             jsonb_build_object('filter', r->'name', 'expression', r->'expression'));
+    ELSIF TG_TABLE_NAME = '_experiments' THEN
+        PERFORM pyrec._audit(current_user, CASE TG_OP WHEN 'INSERT' THEN 'create_experiment' WHEN 'DELETE' THEN 'drop_experiment'
+                                        ELSE 'stop_experiment' END, NULL,
+                             jsonb_build_object('experiment', r->'name', 'variants', r->'variants'));
+    ELSIF TG_TABLE_NAME = '_forgotten' THEN
+        PERFORM pyrec._audit(current_user, 'forget_user', model_name, jsonb_build_object('user_id', r->'user_id'));
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec._audit_trigger() IS 'Writes pyrec.audit rows for changes of the catalog';
+
+-- == Replicas: on a hot standby a running training (the primary's backend, not among the
+-- == standby's own) shows as running, not as failed.
+CREATE OR REPLACE VIEW pyrec._runs_now AS
+SELECT r.run_id, r.model_id, r.kind, r.target, r.version,
+       CASE WHEN gone THEN 'failed' ELSE r.status END AS status, r.phase, r.percent,
+       r.rows_read, r.pid, r.started_at, r.finished_at,
+       CASE WHEN gone THEN 'the backend exited before finishing' ELSE r.message END AS message
+FROM pyrec._runs r,
+     LATERAL (SELECT r.status = 'running' AND NOT pg_catalog.pg_is_in_recovery() AND NOT EXISTS (
+                SELECT 1 FROM pg_catalog.pg_stat_activity a
+                 WHERE a.pid = r.pid AND a.backend_start = r.backend_start)) g(gone);
+
+-- == BI views (sql/src/97_bi_views.sql): metrics in long format, impressions flattened and
+-- == per day, batch outputs, pyrec.create_bi_view; drop_model drops the BI views it made.
+-- one row per version and metric, so a chart can plot e.g. ndcg@10 over trainings
+CREATE VIEW pyrec.model_metrics AS
+SELECT m.name AS model, v.version, v.recipe, v.created_at AS trained_at, v.activated_at,
+       v.status = 'active' AS active, v.mode, v.metrics->>'protocol' AS protocol,
+       (v.metrics->>'holdout')::double precision AS holdout,
+       (v.metrics->>'users_evaluated')::integer AS users_evaluated,
+       split_part(e.key, '@', 1) AS metric, split_part(e.key, '@', 2)::integer AS k,
+       (e.value #>> '{}')::double precision AS value,
+       (v.metrics #>> ARRAY['baseline', 'popularity', e.key])::double precision AS popularity
+FROM pyrec._versions v JOIN pyrec.models m USING (model_id),
+     LATERAL jsonb_each(v.metrics) e
+WHERE e.key ~ '^[a-z_]+@[0-9]+$' AND jsonb_typeof(e.value) = 'number';
+COMMENT ON VIEW pyrec.model_metrics IS
+'Holdout metrics of every kept version in long format (model, version, metric, k, value), beside popularity''s score on the same split';
+
+-- per user and item: readers do not get it (impressions say who was served when)
+CREATE VIEW pyrec.impression_log AS
+SELECT i.recommendation_id, e.name AS experiment, i.variant, i.user_id, x.item_id,
+       x.rank::integer AS rank, x.score, i.shown_at
+FROM pyrec.impressions i JOIN pyrec._experiments e USING (experiment_id),
+     LATERAL unnest(i.items, i.scores) WITH ORDINALITY x(item_id, score, rank);
+COMMENT ON VIEW pyrec.impression_log IS
+'Experiment impressions flattened: one row per request and served item, with its rank and score';
+
+CREATE VIEW pyrec.impressions_daily AS
+SELECT e.name AS experiment, i.variant, i.shown_at::date AS day, count(*) AS impressions,
+       count(DISTINCT i.user_id) AS users, sum(cardinality(i.items)) AS items_shown
+FROM pyrec.impressions i JOIN pyrec._experiments e USING (experiment_id)
+GROUP BY e.name, i.variant, i.shown_at::date;
+COMMENT ON VIEW pyrec.impressions_daily IS
+'Experiment traffic per variant and day (session time zone): requests, distinct users, items shown';
+
+CREATE FUNCTION pyrec._bi_views_on(target regclass) RETURNS regclass[]
+LANGUAGE sql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+    SELECT coalesce(array_agg(DISTINCT r.ev_class::regclass), '{}')
+      FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+     WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+       AND d.refobjid = $1 AND r.ev_class <> $1
+       AND starts_with(coalesce(pg_catalog.obj_description(r.ev_class, 'pg_class'), ''), 'pyrec BI view: ')
+$fn$;
+COMMENT ON FUNCTION pyrec._bi_views_on(regclass) IS 'The views pyrec.create_bi_view made over a batch output table';
+
+CREATE FUNCTION pyrec._drop_bi_views(target regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $fn$
+DECLARE
+    v regclass;
+BEGIN
+    FOREACH v IN ARRAY pyrec._bi_views_on(target) LOOP
+        EXECUTE format('DROP VIEW %s', v);
+    END LOOP;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec._drop_bi_views(regclass) IS
+'Drops the views pyrec.create_bi_view made over a batch output table (drop_model calls it)';
+
+-- the output a batch job left in each target, whether it is still there, and BI views on it
+CREATE VIEW pyrec.batch_outputs AS
+SELECT DISTINCT ON (j.model, j.target)
+       j.model, j.target, substring(t.note FROM '\((batch_[a-z_]+)\)') AS produced_by, j.version,
+       j.rows_written, j.finished_at AS written_at,
+       coalesce(starts_with(t.note, format('pyrec batch output: model %s version ', j.model)), false)
+           AS present,
+       ARRAY(SELECT format('%I.%I', n.nspname, c.relname)
+               FROM unnest(pyrec._bi_views_on(t.oid)) x
+               JOIN pg_catalog.pg_class c ON c.oid = x
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ORDER BY 1) AS bi_views
+FROM pyrec.batch_jobs j
+     LEFT JOIN LATERAL (SELECT c.oid, pg_catalog.obj_description(c.oid, 'pg_class') AS note
+                          FROM pg_catalog.pg_class c WHERE c.oid = to_regclass(j.target)) t ON true
+WHERE j.status = 'succeeded'
+ORDER BY j.model, j.target, j.run_id DESC;
+COMMENT ON VIEW pyrec.batch_outputs IS
+'Batch output tables per model: the last job that wrote each, whether its rows are still there (present), and the BI views over it';
+
+CREATE FUNCTION pyrec.create_bi_view(
+    model text,
+    view_name text,
+    source text DEFAULT NULL,
+    item_columns text[] DEFAULT NULL,
+    replace boolean DEFAULT false
+) RETURNS text
+LANGUAGE plpgsql
+-- no SET clause: names resolve as the caller sees them (an unqualified view_name goes into the
+-- caller's current schema, as batch_recommend's into_table does); pyrec's own are qualified
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    batch_columns constant text[] := ARRAY['user_id', 'rank', 'item_id', 'score', 'source'];
+    m pyrec.models;
+    src regclass;
+    src_name text;
+    items regclass;
+    id_type text;
+    available text[];
+    parts text[];
+    qualified text;
+    existing regclass;
+    staging text := format('_bi_view_%s', pg_catalog.pg_backend_pid());
+    select_list text;
+    join_on text;
+    shared boolean;
+BEGIN
+    IF model IS NULL OR view_name IS NULL THEN
+        RAISE EXCEPTION 'model and view_name must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'for example pyrec.create_bi_view(''movies'', ''reporting.movie_recs'')';
+    END IF;
+    SELECT * INTO m FROM pyrec.models x WHERE x.name = model;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'model "%" does not exist', model USING ERRCODE = 'undefined_object',
+            HINT = 'SELECT name FROM pyrec.models lists the models';
+    END IF;
+    IF m.items IS NULL THEN
+        RAISE EXCEPTION 'model "%" has no items relation to join its batch output with', model
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'recreate the model with items => ''<your item table>'', or join the batch output yourself';
+    END IF;
+    -- the batch output: the given table, else the one this model's latest batch_recommend wrote
+    IF source IS NULL THEN
+        SELECT to_regclass(o.target) INTO src FROM pyrec.batch_outputs o
+         WHERE o.model = m.name AND o.present AND o.produced_by = 'batch_recommend'
+         ORDER BY o.written_at DESC LIMIT 1;
+        IF src IS NULL THEN
+            RAISE EXCEPTION 'model "%" has no batch_recommend output', model
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = format('write one first: CALL pyrec.batch_recommend(%L)', model);
+        END IF;
+    ELSE
+        BEGIN
+            src := to_regclass(source);
+        EXCEPTION WHEN invalid_name OR syntax_error THEN
+            RAISE EXCEPTION 'source "%" is not a valid table name', source
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'a name such as public.newsletter_recs';
+        END;
+        IF src IS NULL THEN
+            RAISE EXCEPTION 'source table "%" does not exist', source USING ERRCODE = 'undefined_table',
+                HINT = format('SELECT target FROM pyrec.batch_outputs WHERE model = %L lists its batch outputs', model);
+        END IF;
+    END IF;
+    -- schema-qualified whatever the caller's search_path (messages, the view's comment)
+    SELECT format('%I.%I', n.nspname, c.relname) INTO src_name
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = src;
+    IF source IS NOT NULL THEN
+        IF NOT starts_with(coalesce(pg_catalog.obj_description(src, 'pg_class'), ''),
+                           format('pyrec batch output: model %s version ', m.name))
+           OR strpos(pg_catalog.obj_description(src, 'pg_class'), '(batch_recommend)') = 0 THEN
+            RAISE EXCEPTION '% is not a batch_recommend output of model "%"', src_name, model
+                USING ERRCODE = 'wrong_object_type',
+                      HINT = format('SELECT target FROM pyrec.batch_outputs WHERE model = %L lists its batch outputs', model);
+        END IF;
+    END IF;
+    items := to_regclass(m.items);
+    SELECT array_agg(a.attname::text ORDER BY a.attnum),
+           max(pg_catalog.format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = m.columns->>'items_id')
+      INTO available, id_type
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = items AND a.attnum > 0 AND NOT a.attisdropped;
+    IF items IS NULL OR id_type IS NULL THEN
+        RAISE EXCEPTION 'items relation % of model "%" no longer matches its definition', m.items, model
+            USING ERRCODE = 'undefined_table',
+                  HINT = 'restore the relation and its id column, or drop and recreate the model';
+    END IF;
+    -- every item column but the id, unless the caller chose some
+    IF item_columns IS NULL THEN
+        item_columns := ARRAY(SELECT c FROM unnest(available) c
+                               WHERE c <> m.columns->>'items_id' AND c <> ALL (batch_columns));
+    ELSIF array_position(item_columns, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'item_columns must not contain NULL' USING ERRCODE = 'null_value_not_allowed',
+            HINT = format('name columns of %s, for example ARRAY[''title'']', m.items);
+    ELSE
+        FOR pos IN 1 .. cardinality(item_columns) LOOP
+            IF item_columns[pos] <> ALL (available) THEN
+                RAISE EXCEPTION 'column "%" does not exist in items relation %', item_columns[pos], m.items
+                    USING ERRCODE = 'undefined_column',
+                          HINT = format('its columns are %s', array_to_string(available, ', '));
+            END IF;
+            IF item_columns[pos] = ANY (batch_columns) OR item_columns[pos] = ANY (item_columns[:pos - 1]) THEN
+                RAISE EXCEPTION 'column "%" would appear twice in the view', item_columns[pos]
+                    USING ERRCODE = 'duplicate_column',
+                          HINT = 'the view has user_id, rank, item_id, score and source; list each item column once';
+            END IF;
+        END LOOP;
+    END IF;
+    -- the view's name: schema.name, or name in the current schema
+    BEGIN
+        parts := parse_ident(view_name);
+    EXCEPTION WHEN invalid_parameter_value THEN
+        RAISE EXCEPTION 'view_name "%" is not a valid view name', view_name
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'a name such as movie_recs or reporting.movie_recs';
+    END;
+    IF cardinality(parts) = 1 THEN
+        parts := ARRAY[current_schema()::text, parts[1]];
+        IF parts[1] IS NULL THEN
+            RAISE EXCEPTION 'view_name "%" has no schema and search_path names none', view_name
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'qualify it, for example public.movie_recs';
+        END IF;
+    ELSIF cardinality(parts) <> 2 THEN
+        RAISE EXCEPTION 'view_name "%" must be a view name or schema.view', view_name
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'for example reporting.movie_recs';
+    END IF;
+    qualified := format('%I.%I', parts[1], parts[2]);
+    existing := to_regclass(qualified);
+    IF existing IS NOT NULL THEN
+        IF NOT starts_with(coalesce(pg_catalog.obj_description(existing, 'pg_class'), ''), 'pyrec BI view: ') THEN
+            RAISE EXCEPTION '% exists and was not made by pyrec.create_bi_view', qualified
+                USING ERRCODE = 'duplicate_table', HINT = 'choose another view_name, or drop that relation first';
+        ELSIF NOT replace THEN
+            RAISE EXCEPTION 'BI view % already exists', qualified USING ERRCODE = 'duplicate_table',
+                HINT = 'pass replace => true to replace it';
+        END IF;
+        EXECUTE format('DROP VIEW %s', existing);
+    END IF;
+    -- the id column's own type when the batch's ids are of it, so an index on it is used
+    join_on := CASE WHEN id_type = m.columns->>'item_type'
+                    THEN format('i.%I = b.item_id::%s', m.columns->>'items_id', id_type)
+                    ELSE format('i.%I::text = b.item_id', m.columns->>'items_id') END;
+    SELECT string_agg(format('b.%I', c), ', ') INTO select_list FROM unnest(batch_columns) c;
+    SELECT select_list || coalesce(string_agg(format(', i.%I', u.c), '' ORDER BY u.pos), '') INTO select_list
+      FROM unnest(item_columns) WITH ORDINALITY u(c, pos);
+    -- like batch outputs, the view belongs to pyrec_admin: any admin may replace or drop it,
+    -- and it reads the batch table and the items relation with pyrec_admin's rights
+    shared := to_regrole('pyrec_admin') IS NOT NULL AND to_regrole('pyrec_reader') IS NOT NULL;
+    IF shared AND NOT has_table_privilege('pyrec_admin', items, 'SELECT') THEN
+        RAISE EXCEPTION 'pyrec_admin cannot read the items relation %', m.items
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('GRANT SELECT ON %s TO pyrec_reader: the view reads it with the rights of its owner, pyrec_admin', m.items);
+    END IF;
+    -- made in schema pyrec (where pyrec_admin may own objects), then moved into place
+    EXECUTE format('CREATE VIEW pyrec.%I AS SELECT %s FROM %s b LEFT JOIN %s i ON %s',
+                   staging, select_list, src, items, join_on);
+    IF shared THEN
+        EXECUTE format('ALTER VIEW pyrec.%I OWNER TO pyrec_admin', staging);
+        EXECUTE format('GRANT SELECT ON pyrec.%I TO pyrec_reader', staging);
+    END IF;
+    IF parts[1] <> 'pyrec' THEN
+        EXECUTE format('ALTER VIEW pyrec.%I SET SCHEMA %I', staging, parts[1]);
+    END IF;
+    EXECUTE format('ALTER VIEW %I.%I RENAME TO %I', parts[1], staging, parts[2]);
+    EXECUTE format('COMMENT ON VIEW %s IS %L', qualified,
+                   format('pyrec BI view: model %s, batch output %s joined with %s', m.name, src_name, m.items));
+    PERFORM pyrec._audit(current_user, 'create_bi_view', m.name,
+                         jsonb_build_object('view', qualified, 'source', src_name));
+    RETURN qualified;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec.create_bi_view(text, text, text, text[], boolean) IS
+'Creates a plain view of a model''s batch_recommend output joined with its items relation (titles...), readable by pyrec_reader, for BI tools';
+
+-- grants: 96_roles.sql ran before these objects existed
+REVOKE ALL ON FUNCTION pyrec._bi_views_on(regclass), pyrec._drop_bi_views(regclass),
+    pyrec.create_bi_view(text, text, text, text[], boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pyrec._bi_views_on(regclass), pyrec._drop_bi_views(regclass),
+    pyrec.create_bi_view(text, text, text, text[], boolean) TO pyrec_admin;
+GRANT EXECUTE ON FUNCTION pyrec._bi_views_on(regclass) TO pyrec_reader;  -- batch_outputs calls it
+GRANT SELECT ON pyrec.model_metrics, pyrec.impressions_daily, pyrec.batch_outputs TO pyrec_reader;
+GRANT SELECT ON pyrec.impression_log TO pyrec_admin;
+
+CREATE OR REPLACE FUNCTION pyrec.drop_model(name text, if_exists boolean DEFAULT false) RETURNS void
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $fn$
+#variable_conflict use_variable
+DECLARE
+    mid integer;
+    t record;
+BEGIN
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'model name must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'SELECT name FROM pyrec.models lists the models';
+    END IF;
+    SELECT m.model_id INTO mid FROM pyrec.models m WHERE m.name = name FOR UPDATE;
+    IF NOT FOUND THEN
+        IF if_exists THEN
+            RAISE NOTICE 'model "%" does not exist, skipping', name;
+            RETURN;
+        END IF;
+        RAISE EXCEPTION 'model "%" does not exist', name USING ERRCODE = 'undefined_object',
+            HINT = 'SELECT name FROM pyrec.models lists the models';
+    END IF;
+    FOR t IN SELECT v.items_table, v.users_table FROM pyrec._versions v WHERE v.model_id = mid LOOP
+        EXECUTE format('DROP TABLE IF EXISTS pyrec.%I, pyrec.%I', t.items_table, t.users_table);
+    END LOOP;
+    -- batch outputs it wrote (still marked as this model's) and staging tables of its batch jobs
+    FOR t IN SELECT r.run_id, r.target FROM pyrec._runs r WHERE r.model_id = mid AND r.kind = 'batch' LOOP
+        EXECUTE format('DROP TABLE IF EXISTS pyrec.%I', '_batch_' || t.run_id);
+        IF starts_with(coalesce(obj_description(to_regclass(t.target), 'pg_class'), ''),
+                       format('pyrec batch output: model %s version ', name)) THEN
+            PERFORM pyrec._drop_bi_views(to_regclass(t.target));  -- pyrec.create_bi_view's
+            EXECUTE format('DROP TABLE %s', to_regclass(t.target));
+        END IF;
+    END LOOP;
+    IF to_regprocedure('cron.unschedule(name)') IS NOT NULL THEN
+        PERFORM pyrec.unschedule_training(name, if_exists => true);
+    END IF;
+    DELETE FROM pyrec.models m WHERE m.model_id = mid;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec.drop_model(text, boolean) IS 'Drops a model with all its versions, vector tables, runs, batch output tables and the BI views pyrec made over them';
+-- == (end of the BI views block)

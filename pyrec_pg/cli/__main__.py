@@ -1,0 +1,9 @@
+"""`python -m pyrec_pg.cli`: the same as the `pyrec` command."""
+
+from __future__ import annotations
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,154 @@
+"""Serving commands: recommend, similar (always SQL), batch (the server or this client)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ._db import connect, dsn_of, managed_call, require, rows
+from ._output import emit, parse_json, table
+from ._parsing import Subparsers, command, positive
+from ._progress import Progress
+
+PARAMS_EXAMPLE = '{"GENRES": ["Comedy", "Drama"]}'
+
+
+def _items(args: argparse.Namespace, query: str, values: list[Any]) -> int:
+    with connect(dsn_of(args)) as conn:
+        require(conn)  # serving is plain SQL in either flavour
+        found = rows(conn, query, values)
+    text = table(["rank", "item", "score", "source"], [tuple(r.values()) for r in found])
+    emit(args, found, text if found else "no items (the filter may exclude them all)")
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    params = parse_json("--params", args.params, PARAMS_EXAMPLE)
+    return _items(
+        args,
+        "SELECT rank, item_id, score::float8, source FROM pyrec.recommend(%s, %s::text, %s,"
+        " filter => %s, params => %s::jsonb, exclude_seen => %s) ORDER BY rank",
+        [args.model, args.user, args.k, args.filter, _jsonb(params), not args.keep_seen],
+    )
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    params = parse_json("--params", args.params, PARAMS_EXAMPLE)
+    return _items(
+        args,
+        "SELECT rank, item_id, score::float8, source FROM pyrec.similar_items(%s, %s::text, %s,"
+        " filter => %s, params => %s::jsonb) ORDER BY rank",
+        [args.model, args.item, args.k, args.filter, _jsonb(params)],
+    )
+
+
+def _jsonb(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    dsn = dsn_of(args)
+    params = parse_json("--params", args.params, PARAMS_EXAMPLE)
+    arguments = {
+        "model": args.model,
+        "users": args.users,
+        "k": args.k,
+        "filter": args.filter,
+        "into_table": args.into,
+        "params": params,
+        "exclude_seen": not args.keep_seen,
+    }
+    with connect(dsn) as conn:
+        if require(conn) == "managed":
+            with Progress(dsn, f"batch {args.model}", args.model, "batch_jobs"):
+                r = managed_call(dsn, "batch_recommend", arguments)
+            text = (
+                f"{r['rows']} rows for {r['users']} users in {r['table']}"
+                f' (model "{r["model"]}" version {r["version"]}) in {r["seconds"]:.1f} s'
+            )
+            emit(args, r, text)
+            return 0
+        notices: list[str] = []
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        with Progress(dsn, f"batch {args.model}", args.model, "batch_jobs"):
+            conn.execute(
+                "CALL pyrec.batch_recommend(%(model)s, %(users)s, %(k)s, %(filter)s,"
+                " %(into_table)s, %(params)s::jsonb, %(exclude_seen)s)",
+                {**arguments, "params": _jsonb(params)},
+            )
+        # the job's row: what it wrote, where, from which version (its NOTICE says the same)
+        (job,) = rows(
+            conn,
+            "SELECT model, version, target AS table, rows_written AS rows,"
+            " extract(epoch FROM duration)::float8 AS seconds FROM pyrec.batch_jobs"
+            " WHERE model = %s AND status = 'succeeded' ORDER BY run_id DESC LIMIT 1",
+            [args.model],
+        )
+    emit(args, {**job, "notice": notices[-1]}, notices[-1])
+    return 0
+
+
+def _serving_options(p: argparse.ArgumentParser, k: int) -> None:
+    p.add_argument("-k", type=positive, default=k, help=f"how many (default {k})")
+    p.add_argument("--filter", help="a filter expression, or the name of a stored filter")
+    p.add_argument(
+        "--params", help=f"JSON values of the filter's $PARAMETERS, e.g. '{PARAMS_EXAMPLE}'"
+    )
+
+
+def register(sub: Subparsers) -> None:
+    p = command(
+        sub,
+        "recommend",
+        cmd_recommend,
+        "top-k items for a user (pyrec.recommend): rank, item, score, source",
+        [
+            "pyrec recommend movies 42 --dsn 'dbname=mydb'",
+            "pyrec recommend movies 42 -k 5"
+            " --filter 'EXCLUDE ItemID WHERE Items.genre IN (\"Horror\")'",
+            "pyrec recommend movies 42 --json \\\n"
+            "    --filter 'INCLUDE ItemID WHERE Items.genre IN ($GENRES)'"
+            f" --params '{PARAMS_EXAMPLE}'",
+        ],
+        description="Items the user interacted with are left out (--keep-seen keeps them). An"
+        " unknown user gets popular items; source says which way each item was chosen.",
+    )
+    p.add_argument("model")
+    p.add_argument("user", help="the user's id (as text)")
+    _serving_options(p, 10)
+    p.add_argument("--keep-seen", action="store_true", help="also items the user interacted with")
+
+    p = command(
+        sub,
+        "similar",
+        cmd_similar,
+        "items most similar to an item (pyrec.similar_items)",
+        [
+            "pyrec similar movies 50 --dsn 'dbname=mydb'",
+            "pyrec similar movies 50"
+            " --filter 'INCLUDE ItemID WHERE Items.genre IN (CurrentItem.genre)'",
+        ],
+    )
+    p.add_argument("model")
+    p.add_argument("item", help="the item's id (as text)")
+    _serving_options(p, 10)
+
+    p = command(
+        sub,
+        "batch",
+        cmd_batch,
+        "top-k items for many users into a table, replaced atomically (pyrec.batch_recommend)",
+        [
+            "pyrec batch movies --into reporting.movie_recs --dsn 'dbname=mydb'    # every user",
+            "pyrec batch movies --users 'SELECT viewer_id FROM viewers WHERE age < 30' -k 25",
+        ],
+        description="Writes (user_id, item_id, score, rank, source) rows; readers see the previous"
+        " rows until the job commits. On a terminal, stderr shows the job's progress"
+        " (pyrec.batch_jobs). Exits 75 when another job is writing the same table.",
+    )
+    p.add_argument("model")
+    p.add_argument("--users", help="a query or a table/view of user ids (default: every user)")
+    p.add_argument("--into", metavar="TABLE", help="output table (default pyrec.batch_<model>)")
+    _serving_options(p, 25)
+    p.add_argument("--keep-seen", action="store_true", help="also items the users interacted with")

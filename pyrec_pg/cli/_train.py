@@ -1,0 +1,259 @@
+"""Commands that define and fit models: create-model, create-filter, train, evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import psycopg
+
+from ..errors import FeatureNotSupported
+from ._db import connect, dsn_of, managed_call, require, rows
+from ._output import emit, parse_json, table
+from ._parsing import Subparsers, command
+from ._progress import Progress
+
+OPTIONS_EXAMPLE = '{"params": {"factors": 32}}'
+
+
+def cmd_create_model(args: argparse.Namespace) -> int:
+    dsn = dsn_of(args)
+    options = parse_json("--options", args.options, OPTIONS_EXAMPLE) or {}
+    arguments = {
+        "name": args.name,
+        "interactions": args.interactions,
+        "items": args.items,
+        "users": args.users,
+        "recipe": args.recipe,
+        "options": options,
+    }
+    with connect(dsn) as conn:
+        if require(conn) == "managed":
+            made = managed_call(dsn, "create_model", arguments)
+        else:
+            row = conn.execute(
+                "SELECT pyrec.create_model(%(name)s, %(interactions)s, %(items)s, %(users)s,"
+                " %(recipe)s, %(options)s::jsonb)",
+                {**arguments, "options": json.dumps(options)},
+            ).fetchone()
+            assert row is not None
+            made = row[0]
+    columns = ", ".join(f"{k} {v}" for k, v in made.get("columns", {}).items() if v is not None)
+    text = [f'created model "{made["model"]}": recipe {made["recipe"]}']
+    roles = ("interactions", "items", "users")
+    text += [f"  {role:<12} {made[role]}" for role in roles if made.get(role)]
+    text += [f"  {'columns':<12} {columns}"]
+    emit(args, made, "\n".join(text))
+    return 0
+
+
+def cmd_create_filter(args: argparse.Namespace) -> int:
+    dsn = dsn_of(args)
+    arguments = {"model": args.model, "name": args.name, "expression": args.expression}
+    with connect(dsn) as conn:
+        if require(conn) == "managed":
+            compiled = managed_call(dsn, "create_filter", arguments)
+        else:
+            row = conn.execute(
+                "SELECT pyrec.create_filter(%(model)s, %(name)s, %(expression)s)", arguments
+            ).fetchone()
+            assert row is not None
+            compiled = row[0]
+    text = f'created filter "{args.name}" of model "{args.model}": {args.expression}'
+    emit(args, compiled, text)
+    return 0
+
+
+def _in_database(
+    dsn: str, conn: psycopg.Connection[Any], arguments: dict[str, Any]
+) -> dict[str, Any]:
+    """CALL pyrec.train; the summary the external trainer prints, from the new version's row."""
+    notices: list[str] = []
+    conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+    model = arguments["model"]
+    with Progress(dsn, f"training {model}", model, "training_runs"):
+        conn.execute(
+            "CALL pyrec.train(%s, %s::jsonb, %s)",
+            [model, json.dumps(arguments["options"]), arguments["mode"]],
+        )
+    (summary,) = rows(
+        conn,
+        "SELECT model, version, n_users AS users, n_items AS items,"
+        " n_interactions AS interactions, training_seconds AS seconds, metrics, mode"
+        " FROM pyrec.model_versions WHERE model = %s AND status = 'active'",
+        [model],
+    )
+    return {**summary, "notice": notices[-1]}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """In the server (--in-database), else the external trainer: the same training code run
+    here through the plpy stub, for system cron and services without plpython3u."""
+    dsn = dsn_of(args)
+    options = parse_json("--options", args.options, OPTIONS_EXAMPLE) or {}
+    arguments = {"model": args.model, "options": options, "mode": args.mode}
+    with connect(dsn) as conn:
+        found = require(conn)
+        if args.in_database:
+            if found == "managed":
+                raise FeatureNotSupported(
+                    "--in-database needs the server's Python; this database has the managed"
+                    " flavour",
+                    hint="leave out --in-database: pyrec train then trains in this client",
+                )
+            summary = _in_database(dsn, conn, arguments)
+            emit(args, summary, summary["notice"])
+            return 0
+    with Progress(dsn, f"training {args.model}", args.model, "training_runs"):
+        if found == "managed":
+            summary = managed_call(dsn, "train", arguments)
+        else:
+            summary = _external(dsn, arguments)
+    emit(args, summary, summary["notice"])
+    return 0
+
+
+def _external(dsn: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    from ..runtime import Db
+    from ..runtime.server import ENTRIES
+    from ..runtime.stub import PsycopgPlpy
+
+    plpy = PsycopgPlpy(connect(dsn, autocommit=False))
+    try:
+        summary: dict[str, Any] = ENTRIES["train"](Db(plpy), arguments)  # same summary as SQL's
+    finally:
+        plpy.conn.close()
+    return summary
+
+
+def _metric_order(name: str) -> tuple[str, int]:
+    """precision@5 before precision@10 before precision@25 (the SQL sorts them as text)."""
+    base, _, at = name.partition("@")
+    return base, int(at) if at.isdigit() else 0
+
+
+def metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """pyrec.evaluate's rows from an evaluation's JSON, as the SQL function builds them."""
+    baseline = metrics.get("baseline", {}).get("popularity", {})
+    return [
+        {"metric": k, "value": float(v), "popularity": baseline.get(k)}
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and k not in ("holdout", "seed")
+    ]
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    dsn = dsn_of(args)
+    options = parse_json("--options", args.options, OPTIONS_EXAMPLE) or {}
+    overrides = {"protocol": args.protocol, "holdout": args.holdout, "seed": args.seed}
+    with connect(dsn) as conn, Progress(dsn, f"evaluating {args.model}", args.model):
+        if require(conn) == "managed":
+            merged = {**options, **{k: v for k, v in overrides.items() if v is not None}}
+            found = managed_call(dsn, "evaluate", {"model": args.model, "options": merged})
+            metrics = metric_rows(found)
+        else:
+            metrics = rows(
+                conn,
+                "SELECT metric, value, popularity FROM pyrec.evaluate(%s, %s, %s, %s, %s::jsonb)",
+                [args.model, args.protocol, args.holdout, args.seed, json.dumps(options)],
+            )
+    metrics.sort(key=lambda r: _metric_order(r["metric"]))
+    shown = [
+        (
+            r["metric"],
+            r["value"],
+            r["popularity"],
+            f"{r['value'] / r['popularity']:.2f}x"
+            if r["popularity"] and "@" in r["metric"]
+            else "",
+        )
+        for r in metrics
+    ]
+    emit(args, metrics, table(["metric", args.model, "popularity", "vs popularity"], shown))
+    return 0
+
+
+def register(sub: Subparsers) -> None:
+    p = command(
+        sub,
+        "create-model",
+        cmd_create_model,
+        "define a model over your tables (pyrec.create_model)",
+        [
+            "pyrec create-model movies ratings --items movies --users viewers --dsn 'dbname=mydb'",
+            "pyrec create-model shop events --recipe ease"
+            """ --options '{"columns": {"user": "customer"}, "event_weights": {"buy": 5}}'""",
+        ],
+        description="Columns are found by common names (user_id, viewer_id, item_id, movie_id,"
+        " timestamp, rated_at, event_type, rating, ...); --options overrides them and sets"
+        " training options. Prints the resolved mapping.",
+    )
+    p.add_argument("name")
+    p.add_argument("interactions", help="table or view: user, item[, timestamp, event type, value]")
+    p.add_argument("--items", help="item metadata table or view (filters, cold start)")
+    p.add_argument("--users", help="user metadata table or view (filters, cold start)")
+    p.add_argument(
+        "--recipe", default="als", help="als (default) | ease | sims | popularity | trending | auto"
+    )
+    p.add_argument("--options", help=f"JSON training options, e.g. '{OPTIONS_EXAMPLE}'")
+
+    p = command(
+        sub,
+        "create-filter",
+        cmd_create_filter,
+        "store a named filter of a model (pyrec.create_filter)",
+        [
+            "pyrec create-filter movies no_horror"
+            """ 'EXCLUDE ItemID WHERE Items.genre IN ("Horror")' --dsn 'dbname=mydb'""",
+        ],
+    )
+    p.add_argument("model")
+    p.add_argument("name")
+    p.add_argument("expression", help="Personalize syntax, or a SQL predicate on item columns")
+
+    p = command(
+        sub,
+        "train",
+        cmd_train,
+        "train a new version of a model, evaluate it on a holdout, activate it",
+        [
+            "pyrec train movies --dsn 'dbname=mydb'                  # here, through psycopg",
+            "pyrec train movies --in-database --dsn 'dbname=mydb'    # CALL pyrec.train",
+            "pyrec train movies --mode update --json                 # warm start; for cron",
+        ],
+        description="By default the external trainer: the same training code as the server's,"
+        " run in this process through a plpy-compatible layer over psycopg (for system cron, and"
+        " for services without plpython3u). --in-database runs CALL pyrec.train in the server"
+        " instead. On a terminal, stderr shows the phase and percent of pyrec.training_runs."
+        " Exits 75 when another session is training the model (cron can retry later).",
+    )
+    p.add_argument("model")
+    p.add_argument("--options", help=f"JSON training options, e.g. '{OPTIONS_EXAMPLE}'")
+    p.add_argument(
+        "--mode",
+        choices=["full", "update"],
+        default="full",
+        help="update: warm-start from the active version (fewer sweeps)",
+    )
+    p.add_argument(
+        "--in-database", action="store_true", help="train in the server (CALL pyrec.train)"
+    )
+
+    p = command(
+        sub,
+        "evaluate",
+        cmd_evaluate,
+        "holdout metrics of a model's recipe next to popularity (pyrec.evaluate)",
+        [
+            "pyrec evaluate movies --dsn 'dbname=mydb'",
+            "pyrec evaluate movies --protocol time --holdout 0.2 --json",
+        ],
+        description="Fits the recipe on a split and scores the held-out part; writes no version."
+        " protocol, holdout and seed default to the model's options.",
+    )
+    p.add_argument("model")
+    p.add_argument("--protocol", choices=["random_per_user", "random_per_item", "time"])
+    p.add_argument("--holdout", type=float, help="share held out, e.g. 0.25")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--options", help=f"JSON options over the model's, e.g. '{OPTIONS_EXAMPLE}'")

@@ -1,0 +1,166 @@
+"""Commands about a model's life: versions, report, schedule, unschedule."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from ..errors import FeatureNotSupported, PyrecError, UndefinedObject
+from ._db import connect, dsn_of, require, rows
+from ._output import emit, parse_json, table
+from ._parsing import Subparsers, command
+from ._train import OPTIONS_EXAMPLE
+
+_VERSIONS = """
+SELECT model, version, status, recipe, mode, n_users, n_items, n_interactions,
+       (metrics->>'ndcg@10')::float8 AS "ndcg@10",
+       (metrics->>'precision@10')::float8 AS "precision@10",
+       training_seconds, created_at, activated_at, params, metrics
+  FROM pyrec.model_versions WHERE %(model)s::text IS NULL OR model = %(model)s
+ ORDER BY model, version"""
+
+
+def _check_model(conn: psycopg.Connection[Any], model: str) -> None:
+    if not conn.execute("SELECT 1 FROM pyrec.models WHERE name = %s", [model]).fetchone():
+        raise UndefinedObject(
+            f'model "{model}" does not exist', hint="pyrec status lists the models"
+        )
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    with connect(dsn_of(args)) as conn:
+        require(conn)
+        if args.model is not None:
+            _check_model(conn, args.model)
+        found = rows(conn, _VERSIONS, {"model": args.model})
+    headers = ["model", "version", "status", "recipe", "mode", "users", "items", "interactions"]
+    shown = [
+        (
+            *(r[h] for h in ("model", "version", "status", "recipe", "mode")),
+            *(r[h] for h in ("n_users", "n_items", "n_interactions", "ndcg@10", "precision@10")),
+            r["training_seconds"],
+            f"{r['created_at']:%Y-%m-%d %H:%M:%S}",
+        )
+        for r in found
+    ]
+    text = table([*headers, "ndcg@10", "precision@10", "seconds", "created"], shown)
+    if not found:
+        text = "no trained versions yet: pyrec train MODEL trains one"
+    emit(args, found, text)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    try:
+        from ..report import write_report
+    except ImportError as e:
+        missing = e.name or "pyrec_pg.report"
+        raise PyrecError(
+            f"pyrec report needs {missing}, which this installation lacks",
+            sqlstate="58P01",
+            hint="pip install 'pyrec_pg[report]' (reports draw their charts with matplotlib)",
+        ) from e
+    with connect(dsn_of(args)) as conn:
+        require(conn)
+        _check_model(conn, args.model)
+        args.out.mkdir(parents=True, exist_ok=True)
+        path = Path(write_report(conn, args.model, args.out))
+    emit(args, {"model": args.model, "path": str(path)}, f"wrote {path}")
+    return 0
+
+
+def _no_cron_in_managed(conn: psycopg.Connection[Any]) -> None:
+    if require(conn) == "managed":
+        raise FeatureNotSupported(
+            "scheduled trainings run in the server's Python; this database has the managed flavour",
+            hint="let the system's cron run: pyrec train --dsn '...' MODEL",
+        )
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    options = parse_json("--options", args.options, OPTIONS_EXAMPLE) or {}
+    with connect(dsn_of(args)) as conn:
+        _no_cron_in_managed(conn)
+        row = conn.execute(
+            "SELECT pyrec.schedule_training(%s, %s, %s, %s::jsonb)",
+            [args.model, args.schedule, args.mode, json.dumps(options)],
+        ).fetchone()
+    assert row is not None
+    data = {"model": args.model, "schedule": args.schedule, "mode": args.mode, "job": row[0]}
+    text = (
+        f'model "{args.model}" trains ({args.mode}) on "{args.schedule}"'
+        f" through pg_cron job {row[0]}"
+    )
+    emit(args, data, text)
+    return 0
+
+
+def cmd_unschedule(args: argparse.Namespace) -> int:
+    with connect(dsn_of(args)) as conn:
+        _no_cron_in_managed(conn)
+        row = conn.execute(
+            "SELECT pyrec.unschedule_training(%s, %s)", [args.model, args.if_exists]
+        ).fetchone()
+    assert row is not None
+    removed = bool(row[0])
+    text = (
+        f'removed the scheduled training of model "{args.model}"'
+        if removed
+        else f'model "{args.model}" had no scheduled training'
+    )
+    emit(args, {"model": args.model, "removed": removed}, text)
+    return 0
+
+
+def register(sub: Subparsers) -> None:
+    p = command(
+        sub,
+        "versions",
+        cmd_versions,
+        "trained versions: status, recipe, sizes, holdout metrics (pyrec.model_versions)",
+        ["pyrec versions --dsn 'dbname=mydb'", "pyrec versions movies --json"],
+    )
+    p.add_argument("model", nargs="?", help="only this model's versions")
+
+    p = command(
+        sub,
+        "report",
+        cmd_report,
+        "write a model's report (metrics, versions, charts) into a folder",
+        ["pyrec report movies --out reports/ --dsn 'dbname=mydb'"],
+        description="Needs the optional report dependencies: pip install 'pyrec_pg[report]'.",
+    )
+    p.add_argument("model")
+    p.add_argument("--out", type=Path, default=Path("."), help="folder (default: here)")
+
+    p = command(
+        sub,
+        "schedule",
+        cmd_schedule,
+        "retrain a model on a cron schedule through pg_cron (pyrec.schedule_training)",
+        [
+            "pyrec schedule movies '0 3 * * *' --dsn 'dbname=mydb'        # daily at 03:00",
+            "pyrec schedule movies '*/30 * * * *' --mode update",
+        ],
+        description="One schedule per model: a new one replaces the old. Needs pg_cron in this"
+        " database; without it the error names the alternative (system cron running"
+        " pyrec train).",
+    )
+    p.add_argument("model")
+    p.add_argument("schedule", help="cron expression: minute hour day-of-month month day-of-week")
+    p.add_argument("--mode", choices=["full", "update"], default="full")
+    p.add_argument("--options", help=f"JSON training options, e.g. '{OPTIONS_EXAMPLE}'")
+
+    p = command(
+        sub,
+        "unschedule",
+        cmd_unschedule,
+        "remove a model's scheduled training (pyrec.unschedule_training)",
+        ["pyrec unschedule movies --dsn 'dbname=mydb'", "pyrec unschedule movies --if-exists"],
+    )
+    p.add_argument("model")
+    p.add_argument("--if-exists", action="store_true", help="no error when there is none")

@@ -1,0 +1,503 @@
+"""The `pyrec` command line, run as a user runs it: a subprocess, its output and exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from pyrec_pg import cli
+from pyrec_pg.devcluster import Cluster
+from pyrec_pg.training import LOCK_CLASS
+from tests.conftest import FAST
+
+Conn = psycopg.Connection[Any]
+PYREC = [sys.executable, "-m", "pyrec_pg.cli"]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    # libpq variables of the caller must not leak into the commands under test
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "PYREC_DSN"))}
+    return {**env, "PYTHONPATH": str(REPO), **(extra or {})}
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [*PYREC, *args], capture_output=True, text=True, env=_env(env), timeout=300, cwd=REPO
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
+def ok(*args: str, env: dict[str, str] | None = None) -> str:
+    done = run(*args, env=env)
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done.stdout
+
+
+def fails(code: int, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run a command expected to exit with `code`; return its stderr."""
+    done = run(*args, env=env)
+    assert done.returncode == code, (args, done.returncode, done.stdout, done.stderr)
+    assert done.stdout == "", done.stdout  # errors never mix into the data on stdout
+    return done.stderr
+
+
+def ok_json(*args: str) -> Any:
+    return json.loads(ok(*args, "--json"))
+
+
+def parallel(commands: Sequence[Sequence[str]]) -> list[subprocess.CompletedProcess[str]]:
+    """Run commands that need no database at once (each is a fresh Python)."""
+    procs = [
+        subprocess.Popen(
+            [*PYREC, *c], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
+        )
+        for c in commands
+    ]
+    done = []
+    for c, p in zip(commands, procs, strict=True):
+        out, err = p.communicate(timeout=120)
+        done.append(subprocess.CompletedProcess(c, p.returncode, out, err))
+    return done
+
+
+def columns_aligned(text: str) -> None:
+    """A table: a dashes line under the header, and every column starting where its dashes do."""
+    lines = text.splitlines()
+    dashes = lines[1]
+    assert set(dashes) == {"-", " "}, dashes
+    starts = [i for i, ch in enumerate(dashes) if ch == "-" and i > 0 and dashes[i - 1] == " "]
+    for line in [lines[0], *lines[2:]]:
+        for s in starts:
+            assert len(line) <= s or line[s - 2 : s] == "  ", (line, s)
+
+
+@pytest.fixture
+def empty_db(server_dsn: str) -> Iterator[str]:
+    name = f"pyrec_cli_empty_{os.getpid()}"
+    with psycopg.connect(server_dsn, autocommit=True) as c:
+        c.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield psycopg.conninfo.make_conninfo(server_dsn, dbname=name)
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as c:
+            c.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_help_teaches_every_command() -> None:
+    (commands,) = [a for a in cli.parser()._actions if a.dest == "command"]
+    names = sorted(commands.choices or {})
+    assert {"install", "upgrade", "status", "check", "train", "evaluate", "recommend"} <= set(names)
+    top, *subs = parallel([["--help"], *([n, "--help"] for n in names)])
+    assert top.returncode == 0
+    for name in names:
+        assert name in top.stdout
+    assert "exit codes:" in top.stdout and "75" in top.stdout and "PYREC_DSN" in top.stdout
+    for name, done in zip(names, subs, strict=True):
+        assert done.returncode == 0, done.stderr
+        assert f"usage: pyrec {name}" in done.stdout
+        assert f"examples:\n  pyrec {name}" in done.stdout, name
+        assert "exit codes:" in done.stdout and "  2   bad arguments" in done.stdout
+        if name != "demo":
+            assert "--dsn DSN" in done.stdout and "PYREC_DSN" in done.stdout
+
+
+def test_usage_errors_exit_2_with_the_usage() -> None:
+    cases = [
+        ([], "the following arguments are required: COMMAND"),
+        (["retrain"], "invalid choice: 'retrain'"),
+        (["recommend", "movies"], "the following arguments are required: user"),
+        (["recommend", "movies", "42", "-k", "0"], "argument -k: must be at least 1, got 0"),
+        (["recommend", "movies", "42", "-k", "ten"], "argument -k: not an integer: 'ten'"),
+        (["train", "movies", "--mode", "partial"], "argument --mode: invalid choice: 'partial'"),
+        (["evaluate", "movies", "--holdout", "x"], "argument --holdout: invalid float value"),
+    ]
+    for (args, message), done in zip(cases, parallel([c for c, _ in cases]), strict=True):
+        assert done.returncode == 2, (args, done.stderr)
+        assert done.stderr.startswith("usage: pyrec"), done.stderr
+        assert message in done.stderr, (args, done.stderr)
+        assert done.stdout == ""
+
+
+def test_bad_dsns_say_what_failed(server_dsn: str, tmp_path: Path) -> None:
+    err = fails(3, "status", "--dsn", f"host={tmp_path / 'nowhere'} dbname=x")
+    assert err.startswith("pyrec: error: cannot connect to the database: connection to server on")
+    assert "No such file or directory" in err and "sqlstate: 08006" in err
+    assert "hint: pass --dsn (or set PYREC_DSN" in err
+    no_db = psycopg.conninfo.make_conninfo(server_dsn, dbname="no_such_db")
+    err = fails(3, "recommend", "movies", "42", "--dsn", no_db)
+    assert 'database "no_such_db" does not exist' in err
+    err = fails(2, "versions", "--dsn", "dbname")
+    assert err.startswith('pyrec: error: invalid connection string: missing "=" after')
+    # PYREC_DSN is the fallback of --dsn, and --dsn wins over it
+    assert "no_such_db" in fails(3, "status", env={"PYREC_DSN": no_db})
+    assert "invalid connection string" in fails(
+        2, "status", "--dsn", "dbname", env={"PYREC_DSN": no_db}
+    )
+
+
+def test_install_upgrade_and_status_of_an_empty_database(empty_db: str) -> None:
+    err = fails(3, "status", "--dsn", empty_db)
+    assert err.startswith('pyrec: error: pyrec is not installed in database "pyrec_cli_empty_')
+    assert "sqlstate: 3F000" in err and "hint: pyrec install --dsn" in err
+    assert "is not installed" in fails(3, "recommend", "movies", "1", "--dsn", empty_db)
+    with psycopg.connect(empty_db, autocommit=True) as c:
+        versions = [
+            r[0]
+            for r in c.execute(
+                "SELECT version FROM pg_available_extension_versions WHERE name = 'pyrec'"
+                " ORDER BY string_to_array(version, '.')::int[]"
+            )
+        ]
+        newest = c.execute(
+            "SELECT default_version FROM pg_available_extensions WHERE name = 'pyrec'"
+        ).fetchone()[0]  # type: ignore[index]
+        # the oldest release, then the walk to the newest (or nothing to walk, if one exists)
+        out = ok("install", "--dsn", empty_db, "--version", versions[0])
+        assert out.startswith(f"installed pyrec {versions[0]} (Python package ")
+        assert c.execute("SELECT extversion FROM pg_extension WHERE extname = 'pyrec'").fetchone()
+        again = ok_json("install", "--dsn", empty_db)
+        assert again == {
+            "database": c.info.dbname,
+            "flavour": "extension",
+            "version": versions[0],
+            "installed": False,
+        }
+        up = ok_json("upgrade", "--dsn", empty_db)
+        assert up["from"] == versions[0] and up["to"] == newest
+        assert up["upgraded"] is (versions[0] != newest)
+        assert c.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'pyrec'"
+        ).fetchone() == (newest,)
+    assert ok("upgrade", "--dsn", empty_db).startswith(f"pyrec is already at {newest} in database")
+    err = fails(2, "upgrade", "--dsn", empty_db, "--to", "9.9")
+    assert 'has no update path from version "' in err
+    assert f"hint: versions on this server: {', '.join(versions)}" in err
+    status = ok_json("status", "--dsn", empty_db)
+    assert status["flavour"] == "extension" and status["models"] == []
+    assert status["versions"]["sql"] == newest
+    assert "no models yet" in ok("status", "--dsn", empty_db)
+
+
+def test_a_model_from_creation_to_evaluation(dsn: str) -> None:
+    out = ok(
+        "create-model",
+        *("movies", "ratings", "--items", "movies", "--users", "viewers"),
+        *("--options", FAST, "--dsn", dsn),
+    )
+    assert out.splitlines()[0] == 'created model "movies": recipe als'
+    assert "user viewer_id" in out and "item movie_id" in out and "public.viewers" in out
+    err = fails(2, "create-model", "other", "no_such_table", "--dsn", dsn)
+    assert "sqlstate: 42P01" in err and "hint:" in err
+
+    checks = ok("check", "movies", "--dsn", dsn)
+    assert checks.splitlines()[0].split() == ["check", "value", "ok", "detail"]
+    assert any(line.startswith("recipe als ") and " ok " in line for line in checks.splitlines())
+    columns_aligned(checks)
+
+    # the external trainer (this process, through psycopg), then the server: one catalog
+    done = run("train", "movies", "--dsn", dsn, "--json")
+    assert done.returncode == 0 and done.stderr == ""  # no progress line: not a terminal
+    first = json.loads(done.stdout)
+    assert (first["model"], first["version"], first["users"], first["items"]) == (
+        "movies",
+        1,
+        943,
+        1682,
+    )
+    inside = ok("train", "movies", "--in-database", "--dsn", dsn)
+    assert inside.startswith('model "movies" version 2 is active: 943 users, 1682 items')
+    with psycopg.connect(dsn) as c:
+        stored = dict(c.execute("SELECT version, metrics FROM pyrec.model_versions").fetchall())
+    assert first["metrics"]["ndcg@10"] == pytest.approx(stored[1]["ndcg@10"], abs=1e-6)
+    assert first["metrics"]["ndcg@10"] == pytest.approx(stored[2]["ndcg@10"], abs=0.01)
+
+    versions = ok_json("versions", "movies", "--dsn", dsn)
+    assert [(v["version"], v["status"]) for v in versions] == [(1, "inactive"), (2, "active")]
+    table = ok("versions", "--dsn", dsn)
+    assert table.splitlines()[0].split()[:3] == ["model", "version", "status"]
+    assert len(table.splitlines()) == 4
+    columns_aligned(table)
+    assert 'model "nope" does not exist' in fails(2, "versions", "nope", "--dsn", dsn)
+
+    metrics = ok_json("evaluate", "movies", "--dsn", dsn)
+    by_name = {m["metric"]: m for m in metrics}
+    assert by_name["ndcg@10"]["value"] == pytest.approx(stored[2]["ndcg@10"], abs=0.01)
+    pop = stored[2]["baseline"]["popularity"]["ndcg@10"]
+    assert by_name["ndcg@10"]["popularity"] == pytest.approx(pop, abs=1e-6)
+    names = [m["metric"] for m in metrics]
+    assert names.index("precision@5") < names.index("precision@10") < names.index("precision@25")
+    text = ok("evaluate", "movies", "--dsn", dsn, "--protocol", "random_per_user", "--seed", "0")
+    assert text.splitlines()[0].split() == ["metric", "movies", "popularity", "vs", "popularity"]
+    row = next(line for line in text.splitlines() if line.startswith("ndcg@10 "))
+    assert row.split()[1] == f"{by_name['ndcg@10']['value']:.4f}" and row.endswith("x")
+    columns_aligned(text)
+    err = fails(2, "evaluate", "movies", "--dsn", dsn, "--holdout", "0")
+    assert "holdout must be above 0" in err and "sqlstate: 22023" in err
+
+
+def test_check_exits_2_when_the_recipe_lacks_data(conn: Conn) -> None:
+    conn.execute(
+        "CREATE TABLE tiny AS SELECT g % 5 AS user_id, g AS item_id FROM generate_series(1, 40) g"
+    )
+    conn.execute("SELECT pyrec.create_model('tiny', 'tiny')")
+    done = run("check", "tiny", "--dsn", conn.info.dsn, "--json")
+    assert done.returncode == 2
+    rows = {r["check_name"]: r for r in json.loads(done.stdout)}
+    assert rows["recipe als"]["ok"] is False and rows["interactions"]["value"] == 40
+    assert 'pyrec: model "tiny" does not have the data its recipe needs: needs 1000' in done.stderr
+
+
+def test_serving_matches_the_sql_api(trained: Conn) -> None:
+    dsn = trained.info.dsn
+
+    def sql_rows(query: str, *args: Any) -> list[dict[str, Any]]:
+        cur = trained.execute(query, args)
+        return [
+            {"rank": r[2], "item_id": r[0], "score": pytest.approx(r[1], rel=1e-6), "source": r[3]}
+            for r in cur
+        ]
+
+    got = ok_json("recommend", "movies", "42", "-k", "5", "--dsn", dsn)
+    assert got == sql_rows("SELECT * FROM pyrec.recommend('movies', '42', 5)")
+    text = ok("recommend", "movies", "42", "-k", "5", "--dsn", dsn)
+    lines = text.splitlines()
+    assert lines[0].split() == ["rank", "item", "score", "source"] and len(lines) == 7
+    assert lines[2].split()[:2] == ["1", got[0]["item_id"]]
+    columns_aligned(text)
+
+    flt = "INCLUDE ItemID WHERE Items.genre IN ($G)"
+    params = '{"G": ["Horror"]}'
+    got = ok_json(
+        "recommend", "movies", "42", "-k", "3", "--filter", flt, "--params", params, "--dsn", dsn
+    )
+    assert got == sql_rows(
+        "SELECT * FROM pyrec.recommend('movies', '42', 3, filter => %s, params => %s)", flt, params
+    )
+    kept = ok_json("recommend", "movies", "42", "--keep-seen", "--dsn", dsn)
+    assert kept == sql_rows("SELECT * FROM pyrec.recommend('movies', '42', exclude_seen => false)")
+    stranger = ok_json("recommend", "movies", "no-such-user", "-k", "2", "--dsn", dsn)
+    assert {r["source"] for r in stranger} == {"popular"}
+    similar = ok_json("similar", "movies", "50", "-k", "4", "--dsn", dsn)
+    assert similar == sql_rows("SELECT * FROM pyrec.similar_items('movies', '50', 4)")
+    assert ok("similar", "movies", "50", "-k", "4", "--dsn", dsn).count("\n") == 6
+
+    err = fails(2, "recommend", "nope", "42", "--dsn", dsn)
+    assert err.splitlines() == [
+        'pyrec: error: model "nope" does not exist',
+        "sqlstate: 42704",
+        "hint: SELECT name FROM pyrec.models lists the models",
+    ]
+    err = fails(2, "recommend", "movies", "42", "--params", "{GENRES}", "--dsn", dsn)
+    assert err.startswith("pyrec: error: --params is not JSON") and "hint: e.g. --params" in err
+    err = fails(
+        2,
+        "recommend",
+        "movies",
+        "42",
+        "--filter",
+        "EXCLUDE ItemID WHERE Items.nope IN (1)",
+        "--dsn",
+        dsn,
+    )
+    assert 'unknown field "Items.nope"' in err and "sqlstate: 42703" in err
+    assert "hint: columns of public.movies:" in err
+
+
+def test_filters_and_batches(trained: Conn) -> None:
+    dsn = trained.info.dsn
+    expression = 'EXCLUDE ItemID WHERE Items.genre IN ("Drama")'
+    out = ok("create-filter", "movies", "no_drama", expression, "--dsn", dsn)
+    assert out.strip() == f'created filter "no_drama" of model "movies": {expression}'
+    assert "already exists" in fails(
+        2, "create-filter", "movies", "no_drama", expression, "--dsn", dsn
+    )
+    users = "SELECT viewer_id FROM viewers WHERE viewer_id <= 10"
+    out = ok(
+        "batch",
+        "movies",
+        "-k",
+        "3",
+        "--users",
+        users,
+        "--into",
+        "public.recs",
+        "--filter",
+        "no_drama",
+        "--dsn",
+        dsn,
+    )
+    assert out.startswith('30 rows for 10 users in public.recs (model "movies" version 1) in ')
+    assert trained.execute(
+        "SELECT count(*), count(DISTINCT user_id) FROM public.recs"
+    ).fetchone() == (30, 10)
+    drama = trained.execute(
+        "SELECT count(*) FROM public.recs r JOIN movies m ON m.movie_id = r.item_id::int"
+        " WHERE 'Drama' = ANY (m.genre)"
+    ).fetchone()
+    assert drama == (0,)
+    again = ok_json(
+        "batch", "movies", "-k", "2", "--users", users, "--into", "public.recs", "--dsn", dsn
+    )
+    assert (again["table"], again["rows"], again["version"]) == ("public.recs", 20, 1)
+    assert again["notice"].startswith("20 rows for 10 users")
+    trained.execute("CREATE TABLE mine (x int)")
+    err = fails(2, "batch", "movies", "--into", "mine", "--dsn", dsn)
+    assert "was not written by pyrec.batch_recommend" in err and "sqlstate: 42P07" in err
+
+
+def test_a_busy_model_exits_75(trained: Conn) -> None:
+    model_id = trained.execute("SELECT model_id FROM pyrec.models").fetchone()[0]  # type: ignore[index]
+    trained.execute("SELECT pg_advisory_lock(%s, %s)", [LOCK_CLASS, model_id])
+    try:
+        for extra in ([], ["--in-database"]):
+            err = fails(75, "train", "movies", "--dsn", trained.info.dsn, *extra)
+            assert err.startswith('pyrec: error: model "movies" is already being trained')
+            assert "sqlstate: 55006" in err and "pyrec.training_runs" in err
+    finally:
+        trained.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_CLASS, model_id])
+
+
+def test_status_and_permission_errors(trained: Conn) -> None:
+    dsn = trained.info.dsn
+    status = ok_json("status", "--dsn", dsn)
+    assert status["versions"]["sql"] == status["versions"]["python_package"]
+    (model,) = status["models"]
+    assert (model["name"], model["active_version"], model["versions"]) == ("movies", 1, 1)
+    assert model["last_training"] == "succeeded"
+    text = ok("status", "--dsn", dsn)
+    assert text.startswith(f'database "{trained.info.dbname}" on ')
+    assert any(line.split()[:4] == ["movies", "als", "1", "1"] for line in text.splitlines())
+    role = f"pyrec_cli_nobody_{os.getpid()}"
+    trained.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    try:
+        as_nobody = psycopg.conninfo.make_conninfo(dsn, user=role)
+        err = fails(3, "recommend", "movies", "42", "--dsn", as_nobody)
+        assert "permission denied" in err and "sqlstate: 42501" in err
+    finally:
+        trained.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_schedule_needs_pg_cron_here(trained: Conn) -> None:
+    err = fails(2, "schedule", "movies", "0 3 * * *", "--dsn", trained.info.dsn)
+    assert err.startswith(
+        f'pyrec: error: pg_cron is not installed in database "{trained.info.dbname}"'
+    )
+    assert "sqlstate: 55000" in err and "pyrec train --dsn" in err
+    assert "pg_cron is not installed" in fails(2, "unschedule", "movies", "--dsn", trained.info.dsn)
+
+
+@pytest.mark.slow
+def test_schedule_and_unschedule_through_pg_cron() -> None:
+    cluster = Cluster()
+    cluster.settings.update(
+        {"shared_preload_libraries": "pg_cron", "cron.database_name": "postgres"}
+    )
+    with cluster:
+        dsn = cluster.dsn()
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute("CREATE EXTENSION pg_cron")
+            ok("install", "--dsn", dsn)
+            c.execute(
+                "CREATE TABLE clicks AS SELECT g % 40 AS user_id, g % 30 AS item_id"
+                " FROM generate_series(1, 2000) g"
+            )
+            ok("create-model", "clicks", "clicks", "--dsn", dsn)
+            job = ok_json("schedule", "clicks", "*/30 * * * *", "--mode", "update", "--dsn", dsn)
+            assert job["mode"] == "update" and isinstance(job["job"], int)
+            assert c.execute("SELECT jobname, schedule FROM cron.job").fetchall() == [
+                ("pyrec-train-clicks", "*/30 * * * *")
+            ]
+            out = ok("schedule", "clicks", "0 3 * * *", "--dsn", dsn)
+            assert out.startswith('model "clicks" trains (full) on "0 3 * * *" through pg_cron job')
+            assert "invalid schedule" in fails(2, "schedule", "clicks", "every day", "--dsn", dsn)
+            out = ok("unschedule", "clicks", "--dsn", dsn)
+            assert out.strip() == 'removed the scheduled training of model "clicks"'
+            assert c.execute("SELECT count(*) FROM cron.job").fetchone() == (0,)
+            assert ok_json("unschedule", "clicks", "--if-exists", "--dsn", dsn) == {
+                "model": "clicks",
+                "removed": False,
+            }
+            assert "has no scheduled training" in fails(2, "unschedule", "clicks", "--dsn", dsn)
+
+
+def test_progress_line_on_a_terminal(trained: Conn) -> None:
+    """stderr on a terminal shows the phases of pyrec.training_runs; stdout keeps the result."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [*PYREC, "train", "movies", "--in-database", "--dsn", trained.info.dsn],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        env=_env(),
+        text=True,
+    )
+    os.close(follower)
+    seen = b""
+    while True:  # read as it comes: a full pty would block the child
+        ready, _, _ = select.select([leader], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the child closed its end
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(leader)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert out.startswith('model "movies" version 2 is active')
+    shown = seen.decode()
+    assert "training movies [" in shown and "%" in shown, shown
+    assert any(p in shown for p in ("reading", "evaluating", "training  ", "writing")), shown
+    assert shown.endswith("\r\x1b[K"), shown[-40:]  # the line is cleared before the result
+
+
+def test_report_and_a_missing_report_module(trained: Conn, tmp_path: Path) -> None:
+    dsn = trained.info.dsn
+    hidden = (
+        "import sys; sys.modules['pyrec_pg.report'] = None;"
+        " from pyrec_pg.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", hidden, "report", "movies", "--dsn", dsn, "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.startswith("pyrec: error: pyrec report needs pyrec_pg.report")
+    assert "pip install 'pyrec_pg[report]'" in done.stderr and not list(tmp_path.iterdir())
+    try:
+        import pyrec_pg.report  # noqa: F401
+    except ImportError:
+        return  # the report module is not part of this checkout yet
+    written = ok_json("report", "movies", "--dsn", dsn, "--out", str(tmp_path / "r"))
+    assert Path(written["path"]).is_file() and Path(written["path"]).stat().st_size > 0
+    assert 'model "nope" does not exist' in fails(2, "report", "nope", "--dsn", dsn)
+
+
+def test_sample_data(conn: Conn) -> None:
+    dsn = conn.info.dsn
+    err = fails(2, "load-sample", "movielens", "--dsn", dsn)
+    assert "already exists" in err and "sqlstate: 42P07" in err and "hint: --replace drops" in err
+    counts = ok_json(
+        "load-sample", "synthetic", "--interactions", "3000", "--schema", "public", "--dsn", dsn
+    )
+    assert counts["interactions"] == 3000
+    assert conn.execute("SELECT count(*) FROM synthetic_interactions").fetchone() == (3000,)

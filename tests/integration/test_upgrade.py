@@ -1,0 +1,207 @@
+"""Upgrades: a 0.1.0 database with trained models, the server's Python upgraded first, then
+ALTER EXTENSION pyrec UPDATE; models serve as before and the schema equals a fresh install."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+import pyrec_pg
+from pyrec_pg.data import movielens
+from pyrec_pg.devcluster import REPO, Cluster
+from tests.integration.helpers import raises_pg
+from tests.integration.upgrade_checks import (
+    EXPERIMENT,
+    SERVING,
+    changed,
+    differences,
+    serve,
+    snapshot,
+)
+
+Conn = psycopg.Connection[Any]
+
+OLD = "0.1.0"
+OLD_COMMIT = "29d9d4f"  # the 0.1.0 release: its pyrec_pg runs in the server before the upgrade
+DB = "pyrec_upgrade"
+FAST = '{"params": {"factors": 16, "iterations": 4}}'
+
+
+def server_python(cluster: Cluster, source: Path) -> None:
+    """Replace the server's pyrec_pg, as pip does: sessions started later import the new one."""
+    target = cluster.python / "pyrec_pg"
+    shutil.rmtree(target)
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(["chown", "-R", f"{cluster.os_user}:", str(target)], check=False)
+
+
+def old_python(into: Path) -> Path:
+    """pyrec_pg as released in 0.1.0, from the checkout's history."""
+    if not (REPO / ".git").exists():
+        pytest.skip("needs the git history of the checkout for pyrec_pg 0.1.0")
+    tar = into / "pyrec_pg-0.1.0.tar"
+    subprocess.run(
+        ["git", "-C", str(REPO), "archive", "-o", str(tar), OLD_COMMIT, "pyrec_pg"], check=True
+    )
+    subprocess.run(["tar", "-xf", str(tar), "-C", str(into)], check=True)
+    return into / "pyrec_pg"
+
+
+@pytest.fixture(scope="module")
+def walk() -> Iterator[tuple[Cluster, dict[str, Any]]]:
+    """The upgrade as a DBA runs it, with what was served and reported at each step."""
+    seen: dict[str, Any] = {}
+    cluster = Cluster()
+    cluster.settings.update(
+        {
+            "shared_preload_libraries": "pg_cron",
+            "cron.database_name": DB,
+            "cron.host": str(cluster.socket_dir),
+        }
+    )
+    with tempfile.TemporaryDirectory() as tmp, cluster:
+        # 1. release 0.1.0: SQL and Python, models trained, a filter, an experiment, a schedule
+        server_python(cluster, old_python(Path(tmp)))
+        with psycopg.connect(cluster.dsn(), autocommit=True) as c:
+            c.execute(f"CREATE DATABASE {DB}")
+        with psycopg.connect(cluster.dsn(DB), autocommit=True) as c:
+            c.execute(f"CREATE EXTENSION pyrec VERSION '{OLD}' CASCADE")
+            c.execute("CREATE EXTENSION pg_cron")
+            with c.transaction():
+                movielens.load(c)
+            c.execute(
+                "SELECT pyrec.create_model('movies', 'ratings', items => 'movies',"
+                f" users => 'viewers', options => '{FAST}')"
+            )
+            c.execute("SELECT pyrec.create_model('popular', 'ratings', recipe => 'popularity')")
+            for model in ("movies", "movies", "popular"):
+                c.execute("CALL pyrec.train(%s)", [model])
+            c.execute(
+                "SELECT pyrec.create_filter('movies', 'no_horror',"
+                " 'EXCLUDE ItemID WHERE Items.genre IN (\"Horror\")')"
+            )
+            c.execute("SELECT pyrec.create_experiment('home', %s, model => 'movies')", [EXPERIMENT])
+            c.execute("SELECT pyrec.schedule_training('movies', '0 3 * * *')")
+            seen["version 0.1.0"] = c.execute("SELECT pyrec.version()").fetchone()
+        seen["served by 0.1.0"] = serve(cluster.dsn(DB))
+
+        # 2. pip upgrades the server's Python; the database still has the 0.1.0 SQL
+        server_python(cluster, REPO / "pyrec_pg")
+        seen["served in the window"] = serve(cluster.dsn(DB))
+        with psycopg.connect(cluster.dsn(DB), autocommit=True) as c:
+            seen["version in the window"] = c.execute("SELECT pyrec.version()").fetchone()
+            c.execute("CALL pyrec.train('popular')")  # training works in the window too
+            seen["versions after training in the window"] = c.execute(
+                "SELECT model, version, status FROM pyrec.model_versions ORDER BY 1, 2"
+            ).fetchall()
+        seen["served before the update"] = serve(cluster.dsn(DB))
+
+        # 3. the DBA updates the database
+        with psycopg.connect(cluster.dsn(DB), autocommit=True) as c:
+            c.execute("ALTER EXTENSION pyrec UPDATE")
+            seen["version after the update"] = c.execute("SELECT pyrec.version()").fetchone()
+        seen["served after the update"] = serve(cluster.dsn(DB))
+        yield cluster, seen
+
+
+def test_new_python_serves_the_old_sql_alike(walk: tuple[Cluster, dict[str, Any]]) -> None:
+    _, seen = walk
+    (old,) = seen["version 0.1.0"]
+    assert (old["sql"], old["python_package"]) == (OLD, OLD)
+    (window,) = seen["version in the window"]
+    assert (window["sql"], window["python_package"]) == (OLD, pyrec_pg.__version__)
+    assert window["sql_available"] == pyrec_pg.__version__ and window["update_pending"] is True
+    before, during = seen["served by 0.1.0"], seen["served in the window"]
+    assert all(before[what] for what in SERVING), [w for w in SERVING if not before[w]]
+    assert changed(before, during) == {}
+    assert seen["versions after training in the window"] == [
+        ("movies", 1, "inactive"),
+        ("movies", 2, "active"),
+        ("popular", 1, "inactive"),
+        ("popular", 2, "active"),
+    ]
+
+
+def test_update_keeps_every_model_serving_the_same(walk: tuple[Cluster, dict[str, Any]]) -> None:
+    _, seen = walk
+    (after,) = seen["version after the update"]
+    assert (after["sql"], after["python_package"]) == ("0.2.0", pyrec_pg.__version__)
+    assert after["update_pending"] is False
+    before, now = seen["served before the update"], seen["served after the update"]
+    assert changed(before, now) == {}
+
+
+def test_updated_models_retrain_and_keep_their_schedule(
+    walk: tuple[Cluster, dict[str, Any]],
+) -> None:
+    cluster, _ = walk
+    with psycopg.connect(cluster.dsn(DB), autocommit=True) as c:
+        c.execute("CALL pyrec.train('movies')")
+        assert c.execute(
+            "SELECT version, status FROM pyrec.model_versions WHERE model = 'movies' ORDER BY 1"
+        ).fetchall() == [(1, "inactive"), (2, "inactive"), (3, "active")]
+        assert len(c.execute("SELECT * FROM pyrec.recommend('movies', '1', 10)").fetchall()) == 10
+        assert c.execute("SELECT schedule FROM cron.job").fetchall() == [("0 3 * * *",)]
+        assert c.execute("SELECT pyrec.unschedule_training('movies')").fetchone() == (True,)
+
+
+def test_updated_schema_equals_a_fresh_install(walk: tuple[Cluster, dict[str, Any]]) -> None:
+    cluster, _ = walk
+    with psycopg.connect(cluster.dsn(), autocommit=True) as c:
+        c.execute("CREATE DATABASE pyrec_fresh")
+    with (
+        psycopg.connect(cluster.dsn("pyrec_fresh"), autocommit=True) as fresh,
+        psycopg.connect(cluster.dsn(DB), autocommit=True) as updated,
+    ):
+        fresh.execute("CREATE EXTENSION pyrec CASCADE")
+        diff = differences(
+            snapshot(fresh), snapshot(updated), ("the fresh install", f"the {OLD} install updated")
+        )
+    assert not diff, (
+        f"ALTER EXTENSION pyrec UPDATE from {OLD} does not give a fresh install's schema: put the"
+        f" sql/src change into migrations/pyrec--{OLD}--{pyrec_pg.__version__}.sql (new table"
+        " columns go last in CREATE TABLE, as ADD COLUMN appends them)\n" + "\n".join(diff)
+    )
+
+
+def test_update_of_a_current_install_changes_nothing(conn: Conn) -> None:
+    before = snapshot(conn)
+    notices: list[str] = []
+    conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+    conn.execute("ALTER EXTENSION pyrec UPDATE")
+    current = pyrec_pg.__version__
+    assert notices == [f'version "{current}" of extension "pyrec" is already installed']
+    assert differences(before, snapshot(conn), ("before", "after")) == []
+
+
+def test_every_released_version_has_an_update_path(conn: Conn) -> None:
+    frozen = REPO / "migrations"
+    released = sorted(p.name[len("pyrec--") : -len(".sql")] for p in frozen.glob("pyrec--*.sql"))
+    released = [v for v in released if "--" not in v]
+    assert OLD in released and pyrec_pg.__version__ not in released  # built from sql/src
+    paths = dict(
+        conn.execute(
+            "SELECT source, path FROM pg_extension_update_paths('pyrec') WHERE target = %s",
+            [pyrec_pg.__version__],
+        ).fetchall()
+    )
+    assert {v: paths.get(v) for v in released if paths.get(v) is None} == {}
+    guard = '\\echo Use "ALTER EXTENSION pyrec UPDATE" to load this file. \\quit'
+    for script in frozen.glob("pyrec--*--*.sql"):  # nothing runs before the guard
+        lines = script.read_text().splitlines()
+        assert next(x for x in lines if x.strip() and not x.startswith("--")) == guard, script
+    # the Python serves every SQL version a database may still have during the window
+    assert set(pyrec_pg.SQL_VERSIONS) == {OLD, pyrec_pg.__version__}
+
+
+def test_sql_newer_than_the_python_names_the_fix(conn: Conn) -> None:
+    conn.execute("UPDATE pg_extension SET extversion = '9.9.9' WHERE extname = 'pyrec'")
+    with raises_pg(conn, "55000", "SQL version 9.9.9 does not match", "install a pyrec_pg"):
+        conn.execute("SELECT pyrec.version()")
