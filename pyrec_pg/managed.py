@@ -15,7 +15,8 @@ from .models import get_model
 from .runtime import Db, server
 from .runtime.stub import PsycopgPlpy
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+# the checkout's sql/, which wheels carry as pyrec_pg/sql (a symlink in the repository)
+SQL_DIR = Path(__file__).resolve().parent / "sql"
 VERSION_TOKEN = "@PYREC_VERSION@"
 
 # one statement: dollar-quoted bodies, strings, quoted names and comments are kept whole

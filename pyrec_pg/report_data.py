@@ -198,7 +198,7 @@ def popularity_bias(
     weights = conn.execute(sql.SQL("SELECT {} FROM ({}) r").format(sums, ranked)).fetchone() or ()
     recs = conn.execute(
         sql.SQL(
-            "SELECT r.item_id, r.source, k.pos FROM (SELECT user_id FROM {} ORDER BY user_id"
+            "SELECT r.item_id, r.source, k.pos FROM (SELECT user_id FROM {} ORDER BY md5(user_id)"
             " LIMIT %s) u CROSS JOIN LATERAL pyrec.recommend(%s, u.user_id, %s) r"
             " LEFT JOIN ({}) k ON k.item_id = r.item_id"
         ).format(users, ranked),

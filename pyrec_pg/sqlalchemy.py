@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, cast
 
@@ -107,6 +106,14 @@ def _value(value: Any, type_: Type) -> ColumnElement[Any]:
     return sa.literal(value, type_)
 
 
+def _args(
+    required: Sequence[tuple[Any, Type]], optional: Mapping[str, tuple[Any, Type]]
+) -> list[ColumnElement[Any]]:
+    """The required arguments by position, the optional ones given (not None) by name."""
+    args = [_value(v, t) for v, t in required]
+    return args + [_Named(k, _value(v, t)) for k, (v, t) in optional.items() if v is not None]
+
+
 def _call(
     function: str,
     columns: Sequence[tuple[str, Type]],
@@ -114,9 +121,7 @@ def _call(
     optional: Mapping[str, tuple[Any, Type]],
     name: str | None,
 ) -> TableValuedAlias:
-    args: list[ColumnElement[Any]] = [_value(v, t) for v, t in required]
-    args += [_Named(k, _value(v, t)) for k, (v, t) in optional.items() if v is not None]
-    fn: sa.Function[Any] = getattr(func.pyrec, function)(*args)
+    fn: sa.Function[Any] = getattr(func.pyrec, function)(*_args(required, optional))
     return fn.table_valued(*(sa.column(c, t) for c, t in columns), name=name)
 
 
@@ -297,32 +302,41 @@ def create_model(
 ) -> dict[str, Any]:
     """`SELECT pyrec.create_model(...)` in the caller's transaction; returns its JSON result
     (the resolved column mapping)."""
-    args: dict[str, tuple[Any, Type]] = {
-        "items": (items, sa.Text()),
-        "users": (users, sa.Text()),
-        "recipe": (recipe, sa.Text()),
-        "options": (options, JSONB()),
-    }
-    call = func.pyrec.create_model(
-        _value(name, sa.Text()),
-        _value(interactions, sa.Text()),
-        *(_Named(k, _value(v, t)) for k, (v, t) in args.items() if v is not None),
-        type_=JSONB(),
+    args = _args(
+        [(name, sa.Text()), (interactions, sa.Text())],
+        {
+            "items": (items, sa.Text()),
+            "users": (users, sa.Text()),
+            "recipe": (recipe, sa.Text()),
+            "options": (options, JSONB()),
+        },
     )
+    call = func.pyrec.create_model(*args, type_=JSONB())
     return cast(dict[str, Any], bind.execute(sa.select(call)).scalar_one())
 
 
+class _Call(sa.sql.expression.Executable, sa.sql.expression.ClauseElement):
+    """`CALL <procedure>(...)`: SQLAlchemy has no construct for it."""
+
+    inherit_cache = True
+    _traverse_internals = [("procedure", InternalTraversal.dp_clauseelement)]  # noqa: RUF012
+
+    def __init__(self, procedure: sa.Function[Any]) -> None:
+        self.procedure = procedure
+
+
+@compiles(_Call)
+def _compile_call(element: _Call, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CALL {compiler.process(element.procedure, **kw)}"
+
+
 def _call_procedure(
-    bind: Bind, procedure: str, model: str, args: Mapping[str, tuple[Any, str]]
+    bind: Bind, procedure: str, model: str, args: Mapping[str, tuple[Any, Type]]
 ) -> Connection:
     """Runs `CALL pyrec.<procedure>(model, name => value, ...)` outside a transaction block
     (the procedure commits its progress as it goes); returns the connection, still open."""
     if isinstance(bind, Session):
         bind = bind.get_bind()
-    given = {k: v for k, v in args.items() if v[0] is not None}
-    named = "".join(f", {k} => CAST(:{k} AS {t})" for k, (_, t) in given.items())
-    values = {"model": model}
-    values |= {k: json.dumps(v) if t == "jsonb" else v for k, (v, t) in given.items()}
     if isinstance(bind, Engine):
         conn = bind.connect().execution_options(isolation_level="AUTOCOMMIT")
     elif bind.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
@@ -335,7 +349,7 @@ def _call_procedure(
             " execution_options(isolation_level='AUTOCOMMIT')",
         )
     try:
-        conn.execute(sa.text(f"CALL pyrec.{procedure}(CAST(:model AS text){named})"), values)
+        conn.execute(_Call(getattr(func.pyrec, procedure)(*_args([(model, sa.Text())], args))))
     except BaseException:
         if conn is not bind:
             conn.close()
@@ -349,7 +363,7 @@ def train(
     """`CALL pyrec.train(...)` on an autocommit connection; returns the version it trained
     (now active). A Session's pending work is not part of it: commit first."""
     conn = _call_procedure(
-        bind, "train", model, {"options": (options, "jsonb"), "mode": (mode, "text")}
+        bind, "train", model, {"options": (options, JSONB()), "mode": (mode, sa.Text())}
     )
     try:
         version = conn.execute(
@@ -379,12 +393,12 @@ def batch_recommend(
         "batch_recommend",
         model,
         {
-            "users": (users, "text"),
-            "k": (k, "integer"),
-            "filter": (filter, "text"),
-            "into_table": (into_table, "text"),
-            "params": (params, "jsonb"),
-            "exclude_seen": (exclude_seen, "boolean"),
+            "users": (users, sa.Text()),
+            "k": (k, sa.Integer()),
+            "filter": (filter, sa.Text()),
+            "into_table": (into_table, sa.Text()),
+            "params": (params, JSONB()),
+            "exclude_seen": (exclude_seen, sa.Boolean()),
         },
     )
     try:

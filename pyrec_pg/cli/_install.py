@@ -149,8 +149,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         data = {"database": info.dbname, "server": where, "user": info.user, "flavour": found}
         if found == "extension":
             versions = _server_versions(conn)
-        else:  # no server Python to ask: what this client runs
-            versions = {"python_package": __version__}
+        else:  # no server Python to ask: the installed SQL, and what this client runs
+            versions = rows(
+                conn,
+                "SELECT (SELECT version FROM pyrec._installation) AS sql,"
+                " (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vector')"
+                " AS pgvector",
+            )[0]
+            versions["python_package"] = __version__
         models = rows(conn, _MODELS)
     text = [
         f'database "{data["database"]}" on {where} as {data["user"]}: pyrec'

@@ -24,7 +24,8 @@ EXIT_CODES = f"""exit codes:
       ready (check)
   {DATABASE:<3} database error: cannot connect, permission denied (42501), pyrec not installed,
       server failures and every other SQLSTATE
-  {BUSY:<3} the model (or the batch's table) is busy with another session (55006): try later
+  {BUSY:<3} busy: another session trains the model or writes the batch's table (55006), or
+      holds a lock on its source tables past pyrec.lock_timeout (55P03): try later
 errors go to stderr as "pyrec: error: <message>" with sqlstate, detail and hint lines."""
 
 # SQLSTATE classes that mean "the request cannot succeed as given", not "the database failed"
@@ -32,7 +33,8 @@ _BAD_INPUT_CLASSES = ("22", "23", "25", "42", "0A", "55")
 
 
 def exit_code(sqlstate: str | None) -> int:
-    if sqlstate == "55006":  # object_in_use: a training lock; EX_TEMPFAIL tells cron to retry
+    # object_in_use (a training lock), lock_not_available: EX_TEMPFAIL tells cron to retry
+    if sqlstate in ("55006", "55P03"):
         return BUSY
     if sqlstate is None or sqlstate == "42501":
         return DATABASE

@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+import psycopg
+
 from ._db import connect, dsn_of, managed_call, require, rows
 from ._output import emit, parse_json, table
 from ._parsing import Subparsers, command, positive
@@ -15,12 +17,21 @@ PARAMS_EXAMPLE = '{"GENRES": ["Comedy", "Drama"]}'
 
 
 def _items(args: argparse.Namespace, query: str, values: list[Any]) -> int:
-    with connect(dsn_of(args)) as conn:
-        require(conn)  # serving is plain SQL in either flavour
+    dsn = dsn_of(args)
+    with connect(dsn) as conn:
+        # serving is plain SQL in either flavour; without the server's Python an ad-hoc
+        # filter is compiled here first (named filters were compiled when created)
+        if require(conn) == "managed" and args.filter and not _named(conn, args):
+            managed_call(dsn, "compile_filter", {"model": args.model, "expression": args.filter})
         found = rows(conn, query, values)
     text = table(["rank", "item", "score", "source"], [tuple(r.values()) for r in found])
     emit(args, found, text if found else "no items (the filter may exclude them all)")
     return 0
+
+
+def _named(conn: psycopg.Connection[Any], args: argparse.Namespace) -> bool:
+    query = "SELECT 1 FROM pyrec.filters WHERE model = %s AND name = %s"
+    return conn.execute(query, [args.model, args.filter]).fetchone() is not None
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:

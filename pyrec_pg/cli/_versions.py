@@ -12,7 +12,7 @@ import psycopg
 from ..errors import FeatureNotSupported, PyrecError, UndefinedObject
 from ._db import connect, dsn_of, require, rows
 from ._output import emit, parse_json, table
-from ._parsing import Subparsers, command
+from ._parsing import Subparsers, command, positive
 from ._train import OPTIONS_EXAMPLE
 
 _VERSIONS = """
@@ -68,7 +68,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         require(conn)
         _check_model(conn, args.model)
         args.out.mkdir(parents=True, exist_ok=True)
-        path = Path(write_report(conn, args.model, args.out))
+        path = Path(
+            write_report(conn, args.model, args.out, k=args.k, sample_users=args.sample_users)
+        )
     emit(args, {"model": args.model, "path": str(path)}, f"wrote {path}")
     return 0
 
@@ -136,6 +138,15 @@ def register(sub: Subparsers) -> None:
     )
     p.add_argument("model")
     p.add_argument("--out", type=Path, default=Path("."), help="folder (default: here)")
+    p.add_argument(
+        "-k", type=positive, default=10, help="list length for coverage and bias (default 10)"
+    )
+    p.add_argument(
+        "--sample-users",
+        type=positive,
+        default=500,
+        help="users whose served lists measure coverage and bias (default 500)",
+    )
 
     p = command(
         sub,

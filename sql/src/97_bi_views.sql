@@ -114,7 +114,7 @@ BEGIN
     END IF;
     SELECT * INTO m FROM pyrec.models x WHERE x.name = model;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'model "%" does not exist', model USING ERRCODE = 'undefined_object',
+        RAISE EXCEPTION 'model "%" does not exist', pyrec._shown(model) USING ERRCODE = 'undefined_object',
             HINT = 'SELECT name FROM pyrec.models lists the models';
     END IF;
     IF m.items IS NULL THEN
@@ -136,11 +136,11 @@ BEGIN
         BEGIN
             src := to_regclass(source);
         EXCEPTION WHEN invalid_name OR syntax_error THEN
-            RAISE EXCEPTION 'source "%" is not a valid table name', source
+            RAISE EXCEPTION 'source "%" is not a valid table name', pyrec._shown(source)
                 USING ERRCODE = 'invalid_parameter_value', HINT = 'a name such as public.newsletter_recs';
         END;
         IF src IS NULL THEN
-            RAISE EXCEPTION 'source table "%" does not exist', source USING ERRCODE = 'undefined_table',
+            RAISE EXCEPTION 'source table "%" does not exist', pyrec._shown(source) USING ERRCODE = 'undefined_table',
                 HINT = format('SELECT target FROM pyrec.batch_outputs WHERE model = %L lists its batch outputs', model);
         END IF;
     END IF;
@@ -178,12 +178,12 @@ BEGIN
     ELSE
         FOR pos IN 1 .. cardinality(item_columns) LOOP
             IF item_columns[pos] <> ALL (available) THEN
-                RAISE EXCEPTION 'column "%" does not exist in items relation %', item_columns[pos], m.items
+                RAISE EXCEPTION 'column "%" does not exist in items relation %', pyrec._shown(item_columns[pos]), m.items
                     USING ERRCODE = 'undefined_column',
                           HINT = format('its columns are %s', array_to_string(available, ', '));
             END IF;
             IF item_columns[pos] = ANY (batch_columns) OR item_columns[pos] = ANY (item_columns[:pos - 1]) THEN
-                RAISE EXCEPTION 'column "%" would appear twice in the view', item_columns[pos]
+                RAISE EXCEPTION 'column "%" would appear twice in the view', pyrec._shown(item_columns[pos])
                     USING ERRCODE = 'duplicate_column',
                           HINT = 'the view has user_id, rank, item_id, score and source; list each item column once';
             END IF;
@@ -193,27 +193,27 @@ BEGIN
     BEGIN
         parts := parse_ident(view_name);
     EXCEPTION WHEN invalid_parameter_value THEN
-        RAISE EXCEPTION 'view_name "%" is not a valid view name', view_name
+        RAISE EXCEPTION 'view_name "%" is not a valid view name', pyrec._shown(view_name)
             USING ERRCODE = 'invalid_parameter_value', HINT = 'a name such as movie_recs or reporting.movie_recs';
     END;
     IF cardinality(parts) = 1 THEN
         parts := ARRAY[current_schema()::text, parts[1]];
         IF parts[1] IS NULL THEN
-            RAISE EXCEPTION 'view_name "%" has no schema and search_path names none', view_name
+            RAISE EXCEPTION 'view_name "%" has no schema and search_path names none', pyrec._shown(view_name)
                 USING ERRCODE = 'invalid_parameter_value', HINT = 'qualify it, for example public.movie_recs';
         END IF;
     ELSIF cardinality(parts) <> 2 THEN
-        RAISE EXCEPTION 'view_name "%" must be a view name or schema.view', view_name
+        RAISE EXCEPTION 'view_name "%" must be a view name or schema.view', pyrec._shown(view_name)
             USING ERRCODE = 'invalid_parameter_value', HINT = 'for example reporting.movie_recs';
     END IF;
     qualified := format('%I.%I', parts[1], parts[2]);
     existing := to_regclass(qualified);
     IF existing IS NOT NULL THEN
         IF NOT starts_with(coalesce(pg_catalog.obj_description(existing, 'pg_class'), ''), 'pyrec BI view: ') THEN
-            RAISE EXCEPTION '% exists and was not made by pyrec.create_bi_view', qualified
+            RAISE EXCEPTION '% exists and was not made by pyrec.create_bi_view', pyrec._shown(qualified)
                 USING ERRCODE = 'duplicate_table', HINT = 'choose another view_name, or drop that relation first';
         ELSIF NOT replace THEN
-            RAISE EXCEPTION 'BI view % already exists', qualified USING ERRCODE = 'duplicate_table',
+            RAISE EXCEPTION 'BI view % already exists', pyrec._shown(qualified) USING ERRCODE = 'duplicate_table',
                 HINT = 'pass replace => true to replace it';
         END IF;
         EXECUTE format('DROP VIEW %s', existing);

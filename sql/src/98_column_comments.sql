@@ -93,3 +93,43 @@ COMMENT ON COLUMN pyrec.audit.session_role IS 'Role that logged in (session_user
 COMMENT ON COLUMN pyrec.audit.action IS 'create_model, train, activate, schedule, unschedule, drop_model, forget_user, create_filter, ...';
 COMMENT ON COLUMN pyrec.audit.model IS 'Model concerned, if any';
 COMMENT ON COLUMN pyrec.audit.details IS 'Arguments and outcome of the action';
+
+COMMENT ON COLUMN pyrec.model_metrics.model IS 'Model name';
+COMMENT ON COLUMN pyrec.model_metrics.version IS 'Version the metric belongs to';
+COMMENT ON COLUMN pyrec.model_metrics.recipe IS 'Recipe that produced the version';
+COMMENT ON COLUMN pyrec.model_metrics.trained_at IS 'When the version was trained (the x axis of metrics over time)';
+COMMENT ON COLUMN pyrec.model_metrics.activated_at IS 'When the version last became active';
+COMMENT ON COLUMN pyrec.model_metrics.active IS 'Whether recommend() serves this version now';
+COMMENT ON COLUMN pyrec.model_metrics.mode IS 'full, or update (warm start)';
+COMMENT ON COLUMN pyrec.model_metrics.protocol IS 'Holdout protocol: random_per_user, random_per_item or time';
+COMMENT ON COLUMN pyrec.model_metrics.holdout IS 'Share of interactions held out';
+COMMENT ON COLUMN pyrec.model_metrics.users_evaluated IS 'Users with held-out interactions that the metrics average over';
+COMMENT ON COLUMN pyrec.model_metrics.metric IS 'precision, recall, ndcg, mrr, map or coverage';
+COMMENT ON COLUMN pyrec.model_metrics.k IS 'Cut-off: the metric is over each user''s top k';
+COMMENT ON COLUMN pyrec.model_metrics.value IS 'The version''s score';
+COMMENT ON COLUMN pyrec.model_metrics.popularity IS 'The popularity baseline''s score on the same split (the bar to beat)';
+
+COMMENT ON COLUMN pyrec.impression_log.recommendation_id IS 'Id of one recommend(..., experiment => ...) call';
+COMMENT ON COLUMN pyrec.impression_log.experiment IS 'Experiment name';
+COMMENT ON COLUMN pyrec.impression_log.variant IS 'Variant the user was assigned to';
+COMMENT ON COLUMN pyrec.impression_log.user_id IS 'User served';
+COMMENT ON COLUMN pyrec.impression_log.item_id IS 'One item shown';
+COMMENT ON COLUMN pyrec.impression_log.rank IS 'Its position in the list, from 1';
+COMMENT ON COLUMN pyrec.impression_log.score IS 'Its score';
+COMMENT ON COLUMN pyrec.impression_log.shown_at IS 'When the list was served';
+
+COMMENT ON COLUMN pyrec.impressions_daily.experiment IS 'Experiment name';
+COMMENT ON COLUMN pyrec.impressions_daily.variant IS 'Variant';
+COMMENT ON COLUMN pyrec.impressions_daily.day IS 'Day served (session time zone)';
+COMMENT ON COLUMN pyrec.impressions_daily.impressions IS 'recommend() calls served';
+COMMENT ON COLUMN pyrec.impressions_daily.users IS 'Distinct users served';
+COMMENT ON COLUMN pyrec.impressions_daily.items_shown IS 'Items shown, summed over the calls';
+
+COMMENT ON COLUMN pyrec.batch_outputs.model IS 'Model name';
+COMMENT ON COLUMN pyrec.batch_outputs.target IS 'Output table';
+COMMENT ON COLUMN pyrec.batch_outputs.produced_by IS 'batch_recommend or batch_users_for_items';
+COMMENT ON COLUMN pyrec.batch_outputs.version IS 'Model version the rows were scored with';
+COMMENT ON COLUMN pyrec.batch_outputs.rows_written IS 'Rows the last job wrote';
+COMMENT ON COLUMN pyrec.batch_outputs.written_at IS 'When the last job finished';
+COMMENT ON COLUMN pyrec.batch_outputs.present IS 'Whether the table still holds that job''s rows (false: dropped, or written by another model since)';
+COMMENT ON COLUMN pyrec.batch_outputs.bi_views IS 'Views pyrec.create_bi_view made over the table';

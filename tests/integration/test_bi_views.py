@@ -221,6 +221,8 @@ def test_create_bi_view_rejects_bad_input(batched: Conn) -> None:
         call("'movies', 'a..b'")
     with raises_pg(batched, "22023", "must be a view name or schema.view"):
         call("'movies', 'a.b.c'")
+    with raises_pg(batched, "22023", "...(10004 characters)\" must be a view name"):
+        call(f"'movies', '{'x' * 10000}.a.b'")  # a caller's long value is shown shortened
     batched.execute("REVOKE SELECT ON movies FROM pyrec_reader")
     unreadable = "pyrec_admin cannot read the items relation public.movies"
     with raises_pg(batched, "42501", unreadable, "GRANT SELECT ON public.movies TO pyrec_reader"):

@@ -369,6 +369,14 @@ def test_a_busy_model_exits_75(trained: Conn) -> None:
             assert "sqlstate: 55006" in err and "pyrec.training_runs" in err
     finally:
         trained.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_CLASS, model_id])
+    # a lock on the source table past pyrec.lock_timeout is "busy" too
+    with psycopg.connect(trained.info.dsn) as holder:
+        holder.execute("LOCK TABLE ratings IN ACCESS EXCLUSIVE MODE")
+        err = fails(
+            75, "train", "movies", "--dsn", trained.info.dsn,
+            env={"PGOPTIONS": "-c pyrec.lock_timeout=300ms"},
+        )
+        assert "sqlstate: 55P03" in err and "ratings" in err, err
 
 
 def test_status_and_permission_errors(trained: Conn) -> None:
@@ -483,12 +491,13 @@ def test_report_and_a_missing_report_module(trained: Conn, tmp_path: Path) -> No
     assert done.returncode == 3, done.stderr
     assert done.stderr.startswith("pyrec: error: pyrec report needs pyrec_pg.report")
     assert "pip install 'pyrec_pg[report]'" in done.stderr and not list(tmp_path.iterdir())
-    try:
-        import pyrec_pg.report  # noqa: F401
-    except ImportError:
-        return  # the report module is not part of this checkout yet
-    written = ok_json("report", "movies", "--dsn", dsn, "--out", str(tmp_path / "r"))
-    assert Path(written["path"]).is_file() and Path(written["path"]).stat().st_size > 0
+    written = ok_json(
+        "report", "movies", "--dsn", dsn, "--out", str(tmp_path / "r"), "-k", "5",
+        "--sample-users", "50",
+    )
+    page = Path(written["path"]).read_text()
+    assert "in top-5" in page and "lists of 50 users" in page
+    assert "must be at least 1" in fails(2, "report", "movies", "--dsn", dsn, "-k", "0")
     assert 'model "nope" does not exist' in fails(2, "report", "nope", "--dsn", dsn)
 
 
@@ -501,3 +510,58 @@ def test_sample_data(conn: Conn) -> None:
     )
     assert counts["interactions"] == 3000
     assert conn.execute("SELECT count(*) FROM synthetic_interactions").fetchone() == (3000,)
+
+
+def test_the_managed_flavour_trains_here_and_serves_in_sql(empty_db: str) -> None:
+    """No plpython3u: the Python commands run in the CLI (pyrec_pg.managed), serving is SQL."""
+    with psycopg.connect(empty_db, autocommit=True) as c:
+        c.execute("CREATE EXTENSION vector")  # what a managed service lets its users do
+        out = ok("install", "--managed", "--dsn", empty_db)
+        assert out.startswith("installed pyrec ") and "(managed flavour" in out
+        assert not c.execute("SELECT 1 FROM pg_extension WHERE extname = 'plpython3u'").fetchone()
+        assert "already installed" in ok("install", "--managed", "--dsn", empty_db)
+        err = fails(2, "install", "--dsn", empty_db)
+        assert "already has pyrec's managed flavour" in err and "sqlstate: 42710" in err
+        ok("load-sample", "synthetic", "--interactions", "5000", "--seed", "1", "--dsn", empty_db)
+        made = ok_json(
+            "create-model", "shop", "synthetic_interactions", "--items", "synthetic_items",
+            "--options", FAST, "--dsn", empty_db,
+        )  # fmt: skip
+        assert made["columns"]["user"] == "user_id"
+        assert ok_json("check", "shop", "--dsn", empty_db)[0]["check_name"] == "interactions"
+        trained = ok_json("train", "shop", "--dsn", empty_db)
+        assert trained["version"] == 1 and trained["notice"].startswith('model "shop" version 1')
+        assert c.execute(
+            "SELECT status FROM pyrec.model_versions WHERE model = 'shop'"
+        ).fetchall() == [("active",)]
+        metrics = {m["metric"] for m in ok_json("evaluate", "shop", "--dsn", empty_db)}
+        assert {"ndcg@10", "precision@10"} <= metrics
+        user = str(c.execute("SELECT min(user_id) FROM synthetic_interactions").fetchone()[0])  # type: ignore[index]
+        cat = c.execute("SELECT min(category) FROM synthetic_items").fetchone()[0]  # type: ignore[index]
+        flt = "INCLUDE ItemID WHERE Items.category IN ($C)"
+        got = ok_json(
+            "recommend", "shop", user, "-k", "4", "--filter", flt,
+            "--params", json.dumps({"C": [cat]}), "--dsn", empty_db,
+        )  # fmt: skip
+        # compiled by the CLI, the filter now serves in SQL too, with the same answer
+        assert [(r["item_id"], r["rank"]) for r in got] == c.execute(
+            "SELECT item_id, rank FROM pyrec.recommend('shop', %s, 4, %s, %s)",
+            [user, flt, json.dumps({"C": [cat]})],
+        ).fetchall()
+        assert got
+        cats = c.execute(
+            "SELECT DISTINCT category FROM synthetic_items WHERE item_id::text = ANY (%s)",
+            [[r["item_id"] for r in got]],
+        ).fetchall()
+        assert cats == [(cat,)]
+        batch = ok_json("batch", "shop", "-k", "2", "--into", "public.recs", "--dsn", empty_db)
+        assert batch["rows"] == c.execute("SELECT count(*) FROM public.recs").fetchone()[0]  # type: ignore[index]
+        status = ok_json("status", "--dsn", empty_db)
+        assert status["flavour"] == "managed" and status["versions"]["sql"]
+        for args, needs in (
+            (["train", "shop", "--in-database"], "--in-database needs the server's Python"),
+            (["schedule", "shop", "0 3 * * *"], "scheduled trainings run in the server's Python"),
+            (["upgrade"], "this database has the managed flavour"),
+        ):
+            err = fails(2, *args, "--dsn", empty_db)
+            assert needs in err and "sqlstate: 0A000" in err and "hint:" in err

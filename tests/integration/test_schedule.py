@@ -12,6 +12,7 @@ import pytest
 from pyrec_pg.data import synthetic
 from pyrec_pg.devcluster import Cluster
 from tests.integration.helpers import raises_pg
+from tests.integration.test_bad_input import BIG, SHOWN
 
 Conn = psycopg.Connection[Any]
 OPTIONS = '{"params": {"factors": 8, "iterations": 2}, "holdout": 0}'
@@ -93,6 +94,11 @@ def test_schedule_rejects_bad_input(cron_db: Conn) -> None:
         cron_db.execute("SELECT pyrec.schedule_training('shop', NULL)")
     with raises_pg(cron_db, "42704", 'model "shop" has no scheduled training', "schedule_training"):
         cron_db.execute("SELECT pyrec.unschedule_training('shop')")
+    # a 10 MB argument is not echoed whole, neither by pyrec nor from pg_cron's own error
+    with raises_pg(cron_db, "22023", f"invalid schedule '{SHOWN}'", "cron expression"):
+        cron_db.execute("SELECT pyrec.schedule_training('shop', %s)", [BIG])
+    with raises_pg(cron_db, "42704", f'model "{SHOWN}" has no scheduled training'):
+        cron_db.execute("SELECT pyrec.unschedule_training(%s)", [BIG])
     assert jobs(cron_db) == []
 
 
