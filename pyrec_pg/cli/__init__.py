@@ -43,9 +43,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    as_json = bool(getattr(args, "json", False))
     try:
         return int(args.fn(args))
     except KeyboardInterrupt:
+        if as_json:
+            return report_error({"message": "interrupted"}, as_json, code=130)
         print("pyrec: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `pyrec versions | head`: the reader has what it wanted
@@ -55,4 +58,4 @@ def main(argv: list[str] | None = None) -> int:
         fields = error_fields(e)
         if fields is None:
             raise  # a bug: Python prints the traceback and exits 1
-        return report_error(fields)
+        return report_error(fields, as_json)

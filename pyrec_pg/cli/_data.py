@@ -12,7 +12,7 @@ import psycopg
 
 from ..errors import PyrecError
 from ._db import connect, dsn_of, managed_call, require, rows
-from ._output import BAD_INPUT, emit, table
+from ._output import BAD_INPUT, emit, report_error, table
 from ._parsing import Subparsers, command, positive
 
 
@@ -55,12 +55,37 @@ def cmd_check(args: argparse.Namespace) -> int:
     ]
     emit(args, checks, table(["check", "value", "ok", "detail"], shown))
     if failed:
-        print(
-            f'pyrec: model "{args.model}" does not have the data its recipe needs:'
-            f" {failed[0]['detail']}",
-            file=sys.stderr,
-        )
+        message = f'model "{args.model}" does not have the data its recipe needs'
+        if args.json:  # the rows are on stdout; stderr says why the exit code is 2
+            fields = {"message": message, "detail": failed[0]["detail"]}
+            return report_error(fields, as_json=True, code=BAD_INPUT)
+        print(f"pyrec: {message}: {failed[0]['detail']}", file=sys.stderr)
         return BAD_INPUT
+    return 0
+
+
+def cmd_forget_user(args: argparse.Namespace) -> int:
+    with connect(dsn_of(args)) as conn:
+        require(conn)
+        found = rows(
+            conn,
+            "SELECT model_name, what, rows_affected, action FROM pyrec.forget_user(%s, %s)",
+            [args.model, args.user],
+        )
+    shown = [(r["model_name"], r["what"], r["rows_affected"], r["action"]) for r in found]
+    # pyrec cannot delete from the user's own tables: say which rows are theirs to delete
+    left = [
+        f"{r['rows_affected']} row{'' if r['rows_affected'] == 1 else 's'}"
+        f" in {r['what'].removeprefix('rows in ')}"
+        for r in found
+        if r["action"].startswith("left")
+    ]
+    yours = (
+        f"left for you to delete (user {args.user}): {', '.join(left)}"
+        if left
+        else f"nothing of user {args.user} is left in your tables"
+    )
+    emit(args, found, table(["model", "what", "rows", "action"], shown) + "\n\n" + yours)
     return 0
 
 
@@ -164,3 +189,23 @@ def register(sub: Subparsers) -> None:
         " code).",
     )
     c.add_argument("model")
+
+    f = command(
+        sub,
+        "forget-user",
+        cmd_forget_user,
+        "forget a user in one model or all: vectors, batch rows, impressions (pyrec.forget_user)",
+        [
+            "pyrec forget-user movies 42 --dsn 'dbname=mydb'",
+            "pyrec forget-user --all 42 --json     # every model",
+        ],
+        description="Deletes the user's vectors in every kept version, their rows in the batch"
+        " outputs pyrec wrote and their experiment impressions at once, and keeps them out of"
+        " later trainings. Rows in your own tables (interactions, users) are counted, not"
+        " deleted: the last line says what is left for you to delete.",
+    )
+    f.usage = "%(prog)s [-h] [--dsn DSN] [--json] (MODEL | --all) USER"
+    which = f.add_mutually_exclusive_group(required=True)
+    which.add_argument("model", nargs="?", help="the model (or --all)")
+    which.add_argument("--all", action="store_true", help="every model (SQL: model => NULL)")
+    f.add_argument("user", help="the user's id (as text)")

@@ -26,7 +26,8 @@ EXIT_CODES = f"""exit codes:
       server failures and every other SQLSTATE
   {BUSY:<3} busy: another session trains the model or writes the batch's table (55006), or
       holds a lock on its source tables past pyrec.lock_timeout (55P03): try later
-errors go to stderr as "pyrec: error: <message>" with sqlstate, detail and hint lines."""
+errors go to stderr as "pyrec: error: <message>" with sqlstate, detail and hint lines; with
+--json as one JSON object {{"error": {{"sqlstate", "message", "detail", "hint"}}, "exit": N}}."""
 
 # SQLSTATE classes that mean "the request cannot succeed as given", not "the database failed"
 _BAD_INPUT_CLASSES = ("22", "23", "25", "42", "0A", "55")
@@ -62,11 +63,18 @@ def error_fields(e: BaseException) -> dict[str, str] | None:
     return None
 
 
-def report_error(fields: dict[str, str]) -> int:
+def report_error(fields: dict[str, str], as_json: bool = False, code: int | None = None) -> int:
+    """Print an error on stderr (text, or one JSON object for --json); return its exit code,
+    `code` or the one its SQLSTATE maps to."""
+    code = exit_code(fields.get("sqlstate")) if code is None else code
+    if as_json:
+        error = {key: fields.get(key) for key in ("sqlstate", "message", "detail", "hint")}
+        print(json.dumps({"error": error, "exit": code}), file=sys.stderr)
+        return code
     lines = [f"pyrec: error: {fields['message']}"]
     lines += [f"{key}: {fields[key]}" for key in ("sqlstate", "detail", "hint") if key in fields]
     print("\n".join(lines), file=sys.stderr)
-    return exit_code(fields.get("sqlstate"))
+    return code
 
 
 def parse_json(option: str, text: str | None, example: str) -> Any:

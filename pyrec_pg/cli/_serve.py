@@ -1,4 +1,4 @@
-"""Serving commands: recommend, similar (always SQL), batch (the server or this client)."""
+"""Serving commands: recommend, similar (always SQL), batch, segments (server or this client)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from ._db import connect, dsn_of, managed_call, require, rows
 from ._output import emit, parse_json, table
@@ -59,12 +60,21 @@ def _jsonb(value: Any) -> str | None:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
+    return _batch_job(args, "batch_recommend", "users", {"users": args.users, "k": args.k})
+
+
+def cmd_segments(args: argparse.Namespace) -> int:
+    return _batch_job(args, "batch_users_for_items", "items", {"items": args.items, "n": args.n})
+
+
+def _batch_job(args: argparse.Namespace, procedure: str, per: str, sources: dict[str, Any]) -> int:
+    """CALL pyrec.<procedure> in the server, or its Python here in the managed flavour; both
+    write a batch job (progress in pyrec.batch_jobs) and print one line: rows for `per`."""
     dsn = dsn_of(args)
     params = parse_json("--params", args.params, PARAMS_EXAMPLE)
     arguments = {
         "model": args.model,
-        "users": args.users,
-        "k": args.k,
+        **sources,
         "filter": args.filter,
         "into_table": args.into,
         "params": params,
@@ -72,20 +82,27 @@ def cmd_batch(args: argparse.Namespace) -> int:
     }
     with connect(dsn) as conn:
         if require(conn) == "managed":
-            with Progress(dsn, f"batch {args.model}", args.model, "batch_jobs"):
-                r = managed_call(dsn, "batch_recommend", arguments)
+            with Progress(dsn, f"{args.command} {args.model}", args.model, "batch_jobs"):
+                r = managed_call(dsn, procedure, arguments)
+            missing = r.get(f"{per}_without_vectors") if per == "items" else None
             text = (
-                f"{r['rows']} rows for {r['users']} users in {r['table']}"
+                f"{r['rows']} rows for {r[per]} {per} in {r['table']}"
                 f' (model "{r["model"]}" version {r["version"]}) in {r["seconds"]:.1f} s'
+                + (f"; {missing} items are not in the version" if missing else "")
             )
             emit(args, r, text)
             return 0
         notices: list[str] = []
         conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
-        with Progress(dsn, f"batch {args.model}", args.model, "batch_jobs"):
+        named = sql.SQL(", ").join(
+            sql.SQL("{} => {}{}").format(
+                sql.Identifier(k), sql.Placeholder(k), sql.SQL("::jsonb" if k == "params" else "")
+            )
+            for k in arguments
+        )
+        with Progress(dsn, f"{args.command} {args.model}", args.model, "batch_jobs"):
             conn.execute(
-                "CALL pyrec.batch_recommend(%(model)s, %(users)s, %(k)s, %(filter)s,"
-                " %(into_table)s, %(params)s::jsonb, %(exclude_seen)s)",
+                sql.SQL("CALL pyrec.{}({})").format(sql.Identifier(procedure), named),
                 {**arguments, "params": _jsonb(params)},
             )
         # the job's row: what it wrote, where, from which version (its NOTICE says the same)
@@ -100,8 +117,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serving_options(p: argparse.ArgumentParser, k: int) -> None:
-    p.add_argument("-k", type=positive, default=k, help=f"how many (default {k})")
+def _serving_options(p: argparse.ArgumentParser, k: int, count: str = "-k") -> None:
+    p.add_argument(count, type=positive, default=k, help=f"how many (default {k})")
     p.add_argument("--filter", help="a filter expression, or the name of a stored filter")
     p.add_argument(
         "--params", help=f"JSON values of the filter's $PARAMETERS, e.g. '{PARAMS_EXAMPLE}'"
@@ -163,3 +180,31 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--into", metavar="TABLE", help="output table (default pyrec.batch_<model>)")
     _serving_options(p, 25)
     p.add_argument("--keep-seen", action="store_true", help="also items the users interacted with")
+
+    p = command(
+        sub,
+        "segments",
+        cmd_segments,
+        "top-n users of many items into a table, replaced atomically"
+        " (pyrec.batch_users_for_items)",
+        [
+            "pyrec segments movies --items 'SELECT movie_id FROM movies WHERE year = 1998'"
+            " --into segs -n 500 --dsn 'dbname=mydb'",
+            "pyrec segments movies --items new_releases -n 100"
+            """ --filter 'INCLUDE UserID WHERE Users.age >= 18' --json""",
+        ],
+        description="The audience of each item, as pyrec.users_for_item returns it: (item_id,"
+        " user_id, score, rank) rows, by default without users who already interacted with the"
+        " item. Readers see the previous rows until the job commits; on a terminal, stderr shows"
+        " the job's progress (pyrec.batch_jobs). Exits 75 when another job is writing the same"
+        " table.",
+    )
+    p.add_argument("model")
+    p.add_argument(
+        "--items",
+        metavar="QUERY_OR_TABLE",
+        help="a query or a table/view of item ids (default: every item)",
+    )
+    p.add_argument("--into", metavar="TABLE", help="output table (default pyrec.segments_<model>)")
+    _serving_options(p, 100, "-n")
+    p.add_argument("--keep-seen", action="store_true", help="also users who interacted already")

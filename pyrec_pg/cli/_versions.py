@@ -1,15 +1,16 @@
-"""Commands about a model's life: versions, report, schedule, unschedule."""
+"""Commands about a model's life: versions, activate, rollback, drop, report, schedules."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from ..errors import FeatureNotSupported, PyrecError, UndefinedObject
+from ..errors import FeatureNotSupported, InvalidParameter, PyrecError, UndefinedObject
 from ._db import connect, dsn_of, require, rows
 from ._output import emit, parse_json, table
 from ._parsing import Subparsers, command, positive
@@ -51,6 +52,45 @@ def cmd_versions(args: argparse.Namespace) -> int:
     if not found:
         text = "no trained versions yet: pyrec train MODEL trains one"
     emit(args, found, text)
+    return 0
+
+
+def _serve_version(args: argparse.Namespace, call: str, values: list[Any]) -> int:
+    """pyrec.activate or pyrec.rollback: both return model, active_version, previous_version."""
+    with connect(dsn_of(args)) as conn:
+        require(conn)
+        row = conn.execute(call, values).fetchone()
+    assert row is not None
+    r: dict[str, Any] = row[0]
+    was = "none" if r["previous_version"] is None else r["previous_version"]
+    text = f'model "{r["model"]}" serves version {r["active_version"]} (was {was})'
+    emit(args, r, text)
+    return 0
+
+
+def cmd_activate(args: argparse.Namespace) -> int:
+    return _serve_version(args, "SELECT pyrec.activate(%s, %s)", [args.model, args.version])
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    return _serve_version(args, "SELECT pyrec.rollback(%s)", [args.model])
+
+
+def cmd_drop_model(args: argparse.Namespace) -> int:
+    if not args.yes:  # checked before connecting: without --yes nothing is touched
+        raise InvalidParameter(
+            f'drop-model deletes model "{args.model}" with all its versions, vector tables,'
+            " runs and batch output tables, and needs --yes",
+            hint=f"pyrec drop-model {shlex.quote(args.model)} --yes",
+        )
+    notices: list[str] = []
+    with connect(dsn_of(args)) as conn:
+        require(conn)
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        conn.execute("SELECT pyrec.drop_model(%s, %s)", [args.model, args.if_exists])
+    skipped = [n for n in notices if n.endswith("does not exist, skipping")]  # --if-exists
+    text = skipped[0] if skipped else f'dropped model "{args.model}"'
+    emit(args, {"model": args.model, "dropped": not skipped}, text)
     return 0
 
 
@@ -127,6 +167,44 @@ def register(sub: Subparsers) -> None:
         ["pyrec versions --dsn 'dbname=mydb'", "pyrec versions movies --json"],
     )
     p.add_argument("model", nargs="?", help="only this model's versions")
+
+    p = command(
+        sub,
+        "activate",
+        cmd_activate,
+        "serve a kept version of a model from the next query on (pyrec.activate)",
+        ["pyrec activate movies 3 --dsn 'dbname=mydb'", "pyrec activate movies 3 --json"],
+        description="Any version pyrec.model_versions lists (the setting pyrec.keep_versions"
+        " bounds how many are kept). Prints the version served before.",
+    )
+    p.add_argument("model")
+    p.add_argument("version", type=int)
+
+    p = command(
+        sub,
+        "rollback",
+        cmd_rollback,
+        "serve the newest version older than the active one (pyrec.rollback)",
+        ["pyrec rollback movies --dsn 'dbname=mydb'    # undo a bad training"],
+        description="Exits 2 (SQLSTATE 55000) when no kept version is older than the active one.",
+    )
+    p.add_argument("model")
+
+    p = command(
+        sub,
+        "drop-model",
+        cmd_drop_model,
+        "drop a model with its versions, vector tables, runs, batch outputs (pyrec.drop_model)",
+        [
+            "pyrec drop-model movies --yes --dsn 'dbname=mydb'",
+            "pyrec drop-model movies --yes --if-exists     # no error when there is none",
+        ],
+        description="Destructive, so it needs --yes (without it: exit 2, nothing changed). Your"
+        " own tables (interactions, items, users) are left alone.",
+    )
+    p.add_argument("model")
+    p.add_argument("--yes", action="store_true", help="really drop it")
+    p.add_argument("--if-exists", action="store_true", help="no error when there is none")
 
     p = command(
         sub,

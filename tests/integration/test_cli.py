@@ -58,6 +58,22 @@ def ok_json(*args: str) -> Any:
     return json.loads(ok(*args, "--json"))
 
 
+def fails_json(code: int, *args: str) -> dict[str, Any]:
+    """The error object a command run with --json prints on stderr, checked for its shape."""
+    err: dict[str, Any] = json.loads(fails(code, *args, "--json"))
+    assert set(err) == {"error", "exit"} and err["exit"] == code, err
+    assert set(err["error"]) == {"sqlstate", "message", "detail", "hint"}, err
+    fields: dict[str, Any] = err["error"]
+    return fields
+
+
+def fails_with_data(code: int, *args: str) -> str:
+    """Run a command that prints its data and still exits with `code`; return its stderr."""
+    done = run(*args)
+    assert done.returncode == code and done.stdout, (args, done.returncode, done.stderr)
+    return done.stderr
+
+
 def parallel(commands: Sequence[Sequence[str]]) -> list[subprocess.CompletedProcess[str]]:
     """Run commands that need no database at once (each is a fresh Python)."""
     procs = [
@@ -140,6 +156,12 @@ def test_bad_dsns_say_what_failed(server_dsn: str, tmp_path: Path) -> None:
     no_db = psycopg.conninfo.make_conninfo(server_dsn, dbname="no_such_db")
     err = fails(3, "recommend", "movies", "42", "--dsn", no_db)
     assert 'database "no_such_db" does not exist' in err
+    # --json: the error is one JSON object on stderr, stdout stays empty
+    err = json.loads(fails(3, "status", "--json", "--dsn", f"host={tmp_path / 'nowhere'}"))
+    assert set(err) == {"error", "exit"} and err["exit"] == 3
+    assert set(err["error"]) == {"sqlstate", "message", "detail", "hint"}
+    assert err["error"]["sqlstate"] == "08006" and "No such file" in err["error"]["message"]
+    assert err["error"]["hint"].startswith("pass --dsn")
     err = fails(2, "versions", "--dsn", "dbname")
     assert err.startswith('pyrec: error: invalid connection string: missing "=" after')
     # PYREC_DSN is the fallback of --dsn, and --dsn wins over it
@@ -258,7 +280,12 @@ def test_check_exits_2_when_the_recipe_lacks_data(conn: Conn) -> None:
     assert done.returncode == 2
     rows = {r["check_name"]: r for r in json.loads(done.stdout)}
     assert rows["recipe als"]["ok"] is False and rows["interactions"]["value"] == 40
-    assert 'pyrec: model "tiny" does not have the data its recipe needs: needs 1000' in done.stderr
+    error = json.loads(done.stderr)  # --json: the reason for exit 2 is JSON too
+    assert error["exit"] == 2 and error["error"]["sqlstate"] is None
+    assert error["error"]["message"] == 'model "tiny" does not have the data its recipe needs'
+    assert error["error"]["detail"].startswith("needs 1000")
+    err = fails_with_data(2, "check", "tiny", "--dsn", conn.info.dsn)
+    assert 'pyrec: model "tiny" does not have the data its recipe needs: needs 1000' in err
 
 
 def test_serving_matches_the_sql_api(trained: Conn) -> None:
@@ -357,6 +384,145 @@ def test_filters_and_batches(trained: Conn) -> None:
     trained.execute("CREATE TABLE mine (x int)")
     err = fails(2, "batch", "movies", "--into", "mine", "--dsn", dsn)
     assert "was not written by pyrec.batch_recommend" in err and "sqlstate: 42P07" in err
+
+
+def test_activate_rollback_and_drop_model(trained: Conn) -> None:
+    dsn = trained.info.dsn
+    trained.execute("CALL pyrec.train('movies')")  # version 2, now active
+
+    def statuses() -> list[tuple[int, str]]:
+        return trained.execute(
+            "SELECT version, status FROM pyrec.model_versions WHERE model = 'movies'"
+            " ORDER BY version"
+        ).fetchall()
+
+    back = ok_json("rollback", "movies", "--dsn", dsn)
+    assert back == {"model": "movies", "active_version": 1, "previous_version": 2}
+    assert statuses() == [(1, "active"), (2, "inactive")]
+    assert trained.execute("SELECT active_version FROM pyrec.models").fetchone() == (1,)
+    err = fails_json(2, "rollback", "movies", "--dsn", dsn)
+    assert err["sqlstate"] == "55000" and "no version older than the active one (1)" in (
+        err["message"]
+    )
+    assert err["hint"].startswith("pyrec.activate(model, version)")
+    out = ok("activate", "movies", "2", "--dsn", dsn)
+    assert out.strip() == 'model "movies" serves version 2 (was 1)'
+    assert statuses() == [(1, "inactive"), (2, "active")]
+    err = fails_json(2, "activate", "movies", "9", "--dsn", dsn)
+    assert err == {
+        "sqlstate": "42704",
+        "message": 'model "movies" has no version 9',
+        "detail": None,
+        "hint": "kept versions: 1, 2 (the setting pyrec.keep_versions bounds them)",
+    }
+    assert fails(2, "activate", "movies", "9", "--dsn", dsn).startswith(
+        'pyrec: error: model "movies" has no version 9\nsqlstate: 42704\n'
+    )
+
+    # destructive: without --yes, exit 2 and nothing changes
+    versions = trained.execute("SELECT items_table, users_table FROM pyrec._versions")
+    tables = [t for row in versions for t in row]
+    err_text = fails(2, "drop-model", "movies", "--dsn", dsn)
+    assert err_text.startswith('pyrec: error: drop-model deletes model "movies" with all its')
+    assert "needs --yes" in err_text and "hint: pyrec drop-model movies --yes" in err_text
+    assert fails_json(2, "drop-model", "movies", "--dsn", dsn)["sqlstate"] == "22023"
+    assert statuses() == [(1, "inactive"), (2, "active")]
+    assert ok_json("drop-model", "movies", "--yes", "--dsn", dsn) == {
+        "model": "movies",
+        "dropped": True,
+    }
+    assert trained.execute("SELECT count(*) FROM pyrec.models").fetchone() == (0,)
+    assert statuses() == []
+    for t in tables:
+        assert trained.execute("SELECT to_regclass(%s)", [f"pyrec.{t}"]).fetchone() == (None,)
+    out = ok("drop-model", "movies", "--yes", "--if-exists", "--dsn", dsn)
+    assert out.strip() == 'model "movies" does not exist, skipping'
+    assert not ok_json("drop-model", "movies", "--yes", "--if-exists", "--dsn", dsn)["dropped"]
+    err = fails_json(2, "drop-model", "movies", "--yes", "--dsn", dsn)
+    assert (err["sqlstate"], err["message"]) == ("42704", 'model "movies" does not exist')
+
+
+def test_segments_and_forget_user(trained: Conn) -> None:
+    dsn = trained.info.dsn
+
+    def sql_segment(item: str, n: int, *rest: Any) -> list[tuple[str, float, int]]:
+        return trained.execute(
+            "SELECT user_id, score, rank FROM pyrec.users_for_item('movies', %s, %s,"
+            " filter => %s, params => %s, exclude_seen => %s)",
+            [item, n, *rest],
+        ).fetchall()
+
+    def same(got: list[tuple[str, float, int]], want: list[tuple[str, float, int]]) -> None:
+        assert len(got) == len(want) and [r for _, _, r in got] == [r for _, _, r in want]
+        for (a, sa, _), (b, sb, _) in zip(got, want, strict=True):
+            # same users, except where float32 sums in a different order swap near-ties
+            assert a == b or abs(sa - sb) < 1e-4 * max(1.0, abs(sa)), (got, want)
+            assert sa == pytest.approx(sb, rel=1e-4, abs=1e-5)
+
+    flt, params = "INCLUDE UserID WHERE Users.gender IN ($G)", '{"G": ["F"]}'
+    out = ok(
+        "segments", "movies", "--items", "SELECT movie_id FROM movies WHERE movie_id <= 4",
+        "--into", "public.segs", "-n", "3", "--filter", flt, "--params", params, "--keep-seen",
+        "--dsn", dsn,
+    )  # fmt: skip
+    assert out.startswith('12 rows for 4 items in public.segs (model "movies" version 1) in ')
+    for item in ("1", "2", "3", "4"):
+        got = trained.execute(
+            "SELECT user_id, score, rank FROM public.segs WHERE item_id = %s ORDER BY rank", [item]
+        ).fetchall()
+        same(got, sql_segment(item, 3, flt, params, False))
+    done = ok_json("segments", "movies", "--items", "SELECT 50", "-n", "2", "--dsn", dsn)
+    assert (done["table"], done["rows"], done["version"]) == ("pyrec.segments_movies", 2, 1)
+    assert done["notice"].startswith("2 rows for 1 items in pyrec.segments_movies")
+    got = trained.execute(
+        "SELECT user_id, score, rank FROM pyrec.segments_movies ORDER BY rank"
+    ).fetchall()
+    same(got, sql_segment("50", 2, None, None, True))
+    err = fails_json(2, "segments", "movies", "--into", "viewers", "--dsn", dsn)
+    assert err["sqlstate"] == "42P07" and "was not written by pyrec" in err["message"]
+
+    # forget a user who is in a batch output: vectors and batch rows go, own tables are counted
+    user = trained.execute("SELECT min(user_id) FROM public.segs").fetchone()[0]  # type: ignore[index]
+    users_table = trained.execute("SELECT users_table FROM pyrec._versions").fetchone()[0]  # type: ignore[index]
+    rated = trained.execute(
+        "SELECT count(*) FROM ratings WHERE viewer_id::text = %s", [user]
+    ).fetchone()[0]  # type: ignore[index]
+    in_batches = trained.execute(
+        "SELECT (SELECT count(*) FROM public.segs WHERE user_id = %(u)s)"
+        " + (SELECT count(*) FROM pyrec.segments_movies WHERE user_id = %(u)s)",
+        {"u": user},
+    ).fetchone()[0]  # type: ignore[index]
+    forgot = {r["what"]: r for r in ok_json("forget-user", "movies", user, "--dsn", dsn)}
+    assert forgot["user vectors (every kept version)"]["rows_affected"] == 1
+    assert forgot["batch output rows"]["rows_affected"] == in_batches > 0
+    left = forgot["rows in public.ratings (interactions)"]
+    assert left["rows_affected"] == rated > 0 and left["action"].startswith("left for you")
+    assert forgot["rows in public.viewers (users)"]["rows_affected"] == 1
+    assert {r["model_name"] for r in forgot.values()} == {"movies"}
+    gone = sql.SQL("SELECT count(*) FROM pyrec.{} WHERE user_id = %s").format(
+        sql.Identifier(users_table)
+    )
+    assert trained.execute(gone, [user]).fetchone() == (0,)
+    in_segs = "SELECT count(*) FROM public.segs WHERE user_id = %s"
+    assert trained.execute(in_segs, [user]).fetchone() == (0,)
+    assert rated == trained.execute(
+        "SELECT count(*) FROM ratings WHERE viewer_id::text = %s", [user]
+    ).fetchone()[0]  # type: ignore[index]
+
+    text = ok("forget-user", "--all", "7", "--dsn", dsn)
+    lines = text.splitlines()
+    assert lines[0].split() == ["model", "what", "rows", "action"]
+    columns_aligned("\n".join(lines[:-2]))
+    n7 = trained.execute("SELECT count(*) FROM ratings WHERE viewer_id = 7").fetchone()[0]  # type: ignore[index]
+    assert lines[-1] == (
+        f"left for you to delete (user 7): {n7} rows in public.ratings (interactions),"
+        " 1 row in public.viewers (users)"
+    )
+    assert trained.execute(gone, ["7"]).fetchone() == (0,)
+    err = fails_json(2, "forget-user", "nope", "7", "--dsn", dsn)
+    assert (err["sqlstate"], err["message"]) == ("42704", 'model "nope" does not exist')
+    usage = run("forget-user", "7", "--dsn", dsn)
+    assert usage.returncode == 2 and "one of the arguments model --all is required" in usage.stderr
 
 
 def test_a_busy_model_exits_75(trained: Conn) -> None:
@@ -556,6 +722,14 @@ def test_the_managed_flavour_trains_here_and_serves_in_sql(empty_db: str) -> Non
         assert cats == [(cat,)]
         batch = ok_json("batch", "shop", "-k", "2", "--into", "public.recs", "--dsn", empty_db)
         assert batch["rows"] == c.execute("SELECT count(*) FROM public.recs").fetchone()[0]  # type: ignore[index]
+        items = "SELECT item_id FROM synthetic_items ORDER BY item_id LIMIT 3"
+        segs = ok_json(
+            "segments", "shop", "--items", items, "-n", "2", "--into", "public.segs",
+            "--dsn", empty_db,
+        )  # fmt: skip
+        assert segs["rows"] == c.execute("SELECT count(*) FROM public.segs").fetchone()[0] == 6  # type: ignore[index]
+        forgot = ok_json("forget-user", "shop", user, "--dsn", empty_db)
+        assert forgot[0]["what"].startswith("user vectors") and forgot[0]["rows_affected"] == 1
         status = ok_json("status", "--dsn", empty_db)
         assert status["flavour"] == "managed" and status["versions"]["sql"]
         for args, needs in (
