@@ -12,7 +12,8 @@ from typing import Any
 
 import psycopg
 
-from ..errors import InvalidParameter, PyrecError
+from ..errors import InvalidParameter
+from ..errors import error_fields as pyrec_error_fields
 
 OK, INTERNAL, BAD_INPUT, DATABASE, BUSY = 0, 1, 2, 3, 75
 
@@ -53,14 +54,7 @@ def error_fields(e: BaseException) -> dict[str, str] | None:
             "hint": d.message_hint,
         }
         return {k: v for k, v in fields.items() if v is not None}
-    if isinstance(e, PyrecError):
-        fields = {"sqlstate": e.sqlstate, "message": e.message, "detail": e.detail, "hint": e.hint}
-        return {k: v for k, v in fields.items() if v is not None}
-    if isinstance(getattr(e, "sqlstate", None), str):  # the plpy stub's SPIError
-        from ..runtime.server import error_fields as spi_fields
-
-        return spi_fields(e)
-    return None
+    return pyrec_error_fields(e)  # pyrec's own errors and the plpy stub's SPIError
 
 
 def report_error(fields: dict[str, str], as_json: bool = False, code: int | None = None) -> int:

@@ -7,7 +7,6 @@ exception escaping PL/Python gets a "plpy.Error: " prefix and a literal "DETAIL:
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -25,33 +24,8 @@ from .. import (
     segments,
     training,
 )
-from ..errors import PyrecError
+from ..errors import PyrecError, error_fields
 from . import Db
-
-
-def error_fields(e: BaseException) -> dict[str, str] | None:
-    """SQLSTATE, message, detail and hint of a pyrec or database error; None for other errors."""
-    if isinstance(e, PyrecError):
-        fields = {"sqlstate": e.sqlstate, "message": e.message, "detail": e.detail, "hint": e.hint}
-    elif isinstance(getattr(e, "sqlstate", None), str):  # plpy.SPIError or the stub's
-        spidata: tuple[Any, ...] = tuple(getattr(e, "spidata", None) or ())
-        fields = {
-            "sqlstate": e.sqlstate,  # type: ignore[attr-defined]
-            "message": str(e.args[0]) if e.args else str(e),
-            "detail": spidata[1] if len(spidata) > 1 else getattr(e, "detail", None),
-            "hint": spidata[2] if len(spidata) > 2 else getattr(e, "hint", None),
-        }
-    else:
-        return None
-    return {k: shorten(v) for k, v in fields.items() if v is not None}
-
-
-_LONG = re.compile(r"[^\s\"']{201,}")
-
-
-def shorten(text: str) -> str:
-    """Long runs (a 10 MB name echoed in a message) cut to their start and their length."""
-    return _LONG.sub(lambda m: f"{m.group()[:60]}...({len(m.group())} characters)", text)
 
 
 def _options(value: Any) -> dict[str, Any]:

@@ -16,15 +16,14 @@ from psycopg import sql
 from pyrec_pg.devcluster import PG_BIN
 from tests.conftest import TEMPLATE, clone_database
 from tests.integration.upgrade_checks import (
-    EXPERIMENT,
     changed,
     differences,
+    populate,
     serve,
     snapshot,
 )
 
 Conn = psycopg.Connection[Any]
-FAST = '{"params": {"factors": 16, "iterations": 4}}'
 
 
 def rows(conn: Conn) -> dict[str, Any]:
@@ -72,20 +71,7 @@ def restored(server_dsn: str, template_dsn: str) -> Iterator[tuple[Conn, Conn]]:
     the last one writes to the copy)."""
     for dsn in clone_database(server_dsn, TEMPLATE):
         with psycopg.connect(dsn, autocommit=True) as c:
-            c.execute(
-                "SELECT pyrec.create_model('movies', 'ratings', items => 'movies',"
-                f" users => 'viewers', options => '{FAST}')"
-            )
-            c.execute("SELECT pyrec.create_model('popular', 'ratings', recipe => 'popularity')")
-            for model in ("movies", "movies", "popular"):
-                c.execute("CALL pyrec.train(%s)", [model])
-            c.execute(
-                "SELECT pyrec.create_filter('movies', 'no_horror',"
-                " 'EXCLUDE ItemID WHERE Items.genre IN (\"Horror\")')"
-            )
-            c.execute(
-                "SELECT pyrec.create_experiment('home', %s, model => 'movies')", [EXPERIMENT]
-            )
+            populate(c)
             for user in ("1", "2", "3"):
                 c.execute(
                     "SELECT * FROM pyrec.recommend(NULL, %s, 5, experiment => 'home')", [user]

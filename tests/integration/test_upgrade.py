@@ -18,10 +18,10 @@ from pyrec_pg.data import movielens
 from pyrec_pg.devcluster import REPO, Cluster
 from tests.integration.helpers import raises_pg
 from tests.integration.upgrade_checks import (
-    EXPERIMENT,
     SERVING,
     changed,
     differences,
+    populate,
     serve,
     snapshot,
 )
@@ -31,7 +31,6 @@ Conn = psycopg.Connection[Any]
 OLD = "0.1.0"
 OLD_COMMIT = "29d9d4f"  # the 0.1.0 release: its pyrec_pg runs in the server before the upgrade
 DB = "pyrec_upgrade"
-FAST = '{"params": {"factors": 16, "iterations": 4}}'
 
 
 def server_python(cluster: Cluster, source: Path) -> None:
@@ -76,18 +75,7 @@ def walk() -> Iterator[tuple[Cluster, dict[str, Any]]]:
             c.execute("CREATE EXTENSION pg_cron")
             with c.transaction():
                 movielens.load(c)
-            c.execute(
-                "SELECT pyrec.create_model('movies', 'ratings', items => 'movies',"
-                f" users => 'viewers', options => '{FAST}')"
-            )
-            c.execute("SELECT pyrec.create_model('popular', 'ratings', recipe => 'popularity')")
-            for model in ("movies", "movies", "popular"):
-                c.execute("CALL pyrec.train(%s)", [model])
-            c.execute(
-                "SELECT pyrec.create_filter('movies', 'no_horror',"
-                " 'EXCLUDE ItemID WHERE Items.genre IN (\"Horror\")')"
-            )
-            c.execute("SELECT pyrec.create_experiment('home', %s, model => 'movies')", [EXPERIMENT])
+            populate(c)
             c.execute("SELECT pyrec.schedule_training('movies', '0 3 * * *')")
             seen["version 0.1.0"] = c.execute("SELECT pyrec.version()").fetchone()
         seen["served by 0.1.0"] = serve(cluster.dsn(DB))

@@ -8,6 +8,8 @@ from typing import Any
 
 import psycopg
 
+from tests.conftest import FAST
+
 Snapshot = dict[str, dict[str, dict[str, Any]]]  # section -> object key -> field -> value
 
 # the extension's members (pg_depend deptype 'e')
@@ -222,6 +224,23 @@ SERVING = {
     "filters": "SELECT model, name, expression, target, params FROM pyrec.filters ORDER BY 1, 2",
 }
 EXPERIMENT = '[{"name": "control", "share": 50, "serve": "popular"}, {"name": "als", "share": 50}]'
+
+
+def populate(c: psycopg.Connection[Any]) -> None:
+    """What SERVING asks about, on the MovieLens tables: "movies" trained twice (two
+    versions), "popular", the filter "no_horror", the experiment "home"."""
+    c.execute(
+        "SELECT pyrec.create_model('movies', 'ratings', items => 'movies',"
+        f" users => 'viewers', options => '{FAST}')"
+    )
+    c.execute("SELECT pyrec.create_model('popular', 'ratings', recipe => 'popularity')")
+    for model in ("movies", "movies", "popular"):
+        c.execute("CALL pyrec.train(%s)", [model])
+    c.execute(
+        "SELECT pyrec.create_filter('movies', 'no_horror',"
+        " 'EXCLUDE ItemID WHERE Items.genre IN (\"Horror\")')"
+    )
+    c.execute("SELECT pyrec.create_experiment('home', %s, model => 'movies')", [EXPERIMENT])
 
 
 def serve(dsn: str) -> dict[str, list[tuple[Any, ...]]]:

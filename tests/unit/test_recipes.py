@@ -71,12 +71,6 @@ def test_factors_check_accepts_finite_values() -> None:
     Factors(users=np.zeros((2, 3), np.float32), items=np.full((1, 3), -1e30, np.float32)).check()
 
 
-def _parse(literal: str) -> np.ndarray:
-    assert literal.startswith("[") and literal.endswith("]") and " " not in literal
-    body = literal[1:-1]
-    return np.array([float(x) for x in body.split(",")] if body else [], dtype=np.float32)
-
-
 def _strtof(text: str) -> np.float32:
     """C's strtof, as pgvector's vector_in parses each value (no rounding through double)."""
     libc = ctypes.CDLL(None)
@@ -96,6 +90,8 @@ def test_vector_literals_round_trip_float32_exactly(rows: int) -> None:
         m[1] = [1e-38, 9.99999994e-9, 1e9, 999999999.0, -1.17549435e-38, 100.0, 1e-45 * 3]
     lits = vector_literals(m)
     assert len(lits) == rows
+    for literal in lits:
+        assert literal.startswith("[") and literal.endswith("]") and " " not in literal
     back = np.array([[_strtof(x) for x in s[1:-1].split(",")] for s in lits], dtype=np.float32)
     assert np.array_equal(back.view(np.uint32), m.view(np.uint32))  # bit for bit
 
