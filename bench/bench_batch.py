@@ -7,7 +7,7 @@ Setup, not timed: a throwaway cluster; an items table bb_items (item_id bigint, 
 a/b/c/d, uniform) and an interactions table bb_interactions (user_id, item_id bigint; Poisson(20)
 per user, Zipf-popular items, ~4M rows for 200k users) loaded with binary COPY, indexed on
 user_id, VACUUM ANALYZE; a model (pyrec.create_model, items => bb_items) whose active version
-has random float32 64-d user and item vectors, written by pyrec_pg.versions.write_version
+has random float32 64-d user and item vectors, written by pyrec_pg.store.vectors.write_version
 through the psycopg plpy stub (no training: ALS at this size is bench_training's subject; no
 HNSW index, pyrec.ann_min_items = -1: batches score every item exactly, recommend() alone uses it).
 
@@ -17,7 +17,7 @@ has already imported pyrec_pg. Cases: (a) no filter; (b) 'INCLUDE ItemID WHERE I
 IN ("a", "b")' (about half the catalog). Phases are polled from pyrec.batch_jobs by a second
 session (the "scoring" phase is the first block's scoring and INSERT; "writing" the other
 blocks, then the primary key and ANALYZE; "activating" the swap and commit). A finer in-server
-breakdown comes from timers wrapped, in that backend only, around pyrec_pg.batch's steps
+breakdown comes from timers wrapped, in that backend only, around pyrec_pg.jobs.batch's steps
 (_items, filtered_out, batch_ids, read_vectors, seen_pairs, _score_block, the staging INSERTs, the
 primary key, ANALYZE, _swap); the wrappers add microseconds and change nothing else.
 
@@ -66,13 +66,13 @@ import psycopg
 import scipy.sparse as sp
 from psycopg import sql
 
-from pyrec_pg.devcluster import Cluster
-from pyrec_pg.interactions import Interactions
-from pyrec_pg.models import get_model
-from pyrec_pg.recipes import Factors
-from pyrec_pg.runtime import Db
-from pyrec_pg.runtime.stub import PsycopgPlpy
-from pyrec_pg.versions import write_version
+from pyrec_pg.catalog.models import get_model
+from pyrec_pg.db import Db
+from pyrec_pg.db.stub import PsycopgPlpy
+from pyrec_pg.dev.cluster import Cluster
+from pyrec_pg.ml.interactions import Interactions
+from pyrec_pg.ml.recipes.base import Factors
+from pyrec_pg.store.vectors import write_version
 
 from .bench_training import BINARY_HEADER, line, mb, proc_status
 from .common import median
@@ -113,13 +113,13 @@ def vector_row(dims: int) -> np.dtype[Any]:
     )
 
 
-# Installed once per session in the batch backend: timers around pyrec_pg.batch's steps.
+# Installed once per session in the batch backend: timers around pyrec_pg.jobs.batch's steps.
 PROBE = """
 import json, time
 log = GD.get("bench_batch_log")
 if log is None:
-    from pyrec_pg import batch
-    from pyrec_pg.runtime import Db
+    from pyrec_pg.jobs import batch
+    from pyrec_pg.db import Db
     log = GD["bench_batch_log"] = []
 
     def wrap(label, fn):

@@ -5,11 +5,11 @@ Catalogs:
       version 1 scans exactly (1,682 items is under pyrec.ann_min_items); version 2 is trained
       again with pyrec.ann_min_items = 0, so its items table has pyrec's HNSW index.
   (b) synthetic: --items items (100k), --users users (1M), 5 interactions per user on average
-      (pyrec_pg.data.synthetic.generate: Zipf popularity, 20 taste clusters), loaded by binary
+      (pyrec_pg.dev.synthetic.generate: Zipf popularity, 20 taste clusters), loaded by binary
       COPY. No ALS on 1M users: 64-d float32 vectors, each its taste cluster's centroid plus
       as much noise, written twice (the same vectors): version 1 with pyrec.ann_min_items = -1
       (exact scan), version 2 with 0 (HNSW, built at maintenance_work_mem --build-mem). Each
-      version is made by pyrec_pg.versions.write_version (psycopg stub runtime) with the items
+      version is made by pyrec_pg.store.vectors.write_version (psycopg stub runtime) with the items
       and ALS's fold-in state (Y'Y + 10 I, alpha 2); its 1M user vectors are then COPYed in
       binary into the users table write_version created, in the same transaction (its own
       insert formats each vector as text: minutes per version at this size).
@@ -76,15 +76,15 @@ import psycopg
 import scipy.sparse as sp
 from psycopg import sql
 
-from pyrec_pg.data import synthetic
-from pyrec_pg.devcluster import PG_BIN, Cluster
-from pyrec_pg.interactions import Interactions
-from pyrec_pg.models import get_model
-from pyrec_pg.recipes.base import Factors
-from pyrec_pg.recipes.popularity import item_popularity
-from pyrec_pg.runtime import Db
-from pyrec_pg.runtime.stub import PsycopgPlpy
-from pyrec_pg.versions import write_version
+from pyrec_pg.catalog.models import get_model
+from pyrec_pg.db import Db
+from pyrec_pg.db.stub import PsycopgPlpy
+from pyrec_pg.dev import synthetic
+from pyrec_pg.dev.cluster import PG_BIN, Cluster
+from pyrec_pg.ml.interactions import Interactions
+from pyrec_pg.ml.recipes.base import Factors
+from pyrec_pg.ml.recipes.popularity import item_popularity
+from pyrec_pg.store.vectors import write_version
 
 from .common import median, movielens_server
 

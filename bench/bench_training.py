@@ -50,8 +50,8 @@ import psycopg
 import scipy.sparse as sp
 from psycopg import sql
 
-from pyrec_pg.data import synthetic
-from pyrec_pg.devcluster import Cluster
+from pyrec_pg.dev import synthetic
+from pyrec_pg.dev.cluster import Cluster
 
 from .common import median
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import psycopg
 
-from pyrec_pg.data import movielens
-from pyrec_pg.devcluster import Cluster
+from pyrec_pg.dev import movielens
+from pyrec_pg.dev.cluster import Cluster
 
 
 @contextmanager

@@ -14,7 +14,7 @@ import time
 
 import psycopg
 
-from pyrec_pg.evaluation import METRIC_NAMES
+from pyrec_pg.ml.evaluation import METRIC_NAMES
 
 from .common import movielens_database
 

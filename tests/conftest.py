@@ -12,8 +12,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pyrec_pg.data import movielens
-from pyrec_pg.devcluster import Cluster
+from pyrec_pg.dev import movielens
+from pyrec_pg.dev.cluster import Cluster
 
 TEMPLATE = "pyrec_test_template"
 _counter = itertools.count()

@@ -6,9 +6,9 @@ import argparse
 import os
 import sys
 
-from .. import __version__
-from . import _data, _install, _serve, _train, _versions
-from ._output import EXIT_CODES, error_fields, report_error
+from pyrec_pg import __version__
+from pyrec_pg.cli import _data, _install, _serve, _train, _versions
+from pyrec_pg.cli._output import EXIT_CODES, error_fields, report_error
 
 _EPILOG = f"""examples:
   pyrec install --dsn 'dbname=mydb'                 # CREATE EXTENSION pyrec CASCADE

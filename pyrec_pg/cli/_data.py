@@ -10,14 +10,14 @@ from typing import Any
 
 import psycopg
 
-from ..errors import PyrecError
-from ._db import connect, dsn_of, managed_call, require, rows
-from ._output import BAD_INPUT, emit, report_error, table
-from ._parsing import Subparsers, command, positive
+from pyrec_pg.cli._db import connect, dsn_of, managed_call, require, rows
+from pyrec_pg.cli._output import BAD_INPUT, emit, report_error, table
+from pyrec_pg.cli._parsing import Subparsers, command, positive
+from pyrec_pg.errors import PyrecError
 
 
 def cmd_load_sample(args: argparse.Namespace) -> int:
-    from ..data import movielens, synthetic
+    from pyrec_pg.dev import movielens, synthetic
 
     try:
         with connect(dsn_of(args), autocommit=False) as conn:
@@ -90,8 +90,8 @@ def cmd_forget_user(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ..data import movielens
-    from ..devcluster import Cluster
+    from pyrec_pg.dev import movielens
+    from pyrec_pg.dev.cluster import Cluster
 
     t0 = time.perf_counter()
     with Cluster() as cluster:

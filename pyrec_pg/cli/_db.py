@@ -13,7 +13,7 @@ import psycopg
 from psycopg import conninfo
 from psycopg.rows import dict_row
 
-from ..errors import PyrecError
+from pyrec_pg.errors import PyrecError
 
 Flavour = Literal["extension", "managed"]
 
@@ -62,11 +62,11 @@ def rows(
 
 
 def managed_module() -> ModuleType | None:
-    """pyrec_pg.managed when this installation has it (imported only when needed)."""
+    """pyrec_pg.entrypoints.managed when this installation has it (imported only when needed)."""
     try:
-        return importlib.import_module("pyrec_pg.managed")
+        return importlib.import_module("pyrec_pg.entrypoints.managed")
     except ModuleNotFoundError as e:
-        if e.name != "pyrec_pg.managed":
+        if e.name != "pyrec_pg.entrypoints.managed":
             raise  # the module is there but something it needs is not
         return None
 
@@ -94,11 +94,11 @@ def require(conn: psycopg.Connection[Any]) -> Flavour:
 
 
 def managed_required() -> ModuleType:
-    """pyrec_pg.managed, or the error that this installation lacks it (58P01, as a missing file)."""
+    """pyrec_pg.entrypoints.managed, or the error that this installation lacks it (58P01)."""
     managed = managed_module()
     if managed is None:
         raise PyrecError(
-            "this installation of pyrec_pg has no managed flavour (pyrec_pg.managed)",
+            "this installation of pyrec_pg has no managed flavour (pyrec_pg.entrypoints.managed)",
             sqlstate="58P01",
             hint="upgrade pyrec_pg on this machine: pip install --upgrade pyrec_pg",
         )

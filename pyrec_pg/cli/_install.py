@@ -8,11 +8,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from .. import __version__
-from ..errors import DuplicateObject, FeatureNotSupported, PyrecError
-from ._db import connect, dsn_of, flavour, managed_required, require, rows
-from ._output import emit, table
-from ._parsing import Subparsers, command
+from pyrec_pg import __version__
+from pyrec_pg.cli._db import connect, dsn_of, flavour, managed_required, require, rows
+from pyrec_pg.cli._output import emit, table
+from pyrec_pg.cli._parsing import Subparsers, command
+from pyrec_pg.errors import DuplicateObject, FeatureNotSupported, PyrecError
 
 
 def _installed(conn: psycopg.Connection[Any]) -> str | None:

@@ -12,8 +12,8 @@ from typing import Any
 
 import psycopg
 
-from ..errors import InvalidParameter
-from ..errors import error_fields as pyrec_error_fields
+from pyrec_pg.errors import InvalidParameter
+from pyrec_pg.errors import error_fields as pyrec_error_fields
 
 OK, INTERNAL, BAD_INPUT, DATABASE, BUSY = 0, 1, 2, 3, 75
 

@@ -7,7 +7,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._output import EXIT_CODES
+from pyrec_pg.cli._output import EXIT_CODES
 
 Command = Callable[[argparse.Namespace], int]
 Subparsers = Any  # argparse's _SubParsersAction is private

@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from ._db import connect
+from pyrec_pg.cli._db import connect
 
 _WIDTH = 24
 _SPIN = "|/-\\"

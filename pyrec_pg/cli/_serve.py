@@ -9,10 +9,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ._db import connect, dsn_of, managed_call, require, rows
-from ._output import emit, parse_json, table
-from ._parsing import Subparsers, command, positive
-from ._progress import Progress
+from pyrec_pg.cli._db import connect, dsn_of, managed_call, require, rows
+from pyrec_pg.cli._output import emit, parse_json, table
+from pyrec_pg.cli._parsing import Subparsers, command, positive
+from pyrec_pg.cli._progress import Progress
 
 PARAMS_EXAMPLE = '{"GENRES": ["Comedy", "Drama"]}'
 

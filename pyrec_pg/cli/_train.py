@@ -8,11 +8,11 @@ from typing import Any
 
 import psycopg
 
-from ..errors import FeatureNotSupported
-from ._db import connect, dsn_of, managed_call, require, rows
-from ._output import emit, parse_json, table
-from ._parsing import Subparsers, command
-from ._progress import Progress
+from pyrec_pg.cli._db import connect, dsn_of, managed_call, require, rows
+from pyrec_pg.cli._output import emit, parse_json, table
+from pyrec_pg.cli._parsing import Subparsers, command
+from pyrec_pg.cli._progress import Progress
+from pyrec_pg.errors import FeatureNotSupported
 
 OPTIONS_EXAMPLE = '{"params": {"factors": 32}}'
 
@@ -115,9 +115,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _external(dsn: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    from ..runtime import Db
-    from ..runtime.server import ENTRIES
-    from ..runtime.stub import PsycopgPlpy
+    from pyrec_pg.db import Db
+    from pyrec_pg.db.stub import PsycopgPlpy
+    from pyrec_pg.entrypoints.server import ENTRIES
 
     plpy = PsycopgPlpy(connect(dsn, autocommit=False))
     try:

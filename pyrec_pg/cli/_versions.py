@@ -10,11 +10,11 @@ from typing import Any
 
 import psycopg
 
-from ..errors import FeatureNotSupported, InvalidParameter, PyrecError, UndefinedObject
-from ._db import connect, dsn_of, require, rows
-from ._output import emit, parse_json, table
-from ._parsing import Subparsers, command, positive
-from ._train import OPTIONS_EXAMPLE
+from pyrec_pg.cli._db import connect, dsn_of, require, rows
+from pyrec_pg.cli._output import emit, parse_json, table
+from pyrec_pg.cli._parsing import Subparsers, command, positive
+from pyrec_pg.cli._train import OPTIONS_EXAMPLE
+from pyrec_pg.errors import FeatureNotSupported, InvalidParameter, PyrecError, UndefinedObject
 
 _VERSIONS = """
 SELECT model, version, status, recipe, mode, n_users, n_items, n_interactions,
@@ -96,9 +96,9 @@ def cmd_drop_model(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     try:
-        from ..report import write_report
+        from pyrec_pg.analysis.report import write_report
     except ImportError as e:
-        missing = e.name or "pyrec_pg.report"
+        missing = e.name or "pyrec_pg.analysis.report"
         raise PyrecError(
             f"pyrec report needs {missing}, which this installation lacks",
             sqlstate="58P01",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .compiler import CompiledFilter, Schema, compile_filter
-from .syntax import Clause, FilterSyntaxError, parse
+from pyrec_pg.filters.compiler import CompiledFilter, Schema, compile_filter
+from pyrec_pg.filters.syntax import Clause, FilterSyntaxError, parse
 
 __all__ = ["Clause", "CompiledFilter", "FilterSyntaxError", "Schema", "compile_filter", "parse"]

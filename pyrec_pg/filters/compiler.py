@@ -16,21 +16,19 @@ from typing import Any
 
 from sqlglot import exp
 
-from ..errors import (
+from pyrec_pg.catalog.models import Model, Relation, resolve_relation
+from pyrec_pg.db import Db
+from pyrec_pg.db.types import INTEGER_TYPES, NUMERIC_TYPES, TEXT_TYPES
+from pyrec_pg.errors import (
     DatatypeMismatch,
     FeatureNotSupported,
     PyrecError,
     UndefinedColumn,
     UndefinedTable,
 )
-from ..models import Model, Relation, resolve_relation
-from ..runtime import Db
-from .syntax import NESTING_HINT, Clause, error, parse, position
+from pyrec_pg.filters.syntax import NESTING_HINT, Clause, error, parse, position
 
 CANDIDATE = {"ItemID": "i.item_id", "UserID": "u.user_id"}
-INTEGER_TYPES = {"smallint", "integer", "bigint"}
-NUMERIC_TYPES = INTEGER_TYPES | {"real", "double precision", "numeric"}
-TEXT_TYPES = ("text", "character varying", "character", "name", "citext")
 
 
 @dataclass(frozen=True)

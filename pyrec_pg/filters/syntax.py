@@ -10,7 +10,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from ..errors import PyrecError
+from pyrec_pg.errors import PyrecError
 
 MAX_LENGTH = 4000
 DATASETS = {

@@ -1,5 +1,5 @@
 -- pyrec, managed flavour: for databases without plpython3u (RDS, Cloud SQL, Azure). A client
--- runs this script in one transaction (pyrec_pg.managed.install); it is not CREATE EXTENSION.
+-- runs this script in one transaction (pyrec_pg.entrypoints.managed.install); it is not CREATE EXTENSION.
 -- Built from sql/src/*.sql with the plpython3u objects replaced (docs/managed.md).
 DO $do$
 DECLARE

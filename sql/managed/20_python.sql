@@ -1,6 +1,6 @@
 -- Managed flavour: the bridge to the Python package, without plpython3u. The two Python
 -- entries of the serving path (fold_in, user_from_attributes) have plpgsql twins in
--- 25_managed.sql; everything else the Python does runs in a client (pyrec_pg.managed.call),
+-- 25_managed.sql; everything else the Python does runs in a client (pyrec_pg.entrypoints.managed.call),
 -- and the SQL wrappers say so with SQLSTATE 0A000 and a HINT naming the command.
 
 CREATE FUNCTION pyrec._unsupported(fn text) RETURNS jsonb
@@ -14,7 +14,7 @@ AS $fn$
             WHEN 'train' THEN 'train from a client: pyrec train --dsn ''<this database>'' <model>'
             WHEN 'create_model' THEN 'create it from a client: pyrec create-model --dsn ''<this database>'' <name> <interactions> ...'
             WHEN 'create_filter' THEN 'create it from a client: pyrec create-filter --dsn ''<this database>'' <model> <name> <expression>'
-            ELSE format('run it from a client: pyrec_pg.managed.call(dsn, %L, {...arguments...})', fn) END))
+            ELSE format('run it from a client: pyrec_pg.entrypoints.managed.call(dsn, %L, {...arguments...})', fn) END))
 $fn$;
 COMMENT ON FUNCTION pyrec._unsupported(text) IS 'The error outcome of a Python entry point in the managed flavour';
 

@@ -1,5 +1,5 @@
 -- Managed flavour: the serving path's Python, fold-in and attribute vectors, in plpgsql over
--- per-version data the external trainer writes (pyrec_pg.managed.prepare_serving).
+-- per-version data the external trainer writes (pyrec_pg.entrypoints.managed.prepare_serving).
 
 CREATE TABLE pyrec._fold_data (
     model_id    integer NOT NULL,
@@ -86,7 +86,7 @@ DECLARE
     b double precision[];
     x double precision[];
 BEGIN
-    -- the same solve as pyrec_pg.foldin.solve: (Y'Y + reg I + Y_u' (C - I) Y_u) x = Y_u' c
+    -- the same solve as pyrec_pg.jobs.foldin.solve: (Y'Y + reg I + Y_u' (C - I) Y_u) x = Y_u' c
     SELECT * INTO v FROM pyrec._versions WHERE _versions.model_id = model_id AND _versions.version = version;
     IF NOT FOUND OR v.fold <> 'least_squares' THEN
         RETURN NULL;
@@ -96,7 +96,7 @@ BEGIN
         RAISE EXCEPTION 'version % of model "%" has no fold-in data', version,
                         (SELECT m.name FROM pyrec.models m WHERE m.model_id = model_id)
             USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'it was trained without the managed trainer: train with pyrec train --dsn ..., or run pyrec_pg.managed.prepare_serving(conn)';
+                  HINT = 'it was trained without the managed trainer: train with pyrec train --dsn ..., or run pyrec_pg.entrypoints.managed.prepare_serving(conn)';
     END IF;
     k := v.dims;
     alpha := (v.fold_state->>'alpha')::double precision;
@@ -124,7 +124,7 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION pyrec._fold_in_plpgsql(integer, integer, text) IS
-'Managed flavour: an ALS user vector solved from the user''s live history (pyrec_pg.foldin.fold_in in plpgsql)';
+'Managed flavour: an ALS user vector solved from the user''s live history (pyrec_pg.jobs.foldin.fold_in in plpgsql)';
 
 CREATE FUNCTION pyrec._user_from_attributes_plpgsql(model_id integer, version integer, user_id text)
 RETURNS vector
@@ -142,7 +142,7 @@ DECLARE
     off integer := 1;
     hit integer;
 BEGIN
-    -- the same features as pyrec_pg.attributes.Spec.matrix, times the version's weights
+    -- the same features as pyrec_pg.jobs.coldstart.Spec.matrix, times the version's weights
     SELECT v.user_features INTO state FROM pyrec._versions v
      WHERE v.model_id = model_id AND v.version = version;
     IF state IS NULL OR state = '{}' THEN
@@ -194,4 +194,4 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION pyrec._user_from_attributes_plpgsql(integer, integer, text) IS
-'Managed flavour: a vector for a user with attributes but no history (pyrec_pg.attributes.user_vector in plpgsql)';
+'Managed flavour: a vector for a user with attributes but no history (pyrec_pg.jobs.coldstart.user_vector in plpgsql)';

@@ -1,6 +1,6 @@
 -- Managed flavour: filter expressions are compiled by the Python (sqlglot) in a client. Named
 -- filters are stored compiled in pyrec._filters as always; ad-hoc expressions serve once a
--- client has compiled them for the model (pyrec_pg.managed.call(dsn, 'compile_filter', ...)).
+-- client has compiled them for the model (pyrec_pg.entrypoints.managed.call(dsn, 'compile_filter', ...)).
 
 CREATE TABLE pyrec._compiled_filters (
     model_id    integer NOT NULL REFERENCES pyrec.models ON DELETE CASCADE,
@@ -36,7 +36,7 @@ BEGIN
                                              ELSE expression END), model),
         'detail', 'pyrec is installed in its managed flavour (no plpython3u): filter expressions are compiled by the pyrec_pg package in a client',
         'hint', format('name it once from a client: pyrec create-filter --dsn ''<this database>'' %s <name> <expression>, '
-                       'or compile the expression for the model: pyrec_pg.managed.call(dsn, ''compile_filter'', '
+                       'or compile the expression for the model: pyrec_pg.entrypoints.managed.call(dsn, ''compile_filter'', '
                        '{"model": "%s", "expression": ...})', quote_ident(model), model)));
 END
 $fn$;

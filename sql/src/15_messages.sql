@@ -1,6 +1,6 @@
 -- Messages: how error messages show values the caller passed in.
 
--- the rule of pyrec_pg.runtime.server.shorten, so SQL and Python errors cut huge inputs alike
+-- the rule of pyrec_pg.entrypoints.server.shorten, so SQL and Python errors cut huge inputs alike
 CREATE FUNCTION pyrec._shown(value text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path FROM CURRENT

@@ -9,7 +9,7 @@ AS $fn$
 import json, sys
 try:
     import pyrec_pg
-    from pyrec_pg.runtime import server
+    from pyrec_pg.entrypoints import server
 except ImportError as e:
     return json.dumps({"error": {
         "sqlstate": "58P01",

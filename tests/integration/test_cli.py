@@ -17,8 +17,8 @@ import pytest
 from psycopg import sql
 
 from pyrec_pg import cli
-from pyrec_pg.devcluster import Cluster
-from pyrec_pg.training import LOCK_CLASS
+from pyrec_pg.dev.cluster import Cluster
+from pyrec_pg.jobs.training import LOCK_CLASS
 from tests.conftest import FAST
 
 Conn = psycopg.Connection[Any]
@@ -645,7 +645,7 @@ def test_progress_line_on_a_terminal(trained: Conn) -> None:
 def test_report_and_a_missing_report_module(trained: Conn, tmp_path: Path) -> None:
     dsn = trained.info.dsn
     hidden = (
-        "import sys; sys.modules['pyrec_pg.report'] = None;"
+        "import sys; sys.modules['pyrec_pg.analysis.report'] = None;"
         " from pyrec_pg.cli import main; sys.exit(main(sys.argv[1:]))"
     )
     done = subprocess.run(
@@ -655,7 +655,7 @@ def test_report_and_a_missing_report_module(trained: Conn, tmp_path: Path) -> No
         env=_env(),
     )
     assert done.returncode == 3, done.stderr
-    assert done.stderr.startswith("pyrec: error: pyrec report needs pyrec_pg.report")
+    assert done.stderr.startswith("pyrec: error: pyrec report needs pyrec_pg.analysis.report")
     assert "pip install 'pyrec_pg[report]'" in done.stderr and not list(tmp_path.iterdir())
     written = ok_json(
         "report", "movies", "--dsn", dsn, "--out", str(tmp_path / "r"), "-k", "5",
@@ -679,7 +679,7 @@ def test_sample_data(conn: Conn) -> None:
 
 
 def test_the_managed_flavour_trains_here_and_serves_in_sql(empty_db: str) -> None:
-    """No plpython3u: the Python commands run in the CLI (pyrec_pg.managed), serving is SQL."""
+    """No plpython3u: the Python commands run in the CLI (entrypoints.managed), serving is SQL."""
     with psycopg.connect(empty_db, autocommit=True) as c:
         c.execute("CREATE EXTENSION vector")  # what a managed service lets its users do
         out = ok("install", "--managed", "--dsn", empty_db)

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pyrec_pg.devcluster import PG_BIN
+from pyrec_pg.dev.cluster import PG_BIN
 from tests.conftest import TEMPLATE, clone_database
 from tests.integration.upgrade_checks import (
     changed,

@@ -13,13 +13,14 @@ import pytest
 import scipy.sparse as sp
 from psycopg.types.json import Jsonb
 
-from pyrec_pg import evaluation, interactions
-from pyrec_pg.interactions import Interactions
-from pyrec_pg.models import get_model
-from pyrec_pg.recipes import Factors
-from pyrec_pg.recipes.als import Als
-from pyrec_pg.runtime import Db
-from pyrec_pg.runtime.stub import PsycopgPlpy
+from pyrec_pg.catalog.models import get_model
+from pyrec_pg.db import Db
+from pyrec_pg.db.stub import PsycopgPlpy
+from pyrec_pg.ml import evaluation
+from pyrec_pg.ml.interactions import Interactions
+from pyrec_pg.ml.recipes.als import Als
+from pyrec_pg.ml.recipes.base import Factors
+from pyrec_pg.store import interactions
 from tests.integration.helpers import catalog_state, raises_pg
 
 Conn = psycopg.Connection[Any]

@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from pyrec_pg.data import movielens
-from pyrec_pg.devcluster import Cluster
+from pyrec_pg.dev import movielens
+from pyrec_pg.dev.cluster import Cluster
 from tests.conftest import FAST
 from tests.integration.helpers import catalog_state, raises_pg
 

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pyrec_pg.devcluster import PG_BIN
+from pyrec_pg.dev.cluster import PG_BIN
 
 Conn = psycopg.Connection[Any]
 SECONDS = 60

@@ -16,8 +16,8 @@ import pytest
 from psycopg import sql
 
 import pyrec_pg
-from pyrec_pg import managed
-from pyrec_pg.data import movielens
+from pyrec_pg.dev import movielens
+from pyrec_pg.entrypoints import managed
 from pyrec_pg.errors import PyrecError
 from tests.conftest import TEMPLATE, _dsn_for, clone_database
 from tests.integration.helpers import raises_pg
@@ -218,7 +218,7 @@ def test_serving_answers_as_the_extension(mg: Conn, ext: Conn, query: str, sourc
 
 
 def test_plpgsql_fold_in_solves_as_the_python(managed_dsn: str, mg: Conn) -> None:
-    """The plpgsql fold-in against pyrec_pg.foldin run in the client, for users whose
+    """The plpgsql fold-in against pyrec_pg.jobs.foldin run in the client, for users whose
     history has grown; prints both latencies (Python: through the stub, so plus round trips)."""
     users = [str(u) for u in range(1, 944, 37)]
     ours, python, t_sql, t_py = [], [], [], []

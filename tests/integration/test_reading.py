@@ -16,8 +16,9 @@ COMPARE = """
 DO LANGUAGE plpython3u $$
 import json
 import numpy as np
-from pyrec_pg.runtime import server
-from pyrec_pg import interactions, models
+from pyrec_pg.entrypoints import server
+from pyrec_pg.catalog import models
+from pyrec_pg.store import interactions
 plpy.execute("SELECT pyrec._python()")
 db = server._db(plpy)
 model = models.get_model(db, "reads")

@@ -14,8 +14,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from pyrec_pg.analysis.report import write_report
 from pyrec_pg.errors import FeatureNotSupported, InvalidParameter, NotReady, UndefinedObject
-from pyrec_pg.report import write_report
 
 PIL = pytest.importorskip("PIL.Image", reason="Pillow comes with matplotlib (extra 'report')")
 

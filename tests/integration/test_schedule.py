@@ -9,8 +9,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from pyrec_pg.data import synthetic
-from pyrec_pg.devcluster import Cluster
+from pyrec_pg.dev import synthetic
+from pyrec_pg.dev.cluster import Cluster
 from tests.integration.helpers import raises_pg
 from tests.integration.test_bad_input import BIG, SHOWN
 

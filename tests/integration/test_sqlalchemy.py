@@ -1,5 +1,5 @@
-"""pyrec_pg.sqlalchemy against the real server: table-valued functions joined with an app's ORM
-models give what the plain SQL calls give; the catalog classes match the catalog."""
+"""pyrec_pg.integrations.sqlalchemy against the real server: table-valued functions joined with
+an app's ORM models give what the plain SQL calls give; the catalog classes match the catalog."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from pyrec_pg import sqlalchemy as pyrec
 from pyrec_pg.errors import FeatureNotSupported, PyrecError
+from pyrec_pg.integrations import sqlalchemy as pyrec
 
 Conn = psycopg.Connection[Any]
 

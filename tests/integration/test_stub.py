@@ -7,8 +7,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from pyrec_pg.runtime import Db
-from pyrec_pg.runtime.stub import PsycopgPlpy, SPIError
+from pyrec_pg.db import Db
+from pyrec_pg.db.stub import PsycopgPlpy, SPIError
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from pyrec_pg import cli
-from pyrec_pg.training import LOCK_CLASS
+from pyrec_pg.jobs.training import LOCK_CLASS
 from tests.conftest import FAST
 from tests.integration.helpers import raises_pg
 

@@ -14,8 +14,8 @@ import psycopg
 import pytest
 
 import pyrec_pg
-from pyrec_pg.data import movielens
-from pyrec_pg.devcluster import REPO, Cluster
+from pyrec_pg.dev import movielens
+from pyrec_pg.dev.cluster import REPO, Cluster
 from tests.integration.helpers import raises_pg
 from tests.integration.upgrade_checks import (
     SERVING,

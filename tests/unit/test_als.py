@@ -11,9 +11,9 @@ import pytest
 import scipy.sparse as sp
 
 from pyrec_pg.errors import InvalidParameter
-from pyrec_pg.recipes import als as als_module
-from pyrec_pg.recipes import recipe_params
-from pyrec_pg.recipes.als import Als, least_squares
+from pyrec_pg.ml.recipes import als as als_module
+from pyrec_pg.ml.recipes.als import Als, least_squares
+from pyrec_pg.ml.registry import recipe_params
 
 GROUP_USERS, GROUP_ITEMS = 20, 20
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pyrec_pg.data import movielens, synthetic
-from pyrec_pg.data.copy import _cell
+from pyrec_pg.dev import movielens, synthetic
+from pyrec_pg.dev.copy import _cell
 
 
 def _flags(*on: int) -> str:

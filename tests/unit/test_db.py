@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pyrec_pg.runtime import Db
+from pyrec_pg.db import Db
 
 from .fakes import FakePlan, FakePlpy
 

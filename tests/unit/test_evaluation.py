@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from pyrec_pg.evaluation import ranking_metrics, split_random_per_user, top_k
-from pyrec_pg.recipes import Factors
+from pyrec_pg.ml.evaluation import ranking_metrics, split_random_per_user, top_k
+from pyrec_pg.ml.recipes.base import Factors
 
 
 def _matrix(counts: list[int], n_items: int = 40, seed: int = 1) -> sp.csr_matrix:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pyrec_pg.experiments import Arm, compare_to_control
+from pyrec_pg.analysis.experiments import Arm, compare_to_control
 
 
 def arms(control: list[float], treated: list[float]) -> list[Arm]:

@@ -25,10 +25,10 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
 
+from pyrec_pg.catalog.models import Model
+from pyrec_pg.db import Db
 from pyrec_pg.errors import PyrecError
 from pyrec_pg.filters import CompiledFilter, compile_filter, parse
-from pyrec_pg.models import Model
-from pyrec_pg.runtime import Db
 
 from .fakes import FakeCatalog, FakePlan
 

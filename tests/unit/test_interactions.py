@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pyrec_pg.interactions import _distinct, build
+from pyrec_pg.ml.interactions import build
+from pyrec_pg.store.interactions import _distinct
 
 
 def test_build_indexes_sorted_distinct_ids_and_sums_duplicates() -> None:

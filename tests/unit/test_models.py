@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from pyrec_pg.catalog.models import Relation, resolve_columns, validate_options
 from pyrec_pg.errors import DatatypeMismatch, InvalidParameter, UndefinedColumn
-from pyrec_pg.models import Relation, resolve_columns, validate_options
 
 
 def _rel(columns: dict[str, str], pk: list[str] | None = None, name: str = "t") -> Relation:

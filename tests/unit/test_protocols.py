@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 from pyrec_pg.errors import InvalidParameter
-from pyrec_pg.evaluation import (
+from pyrec_pg.ml.evaluation import (
     holdout_metrics,
     ranking_metrics,
     split,
@@ -18,10 +18,10 @@ from pyrec_pg.evaluation import (
     split_random_per_user,
     top_k,
 )
-from pyrec_pg.interactions import Interactions
-from pyrec_pg.recipes import Factors
-from pyrec_pg.recipes.als import Als
-from pyrec_pg.recipes.popularity import Popularity
+from pyrec_pg.ml.interactions import Interactions
+from pyrec_pg.ml.recipes.als import Als
+from pyrec_pg.ml.recipes.base import Factors
+from pyrec_pg.ml.recipes.popularity import Popularity
 
 ITEM_COUNTS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, 27, 1, 2]  # users per item
 N_USERS = 30

@@ -9,9 +9,9 @@ import pytest
 import scipy.sparse as sp
 
 from pyrec_pg.errors import InvalidParameter, ModelFitError
-from pyrec_pg.recipes import Factors
-from pyrec_pg.recipes.popularity import Popularity, item_popularity
-from pyrec_pg.versions import vector_literals
+from pyrec_pg.ml.recipes.base import Factors
+from pyrec_pg.ml.recipes.popularity import Popularity, item_popularity
+from pyrec_pg.store.codec import vector_literals
 
 WEIGHTS = sp.csr_matrix(
     np.array(

@@ -13,13 +13,14 @@ import pytest
 import scipy.sparse as sp
 
 from pyrec_pg.errors import InvalidParameter
-from pyrec_pg.evaluation import ranking_metrics, top_k
-from pyrec_pg.recipes import RECIPES, Factors, Recipe, recipe_params
-from pyrec_pg.recipes.als import Als
-from pyrec_pg.recipes.auto import CANDIDATES, Auto
-from pyrec_pg.recipes.itemitem import Ease, Sims, low_rank, svd
-from pyrec_pg.recipes.popularity import Popularity
-from pyrec_pg.recipes.trending import Trending
+from pyrec_pg.ml.evaluation import ranking_metrics, top_k
+from pyrec_pg.ml.recipes.als import Als
+from pyrec_pg.ml.recipes.auto import CANDIDATES, Auto
+from pyrec_pg.ml.recipes.base import Factors, Recipe
+from pyrec_pg.ml.recipes.itemitem import Ease, Sims, low_rank, svd
+from pyrec_pg.ml.recipes.popularity import Popularity
+from pyrec_pg.ml.recipes.trending import Trending
+from pyrec_pg.ml.registry import RECIPES, recipe_params
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -209,7 +210,7 @@ def test_auto_picks_a_personalized_recipe_and_records_its_trials() -> None:
 def test_auto_search_uses_its_own_validation_split_not_the_test_items() -> None:
     """The trials score the candidates on a split of the matrix auto is given."""
     b = _board()
-    from pyrec_pg.evaluation import split_random_per_user
+    from pyrec_pg.ml.evaluation import split_random_per_user
 
     auto = Auto(candidates=[["ease", {}], ["popularity", {}]], validation=0.3, seed=4)
     auto.fit(b.train)

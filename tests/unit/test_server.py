@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from pyrec_pg.db import Db
+from pyrec_pg.entrypoints import server
+from pyrec_pg.db.stub import SPIError
 from pyrec_pg.errors import InvalidParameter, PyrecError
-from pyrec_pg.runtime import Db, server
-from pyrec_pg.runtime.stub import SPIError
 
 from .fakes import FakePlpy
 

@@ -8,8 +8,8 @@ import pytest
 from psycopg._queries import PostgresQuery
 from psycopg.adapt import Transformer
 
+from pyrec_pg.db.stub import Plan, PsycopgPlpy, Result, SPIError
 from pyrec_pg.errors import PyrecError
-from pyrec_pg.runtime.stub import Plan, PsycopgPlpy, Result, SPIError
 
 
 def test_placeholders_become_typed_named_parameters() -> None:

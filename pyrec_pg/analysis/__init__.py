@@ -1,0 +1,1 @@
+"""Analysis: experiments, model comparison, data readiness and the evaluation report."""

@@ -1,0 +1,1 @@
+"""The catalog: model definitions, versions and runs as rows of pyrec's own tables."""

@@ -1,0 +1,1 @@
+"""Entry points: the functions behind the extension's SQL, and the managed flavour's client."""

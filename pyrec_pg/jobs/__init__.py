@@ -1,0 +1,1 @@
+"""Jobs: training, fold-in, cold start, batch recommendations and segments."""

@@ -1,0 +1,95 @@
+"""Cold start: vectors for items (and users) without interactions, from their attributes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pyrec_pg.catalog.models import Model, get_model
+from pyrec_pg.catalog.versions import active_version
+from pyrec_pg.db import Db
+from pyrec_pg.errors import InvalidParameter
+from pyrec_pg.ml.attributes import Cold, fit, vectors_for
+from pyrec_pg.store.attributes import read_rows, relation
+from pyrec_pg.store.codec import vector_literals, vector_type
+from pyrec_pg.store.vectors import insert_rows
+
+
+def learn(
+    db: Db,
+    model: Model,
+    role: str,
+    trained_ids: npt.NDArray[np.str_],
+    vectors: npt.NDArray[np.float32],
+) -> Cold | None:
+    """The attribute model of the items (role "item") or users, fitted on the trained ones."""
+    if relation(model, role) is None:
+        return None
+    ids, rows, types = read_rows(db, model, role)
+    if not ids:
+        return None
+    return fit(model.columns[f"{role}s_id"], ids, rows, types, trained_ids, vectors)
+
+
+def refresh(db: Db, name: str | None) -> dict[str, Any]:
+    """Vector the items added to the items relation since training into the active version."""
+    model = get_model(db, name)
+    if model.items is None:
+        raise InvalidParameter(
+            f'model "{model.name}" has no items relation',
+            hint="cold items need item attributes: create the model with items => ...",
+        )
+    # the model row lock orders this against trainings writing a version
+    db.run("SELECT 1 FROM pyrec.models WHERE model_id = $1 FOR UPDATE", [model.model_id], ["int4"])
+    version = active_version(db, model)
+    features = db.scalar(
+        "SELECT item_features::text FROM pyrec._versions WHERE model_id = $1 AND version = $2",
+        [model.model_id, version.version],
+        ["int4", "int4"],
+    )
+    state = json.loads(features) if features else {}
+    if not state:
+        return {"model": model.name, "version": version.version, "added": 0}
+    table = db.ident("pyrec", version.items_table)
+    key = db.ident(model.columns["items_id"])
+    ids, rows, _ = read_rows(
+        db, model, "item", f"NOT EXISTS (SELECT 1 FROM {table} t WHERE t.item_id = r.{key}::text)"
+    )
+    if ids:
+        vecs = vectors_for(state, rows)
+        vtype = vector_type(db, version.dims)
+        zeros = np.zeros(len(ids), dtype=np.float32)
+        insert_rows(
+            db,
+            table,
+            "item_id",
+            np.asarray(ids, dtype=str),
+            [("embedding", vtype, vecs), ("popularity", "real", zeros)],
+        )
+    return {"model": model.name, "version": version.version, "added": len(ids)}
+
+
+def user_vector(db: Db, model_id: int, version: int, user_id: str) -> str | None:
+    """A vector for a user with attributes but no history, as pgvector text (None: no row)."""
+    row = db.one(
+        "SELECT m.name, v.user_features::text AS state FROM pyrec._versions v"
+        " JOIN pyrec.models m USING (model_id) WHERE v.model_id = $1 AND v.version = $2",
+        [model_id, version],
+        ["int4", "int4"],
+    )
+    if row is None or not row["state"] or row["state"] == "{}":
+        return None
+    model = get_model(db, row["name"])
+    key = db.ident(model.columns["users_id"])
+    try:
+        _, rows, _ = read_rows(db, model, "user", f"r.{key}::text = $1", [user_id])
+    except Exception as e:  # the users relation changed since training: no attributes
+        if getattr(e, "sqlstate", None) is None:
+            raise
+        return None
+    if not rows:
+        return None
+    return vector_literals(vectors_for(json.loads(row["state"]), rows[:1]))[0]

@@ -1,0 +1,218 @@
+"""The training pipeline: read, evaluate on a holdout, fit, write a version, activate."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pyrec_pg.catalog.models import Model, get_model, validate_options
+from pyrec_pg.catalog.runs import Run, abandoned
+from pyrec_pg.db import Db
+from pyrec_pg.errors import InvalidParameter, NotReady, NullValue, ObjectInUse, PyrecError
+from pyrec_pg.jobs import coldstart as attributes
+from pyrec_pg.ml import evaluation
+from pyrec_pg.ml.interactions import Interactions
+from pyrec_pg.ml.recipes.als import Als
+from pyrec_pg.ml.recipes.base import Factors, Recipe
+from pyrec_pg.ml.recipes.popularity import item_popularity
+from pyrec_pg.ml.registry import recipe_params
+from pyrec_pg.store import interactions
+from pyrec_pg.store.vectors import read_vectors, write_version
+
+LOCK_CLASS = 0x7079  # first key of pyrec's advisory locks ("py"); the second is the model id
+LOCK_TIMEOUT_DEFAULT = "1min"
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a training or an evaluation runs: the model's options with the call's overrides."""
+
+    options: dict[str, Any]
+    recipe: Recipe
+    protocol: str
+    holdout: float
+    seed: int
+
+
+def _plan(model: Model, overrides: dict[str, Any] | None) -> _Plan:
+    overrides = overrides or {}
+    if not isinstance(overrides, dict):
+        raise InvalidParameter("training options must be a JSON object")
+    options = {**model.options, **overrides}
+    validate_options(options, model.recipe)
+    recipe = recipe_params(model.recipe, options.get("params", {}))
+    data_options = getattr(recipe, "data_options", None)
+    if data_options is not None:  # e.g. trending reads events weighted by recency
+        options = {**data_options(), **options}
+    protocol = str(options.get("protocol", "random_per_user"))
+    holdout = float(options.get("holdout", 0.2 if protocol == "time" else 0.25))
+    return _Plan(options, recipe, protocol, holdout, int(options.get("seed", 0)))
+
+
+MODES = ("full", "update")
+
+
+def train(
+    db: Db, name: str | None, overrides: dict[str, Any] | None = None, mode: str | None = "full"
+) -> dict[str, Any]:
+    """Train model `name` into a new version and activate it; the previous one serves until then.
+
+    mode "update" warm-starts ALS from the active version's vectors (Personalize's
+    trainingMode UPDATE) and runs a third of the sweeps; other recipes refit in full.
+    """
+    if mode is None:
+        raise NullValue("mode must not be null", hint='mode is "full" (default) or "update"')
+    if mode not in MODES:
+        raise InvalidParameter(
+            f"unknown training mode {mode!r}", hint='mode is "full" (default) or "update"'
+        )
+    model = get_model(db, name)
+    plan = _plan(model, overrides)
+    if db.scalar("SELECT pg_is_in_recovery()"):
+        raise NotReady("cannot train on a standby server", hint="run the training on the primary")
+    if not db.scalar(
+        "SELECT pg_try_advisory_lock($1, $2)", [LOCK_CLASS, model.model_id], ["int4", "int4"]
+    ):
+        raise ObjectInUse(
+            f'model "{model.name}" is already being trained by another session',
+            hint="wait for it to finish; SELECT * FROM pyrec.training_runs shows its progress",
+        )
+    try:
+        abandoned(db, "train")
+        run = Run(db, model, "train")
+        try:
+            summary = _train(db, model, plan, run, mode)
+        except BaseException as e:
+            db.rollback()  # drops any half-written version tables
+            run.finish("failed", None, getattr(e, "message", None) or str(e) or type(e).__name__)
+            run.commit()
+            raise
+        run.commit()
+        return summary
+    finally:
+        db.run("SELECT pg_advisory_unlock($1, $2)", [LOCK_CLASS, model.model_id], ["int4", "int4"])
+
+
+@contextmanager
+def _reading_sources(db: Db, model: Model) -> Iterator[None]:
+    """Until the transaction ends, wait at most pyrec.lock_timeout (default 1min, 0 forever)
+    for a lock on the model's relations held by another session (an ALTER TABLE, a VACUUM
+    FULL), then fail with 55P03, instead of hanging silently at "reading"."""
+    timeout = db.scalar("SELECT current_setting('pyrec.lock_timeout', true)")
+    timeout = timeout or LOCK_TIMEOUT_DEFAULT
+    try:
+        db.run("SELECT set_config('lock_timeout', $1, true)", [timeout], ["text"])
+    except Exception as e:
+        raise InvalidParameter(
+            f'invalid value for setting pyrec.lock_timeout: "{timeout}"',
+            hint="a duration such as '30s' or '5min'; 0 waits for locks as long as it takes",
+        ) from e
+    try:
+        yield
+    except Exception as e:
+        if getattr(e, "sqlstate", None) != "55P03":
+            raise
+        sources = ", ".join(r for r in (model.interactions, model.items, model.users) if r)
+        raise PyrecError(
+            f'model "{model.name}" could not read its relations ({sources}): another session'
+            f" held a conflicting lock for longer than pyrec.lock_timeout ({timeout})",
+            hint="pg_locks shows the session holding it: retry when it is done, or wait longer"
+            " with SET pyrec.lock_timeout = '10min'",
+            sqlstate="55P03",
+        ) from e
+
+
+def _warm_start(db: Db, model: Model, recipe: Als, data: Interactions) -> Factors:
+    """The active version's vectors aligned with the new data's users and items."""
+    row = db.one(
+        "SELECT version, dims, items_table, users_table FROM pyrec._versions"
+        " WHERE model_id = $1 AND version = $2",
+        [model.model_id, model.active_version],
+        ["int4", "int4"],
+    )
+    if row is None:
+        raise NotReady(
+            f'model "{model.name}" has no active version to update',
+            hint=f"run a full training first: CALL pyrec.train('{model.name}')",
+        )
+    if int(row["dims"]) != recipe.factors:
+        raise InvalidParameter(
+            f"factors changed from {row['dims']} (version {row['version']}) to {recipe.factors}",
+            hint="an update keeps the vectors' size: run a full training (mode => 'full')",
+        )
+    users, _ = read_vectors(db, row["users_table"], "user_id", data.users.tolist(), recipe.factors)
+    items, _ = read_vectors(db, row["items_table"], "item_id", data.items.tolist(), recipe.factors)
+    return Factors(users=users, items=items)
+
+
+def _train(db: Db, model: Model, plan: _Plan, run: Run, mode: str | None) -> dict[str, Any]:
+    started = time.perf_counter()
+    recipe = plan.recipe
+    run.phase("reading", 0)
+    # each pair's last event time only serves the "time" protocol's split
+    with _reading_sources(db, model):
+        with_times = plan.protocol == "time" and plan.holdout > 0
+        data = interactions.load(db, model, plan.options, with_times)
+    warm, update = None, None
+    if mode == "update" and isinstance(recipe, Als):
+        warm = _warm_start(db, model, recipe, data)
+        update = replace(recipe, iterations=max(2, recipe.iterations // 3))
+    run.phase("evaluating", 10, data.rows_read)
+    metrics: dict[str, Any] = {}
+    # a warm start has seen the holdout's interactions: its metrics would flatter it
+    if plan.holdout > 0 and warm is None:
+        metrics = evaluation.holdout_metrics(recipe, data, plan.protocol, plan.holdout, plan.seed)
+    run.phase("training", 50)
+    factors = recipe.fit(data.matrix) if update is None else update.fit(data.matrix, warm)
+    factors.check()
+    # items (users) with attributes but no interactions get vectors from what similar ones learned
+    cold = users = None
+    if factors.fold != "none":
+        with _reading_sources(db, model):
+            cold = attributes.learn(db, model, "item", data.items, factors.items)
+            users = attributes.learn(db, model, "user", data.users, factors.users)
+    run.phase("writing", 90)
+    seconds = round(time.perf_counter() - started, 3)
+    version = write_version(
+        db,
+        model,
+        data,
+        factors,
+        item_popularity(data.matrix),
+        {
+            "recipe": model.recipe,
+            "params": recipe.params(),
+            "metrics": metrics,
+            "training_seconds": seconds,
+            "mode": "update" if warm is not None else "full",
+            "base_version": model.active_version if warm is not None else None,
+            # fold-in weighs live history as training did: same options, same reference time
+            "fold_state": {**factors.fold_state, "options": plan.options, "newest": data.newest},
+            "user_features": users.state if users is not None else {},
+        },
+        cold,
+    )
+    run.finish("succeeded", version, None)
+    return {
+        "model": model.name,
+        "version": version,
+        "users": int(data.users.size),
+        "items": int(data.items.size),
+        "interactions": int(data.matrix.nnz),
+        "seconds": seconds,
+        "metrics": metrics,
+        "mode": "update" if warm is not None else "full",
+    }
+
+
+def evaluate(db: Db, name: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Holdout metrics of the model's recipe on demand, without writing a version."""
+    model = get_model(db, name)
+    plan = _plan(model, overrides)
+    if plan.holdout <= 0:
+        raise InvalidParameter("holdout must be above 0 to evaluate", hint="e.g. holdout => 0.25")
+    data = interactions.load(db, model, plan.options, plan.protocol == "time")
+    return evaluation.holdout_metrics(plan.recipe, data, plan.protocol, plan.holdout, plan.seed)

@@ -1,0 +1,1 @@
+"""Machine learning in plain numpy/scipy: recipes, evaluation, top-k, attribute regression."""

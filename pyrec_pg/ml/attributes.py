@@ -1,0 +1,140 @@
+"""Attribute models: item (or user) attributes regressed onto trained vectors (ridge)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from pyrec_pg.db.types import NUMERIC_TYPES, TEXT_TYPES
+
+MAX_VALUES = 200  # values kept per text column (the most frequent)
+BINS = 8  # quantile bins per numeric column
+RIDGE = 1.0  # regularization of the attributes -> vector regression
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Which item columns become features, and how: serialized into the version."""
+
+    columns: list[dict[str, Any]]  # {"name", "kind": category|multi|bins, "values"|"edges"}
+
+    def names(self) -> list[str]:
+        out = ["(bias)"]
+        for c in self.columns:
+            if c["kind"] == "bins":
+                out += [f"{c['name']}#{b}" for b in range(len(c["edges"]) + 1)]
+            else:
+                out += [f"{c['name']}={v}" for v in c["values"]]
+        return out
+
+    def matrix(self, rows: list[dict[str, Any]]) -> sp.csr_matrix:
+        """(items x features) 0/1 matrix; a bias column, then each column's features."""
+        offsets, n = [], 1
+        for c in self.columns:
+            offsets.append(n)
+            n += len(c["edges"]) + 1 if c["kind"] == "bins" else len(c["values"])
+        index = [
+            {v: i for i, v in enumerate(c["values"])} if c["kind"] != "bins" else {}
+            for c in self.columns
+        ]
+        r, col = [], []
+        for i, row in enumerate(rows):
+            r.append(i)
+            col.append(0)
+            for c, off, idx in zip(self.columns, offsets, index, strict=True):
+                value = row.get(c["name"])
+                if value is None:
+                    continue
+                if c["kind"] == "bins":
+                    r.append(i)
+                    col.append(off + int(np.searchsorted(c["edges"], float(value), "right")))
+                    continue
+                for v in value if c["kind"] == "multi" else [value]:
+                    hit = idx.get(str(v))
+                    if hit is not None:
+                        r.append(i)
+                        col.append(off + hit)
+        data = np.ones(len(r), dtype=np.float64)
+        m = sp.csr_matrix((data, (r, col)), shape=(len(rows), n))
+        m.data[:] = 1.0  # a value listed twice counts once
+        return m
+
+
+def _spec(key: str, rows: list[dict[str, Any]], types: dict[str, str]) -> Spec:
+    cols: list[dict[str, Any]] = []
+    for name, typ in types.items():
+        if name == key:
+            continue
+        values = [row[name] for row in rows if row.get(name) is not None]
+        if not values:
+            continue
+        if typ in NUMERIC_TYPES:
+            edges = np.unique(
+                np.quantile(np.asarray(values, dtype=float), np.linspace(0, 1, BINS + 1)[1:-1])
+            )
+            cols.append({"name": name, "kind": "bins", "edges": edges.tolist()})
+        elif typ in TEXT_TYPES or typ == "boolean":
+            counts: dict[str, int] = {}
+            for v in values:
+                counts[str(v)] = counts.get(str(v), 0) + 1
+            # identifiers and free text (titles) describe one item each: not a shared trait
+            if len(counts) > max(50, len(values) // 5):
+                continue
+            kept = sorted(counts, key=lambda v: (-counts[v], v))[:MAX_VALUES]
+            cols.append({"name": name, "kind": "category", "values": kept})
+        elif typ.endswith("[]") and typ[:-2] in TEXT_TYPES:
+            counts = {}
+            for vs in values:
+                for v in vs:
+                    counts[str(v)] = counts.get(str(v), 0) + 1
+            kept = sorted(counts, key=lambda v: (-counts[v], v))[:MAX_VALUES]
+            cols.append({"name": name, "kind": "multi", "values": kept})
+    return Spec(cols)
+
+
+@dataclass(frozen=True)
+class Cold:
+    ids: list[str]
+    vectors: npt.NDArray[np.float32]
+    state: dict[str, Any]  # the spec and the regression weights, for items added later
+
+
+def fit(
+    key: str,
+    ids: list[str],
+    rows: list[dict[str, Any]],
+    types: dict[str, str],
+    trained_ids: npt.NDArray[np.str_],
+    vectors: npt.NDArray[np.float32],
+) -> Cold | None:
+    """Fit attributes -> vector on the trained rows (ridge); vector the others.
+
+    `rows` are the attribute rows of `ids`, `types` their columns' Postgres types, `key` the id
+    column; None when too few rows are trained or no column makes a feature.
+    """
+    spec = _spec(key, rows, types)
+    f = spec.matrix(rows)
+    code = {s: i for i, s in enumerate(trained_ids.tolist())}
+    trained = np.asarray([code.get(i, -1) for i in ids])
+    have = trained >= 0
+    if have.sum() < 2 or not spec.columns:
+        return None
+    ft = f[have]
+    y = vectors[trained[have]].astype(np.float64)
+    gram = (ft.T @ ft).toarray() + RIDGE * np.eye(f.shape[1])
+    gram[0, 0] -= RIDGE  # the bias (mean vector) is not shrunk
+    weights = np.linalg.solve(gram, np.asarray(ft.T @ y))
+    cold = np.flatnonzero(~have)
+    state = {"spec": spec.columns, "weights": weights.tolist()}
+    out = np.asarray(f[cold] @ weights, dtype=np.float32)
+    return Cold(ids=[ids[i] for i in cold], vectors=out, state=state)
+
+
+def vectors_for(state: dict[str, Any], rows: list[dict[str, Any]]) -> npt.NDArray[np.float32]:
+    spec = Spec(state["spec"])
+    weights = np.asarray(state["weights"], dtype=np.float64)
+    return np.asarray(spec.matrix(rows) @ weights, dtype=np.float32)

@@ -1,0 +1,1 @@
+"""Recipes, one module each: a user-item matrix in, user and item vectors out (base.Recipe)."""

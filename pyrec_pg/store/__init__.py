@@ -1,0 +1,1 @@
+"""Storage: the pgvector codec, reading interactions, writing and reading vector tables."""
