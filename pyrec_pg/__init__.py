@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # Versions of the extension's SQL (pg_extension.extversion) this package serves. The Python is
 # upgraded before ALTER EXTENSION pyrec UPDATE, so it keeps serving the previous release's SQL
 # until the DBA updates each database; pyrec._python refuses any other version (SQLSTATE 55000).
-SQL_VERSIONS: tuple[str, ...] = ("0.1.0", "0.2.0")
+SQL_VERSIONS: tuple[str, ...] = ("0.1.0", "0.2.0", "0.3.0")
 
 
 class _PackageVersion(str):

@@ -20,7 +20,7 @@ from pyrec_pg.analysis.report_charts import (
     seconds,
 )
 from pyrec_pg.analysis.report_data import ReportData, Version, collect, is_chosen, short_params
-from pyrec_pg.errors import PyrecError
+from pyrec_pg.errors import IoError
 
 VERSION_METRICS = ("ndcg@10", "precision@10", "recall@10", "map@10")
 METRIC_ORDER = ("precision", "recall", "ndcg", "map", "mrr", "coverage")
@@ -50,10 +50,9 @@ def write_report(
         partial.write_text(render(data, charts), encoding="utf-8")
         os.replace(partial, path)  # a reader never sees half a page
     except OSError as e:
-        raise PyrecError(
+        raise IoError(
             f"cannot write the report into {out_dir}: {e.strerror or e}",
             hint="pass a directory you can write to",
-            sqlstate="58030",  # io_error
         ) from e
     return path
 

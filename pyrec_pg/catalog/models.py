@@ -94,7 +94,7 @@ def resolve_relation(db: Db, name: str, role: str) -> Relation:
             [name],
             ["text"],
         )
-    except Exception as e:  # syntactically invalid names make to_regclass itself fail
+    except db.Error as e:  # syntactically invalid names make to_regclass itself fail
         raise InvalidParameter(
             f'invalid {role} relation name "{name}"',
             hint="give a table or view name, schema-qualified when it is not on the search_path",

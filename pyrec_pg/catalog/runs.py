@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pyrec_pg.catalog.models import Model
 from pyrec_pg.db import Db
-from pyrec_pg.errors import PyrecError
+from pyrec_pg.errors import (
+    ActiveTransaction,
+    InvalidTransactionTermination,
+    sqlstate_of,
+)
 
 
 class Run:
@@ -36,13 +40,12 @@ class Run:
     def commit(self) -> None:
         try:
             self.db.commit()
-        except Exception as e:  # CALL inside BEGIN ... COMMIT cannot commit
-            if getattr(e, "sqlstate", None) == "2D000":
+        except self.db.Error as e:  # CALL inside BEGIN ... COMMIT cannot commit
+            if sqlstate_of(e) == InvalidTransactionTermination.sqlstate:
                 what = self.procedure
-                raise PyrecError(
+                raise ActiveTransaction(
                     f"{what} cannot run inside a transaction block",
                     hint=f"run CALL {what}(...) on its own, outside BEGIN ... COMMIT",
-                    sqlstate="25001",
                 ) from e
             raise
 

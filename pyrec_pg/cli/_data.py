@@ -13,7 +13,7 @@ import psycopg
 from pyrec_pg.cli._db import connect, dsn_of, managed_call, require, rows
 from pyrec_pg.cli._output import BAD_INPUT, emit, report_error, table
 from pyrec_pg.cli._parsing import Subparsers, command, positive
-from pyrec_pg.errors import PyrecError
+from pyrec_pg.errors import DuplicateTable
 
 
 def cmd_load_sample(args: argparse.Namespace) -> int:
@@ -28,9 +28,8 @@ def cmd_load_sample(args: argparse.Namespace) -> int:
                 made = synthetic.generate(args.interactions, args.users, args.items, seed=args.seed)
                 counts = synthetic.load(conn, made, args.schema, replace=args.replace)
     except psycopg.errors.DuplicateTable as e:
-        raise PyrecError(
+        raise DuplicateTable(
             e.diag.message_primary or str(e),
-            sqlstate="42P07",
             hint="--replace drops the sample tables first and loads them again",
         ) from e
     loaded = ", ".join(f"{n} {t}" for t, n in counts.items())

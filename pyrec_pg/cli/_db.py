@@ -13,7 +13,12 @@ import psycopg
 from psycopg import conninfo
 from psycopg.rows import dict_row
 
-from pyrec_pg.errors import PyrecError
+from pyrec_pg.errors import (
+    ConnectionFailure,
+    InvalidParameter,
+    InvalidSchemaName,
+    UndefinedFile,
+)
 
 Flavour = Literal["extension", "managed"]
 
@@ -33,9 +38,7 @@ def connect(dsn: str, autocommit: bool = True) -> psycopg.Connection[Any]:
     try:
         params = conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as e:
-        raise PyrecError(
-            f"invalid connection string: {str(e).strip()}", sqlstate="22023", hint=DSN_HINT
-        ) from e
+        raise InvalidParameter(f"invalid connection string: {str(e).strip()}", hint=DSN_HINT) from e
     if "connect_timeout" not in params and "PGCONNECT_TIMEOUT" not in os.environ:
         dsn = conninfo.make_conninfo(dsn, connect_timeout=10)  # unreachable: seconds, not minutes
     try:
@@ -45,9 +48,8 @@ def connect(dsn: str, autocommit: bool = True) -> psycopg.Connection[Any]:
         for prefix in ("connection is bad: ", "connection failed: "):
             text = text.removeprefix(prefix)
         first, _, rest = text.partition("\n")
-        raise PyrecError(
+        raise ConnectionFailure(
             f"cannot connect to the database: {first.strip()}",
-            sqlstate="08006",
             detail=" ".join(rest.split()) or None,
             hint=DSN_HINT,
         ) from e
@@ -85,9 +87,8 @@ def require(conn: psycopg.Connection[Any]) -> Flavour:
     """The flavour, or the error that pyrec is not installed here (3F000, like a missing schema)."""
     found = flavour(conn)
     if found is None:
-        raise PyrecError(
+        raise InvalidSchemaName(
             f'pyrec is not installed in database "{conn.info.dbname}"',
-            sqlstate="3F000",
             hint="pyrec install --dsn '...' installs it (CREATE EXTENSION pyrec CASCADE)",
         )
     return found
@@ -97,9 +98,8 @@ def managed_required() -> ModuleType:
     """pyrec_pg.entrypoints.managed, or the error that this installation lacks it (58P01)."""
     managed = managed_module()
     if managed is None:
-        raise PyrecError(
+        raise UndefinedFile(
             "this installation of pyrec_pg has no managed flavour (pyrec_pg.entrypoints.managed)",
-            sqlstate="58P01",
             hint="upgrade pyrec_pg on this machine: pip install --upgrade pyrec_pg",
         )
     return managed

@@ -12,7 +12,7 @@ from pyrec_pg import __version__
 from pyrec_pg.cli._db import connect, dsn_of, flavour, managed_required, require, rows
 from pyrec_pg.cli._output import emit, table
 from pyrec_pg.cli._parsing import Subparsers, command
-from pyrec_pg.errors import DuplicateObject, FeatureNotSupported, PyrecError
+from pyrec_pg.errors import DuplicateObject, FeatureNotSupported, InvalidParameter
 
 
 def _installed(conn: psycopg.Connection[Any]) -> str | None:
@@ -110,9 +110,8 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
                 "SELECT string_agg(version, ', ' ORDER BY version)"
                 " FROM pg_catalog.pg_available_extension_versions WHERE name = 'pyrec'"
             ).fetchone()
-            raise PyrecError(
+            raise InvalidParameter(
                 e.diag.message_primary or str(e),
-                sqlstate="22023",
                 hint=f"versions on this server: {known[0] if known else 'none'}",
             ) from e
     data = {"database": db, "from": before, "to": after, "upgraded": before != after}

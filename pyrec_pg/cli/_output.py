@@ -12,7 +12,12 @@ from typing import Any
 
 import psycopg
 
-from pyrec_pg.errors import InvalidParameter
+from pyrec_pg.errors import (
+    InsufficientPrivilege,
+    InvalidParameter,
+    LockNotAvailable,
+    ObjectInUse,
+)
 from pyrec_pg.errors import error_fields as pyrec_error_fields
 
 OK, INTERNAL, BAD_INPUT, DATABASE, BUSY = 0, 1, 2, 3, 75
@@ -36,9 +41,9 @@ _BAD_INPUT_CLASSES = ("22", "23", "25", "42", "0A", "55")
 
 def exit_code(sqlstate: str | None) -> int:
     # object_in_use (a training lock), lock_not_available: EX_TEMPFAIL tells cron to retry
-    if sqlstate in ("55006", "55P03"):
+    if sqlstate in (ObjectInUse.sqlstate, LockNotAvailable.sqlstate):
         return BUSY
-    if sqlstate is None or sqlstate == "42501":
+    if sqlstate is None or sqlstate == InsufficientPrivilege.sqlstate:
         return DATABASE
     return BAD_INPUT if sqlstate[:2] in _BAD_INPUT_CLASSES else DATABASE
 

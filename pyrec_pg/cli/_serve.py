@@ -185,8 +185,7 @@ def register(sub: Subparsers) -> None:
         sub,
         "segments",
         cmd_segments,
-        "top-n users of many items into a table, replaced atomically"
-        " (pyrec.batch_users_for_items)",
+        "top-n users of many items into a table, replaced atomically (pyrec.batch_users_for_items)",
         [
             "pyrec segments movies --items 'SELECT movie_id FROM movies WHERE year = 1998'"
             " --into segs -n 500 --dsn 'dbname=mydb'",

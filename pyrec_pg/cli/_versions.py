@@ -14,7 +14,12 @@ from pyrec_pg.cli._db import connect, dsn_of, require, rows
 from pyrec_pg.cli._output import emit, parse_json, table
 from pyrec_pg.cli._parsing import Subparsers, command, positive
 from pyrec_pg.cli._train import OPTIONS_EXAMPLE
-from pyrec_pg.errors import FeatureNotSupported, InvalidParameter, PyrecError, UndefinedObject
+from pyrec_pg.errors import (
+    FeatureNotSupported,
+    InvalidParameter,
+    UndefinedFile,
+    UndefinedObject,
+)
 
 _VERSIONS = """
 SELECT model, version, status, recipe, mode, n_users, n_items, n_interactions,
@@ -99,9 +104,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         from pyrec_pg.analysis.report import write_report
     except ImportError as e:
         missing = e.name or "pyrec_pg.analysis.report"
-        raise PyrecError(
+        raise UndefinedFile(
             f"pyrec report needs {missing}, which this installation lacks",
-            sqlstate="58P01",
             hint="pip install 'pyrec_pg[report]' (reports draw their charts with matplotlib)",
         ) from e
     with connect(dsn_of(args)) as conn:

@@ -12,6 +12,9 @@ Row = Mapping[str, Any]
 class Plpy(Protocol):
     """The part of PL/Python's `plpy` module pyrec uses; `stub.PsycopgPlpy` implements it too."""
 
+    @property
+    def SPIError(self) -> type[Exception]: ...  # what a failed statement raises
+
     def execute(self, query: Any, args: Any = ..., /) -> Any: ...
     def prepare(self, query: str, types: Sequence[str] = ..., /) -> Any: ...
     def cursor(self, query: Any, args: Any = ..., /) -> Any: ...
@@ -29,6 +32,12 @@ class Db:
     def __init__(self, plpy: Plpy) -> None:
         self.plpy = plpy
         self._plans: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+    @property
+    def Error(self) -> type[Exception]:
+        """The class of database errors in this runtime: `except db.Error` catches a failed
+        statement (its SQLSTATE in errors.sqlstate_of) and nothing else."""
+        return self.plpy.SPIError
 
     def rows(self, sql: str, args: Sequence[Any] = (), types: Sequence[str] = ()) -> list[Row]:
         """Run `sql` with `$n` parameters of the given Postgres `types`; return rows as dicts."""

@@ -11,7 +11,7 @@ import psycopg
 from psycopg import sql as psql
 from psycopg.rows import dict_row
 
-from pyrec_pg.errors import PyrecError
+from pyrec_pg.errors import UndefinedParameter, from_fields
 
 # string literals and quoted identifiers are copied (with '%' doubled), $n become placeholders
 _TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$(\d+)|%")
@@ -37,14 +37,17 @@ class Plan:
                 return m.group(0).replace("%", "%%")
             n = int(m.group(1))
             if not 1 <= n <= len(self.types):
-                raise SPIError(f"there is no parameter ${n}", "42P02")
+                raise SPIError(f"there is no parameter ${n}", UndefinedParameter.sqlstate)
             return f"(%(p{n})s::{self.types[n - 1]})"
 
         self.query = _TOKEN.sub(rewrite, query)
 
     def bind(self, args: Sequence[Any]) -> dict[str, Any]:
         if len(args) != len(self.types):
-            raise SPIError(f"expected {len(self.types)} arguments, got {len(args)}", "42P02")
+            raise SPIError(
+                f"expected {len(self.types)} arguments, got {len(args)}",
+                UndefinedParameter.sqlstate,
+            )
         return {f"p{i + 1}": a for i, a in enumerate(args)}
 
 
@@ -160,12 +163,8 @@ class PsycopgPlpy:
     info = notice
 
     def error(self, msg: str, /, **kwargs: Any) -> None:
-        raise PyrecError(
-            msg,
-            hint=kwargs.get("hint"),
-            detail=kwargs.get("detail"),
-            sqlstate=kwargs.get("sqlstate"),
-        )
+        fields = {k: kwargs.get(k) for k in ("sqlstate", "detail", "hint")}
+        raise from_fields({"message": msg, **fields})
 
 
 def _spi_error(e: psycopg.Error) -> SPIError:

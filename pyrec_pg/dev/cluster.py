@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 PG_BIN = Path(os.environ.get("PYREC_PG_BIN", "/usr/lib/postgresql/15/bin"))
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SERVER_SITE = REPO / ".build" / "server-site"
 
 

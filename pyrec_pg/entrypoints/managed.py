@@ -14,109 +14,65 @@ from pyrec_pg.catalog.models import get_model
 from pyrec_pg.db import Db
 from pyrec_pg.db.stub import PsycopgPlpy
 from pyrec_pg.entrypoints import server
-from pyrec_pg.errors import NotReady, PyrecError, UndefinedObject
+from pyrec_pg.errors import NotReady, UndefinedFile, UndefinedObject, from_fields
 from pyrec_pg.jobs import foldin
 
 # the checkout's sql/, which wheels carry as pyrec_pg/sql (a symlink in the repository)
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 VERSION_TOKEN = "@PYREC_VERSION@"
 
-# one statement: dollar-quoted bodies, strings, quoted names and comments are kept whole
-_PIECE = re.compile(
-    r"\$\$.*?\$\$|\$(?P<tag>[A-Za-z_]\w*)\$.*?\$(?P=tag)\$|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\""
-    r"|--[^\n]*|/\*.*?\*/|(?P<end>;)|[^$'\"\-/;]+|.",
-    re.S,
-)
-_ROUTINE = re.compile(
-    r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:FUNCTION|PROCEDURE)\s+([\w.]+)\s*\(", re.I | re.M
-)
-_COMMENT = re.compile(r"^\s*COMMENT\s+ON\s+(?:FUNCTION|PROCEDURE)\s+([\w.]+)\s*\(", re.I | re.M)
-_CONFIG_DUMP = re.compile(r"^\s*SELECT\s+pg_catalog\.pg_extension_config_dump\(", re.I | re.M)
 _PLPYTHON = re.compile(r"\bLANGUAGE\s+plpython3u\b", re.I)
-
-
-def _statements(script: str) -> list[str]:
-    """Top-level statements of a SQL file, each with the comments before it; psql
-    meta-commands (the extension script's \\echo guard) are dropped."""
-    text = "\n".join(line for line in script.splitlines() if not line.startswith("\\"))
-    out, start = [], 0
-    for m in _PIECE.finditer(text):
-        if m.group("end"):
-            out.append(text[start : m.end()].strip())
-            start = m.end()
-    if text[start:].strip() and not all(
-        line.strip().startswith("--") or not line.strip() for line in text[start:].splitlines()
-    ):
-        raise ValueError(f"unterminated statement: {text[start:][:80]!r}")
-    return out
-
-
-def _body(statement: str) -> str:
-    """The statement without its leading comment lines."""
-    lines = statement.splitlines()
-    while lines and (not lines[0].strip() or lines[0].lstrip().startswith("--")):
-        lines.pop(0)
-    return "\n".join(lines)
-
-
-def _routine(statement: str, pattern: re.Pattern[str]) -> str | None:
-    m = pattern.match(_body(statement))
-    return m.group(1).lower() if m else None
 
 
 def _version() -> str:
     control = (SQL_DIR / "pyrec.control").read_text()
     m = re.search(r"^default_version\s*=\s*'([^']+)'", control, re.M)
     if m is None:
-        raise PyrecError(f"no default_version in {SQL_DIR / 'pyrec.control'}", sqlstate="58P01")
+        raise UndefinedFile(f"no default_version in {SQL_DIR / 'pyrec.control'}")
     return m.group(1)
 
 
-def _merge(source: list[str], overrides: list[str]) -> list[str]:
-    """`source` with the routines `overrides` also defines replaced in place (with their
-    comments); the overrides' other statements (their helpers) go first."""
-    names = {_routine(s, _ROUTINE) for s in source} - {None}
-    defs = {n: s for s in overrides if (n := _routine(s, _ROUTINE)) in names}
-    notes = {n: s for s in overrides if (n := _routine(s, _COMMENT)) in defs}
-    out = [s for s in overrides if s not in defs.values() and s not in notes.values()]
-    for s in source:
-        routine, note = _routine(s, _ROUTINE), _routine(s, _COMMENT)
-        if routine in defs:
-            out.append(defs[routine])
-            if routine in notes:
-                out.append(notes[routine])
-        elif note not in defs:
-            out.append(s)
-    return out
+def _folders() -> list[str]:
+    """The source folders in install order, as sql/Makefile lists them (SQL_FOLDERS)."""
+    makefile = (SQL_DIR / "Makefile").read_text()
+    m = re.search(r"^SQL_FOLDERS\s*=\s*(.+)$", makefile, re.M)
+    if m is None:
+        raise UndefinedFile(f"no SQL_FOLDERS in {SQL_DIR / 'Makefile'}")
+    return m.group(1).split()
+
+
+def _managed_files() -> list[Path]:
+    """sql/src's files in install order, each replaced by sql/managed/<same path> where that
+    exists; managed-only files join their folder in name order (sql/Makefile's rule)."""
+    src, managed = SQL_DIR / "src", SQL_DIR / "managed"
+    files = []
+    for folder in _folders():
+        names = sorted({p.name for d in (src / folder, managed / folder) for p in d.glob("*.sql")})
+        files += [managed / folder / n if (managed / folder / n).exists() else src / folder / n
+                  for n in names]
+    return files
 
 
 def install_script() -> str:
-    """The managed flavour's install script: sql/src/*.sql in order with the plpython3u
-    routines replaced by sql/managed/<same file name> and no CREATE EXTENSION-only
-    statements; sql/managed's other files go in by name order."""
-    src, managed = SQL_DIR / "src", SQL_DIR / "managed"
-    if not src.is_dir() or not managed.is_dir():
-        raise PyrecError(
+    """The managed flavour's install script, byte for byte what `make -C sql managed` writes:
+    the extension's sources with sql/managed's files in place of the same paths."""
+    if not (SQL_DIR / "src").is_dir() or not (SQL_DIR / "managed").is_dir():
+        raise UndefinedFile(
             f"the SQL sources are missing at {SQL_DIR}",
-            sqlstate="58P01",
             hint="the managed install script is built from a pyrec_pg checkout"
-            " (sql/src, sql/managed)",
+            " (sql/Makefile, sql/src, sql/managed)",
         )
-    names = sorted({p.name for d in (src, managed) for p in d.glob("*.sql")})
-    parts = [f"-- pyrec {_version()}, managed flavour (pyrec_pg.entrypoints.managed)"]
-    for name in names:
-        source = _statements((src / name).read_text()) if (src / name).exists() else []
-        extra = _statements((managed / name).read_text()) if (managed / name).exists() else []
-        for s in _merge(source, extra):
-            if _CONFIG_DUMP.match(_body(s)):
-                continue  # extension members only; pg_dump keeps a plain schema's rows anyway
-            if _PLPYTHON.search(s):
-                raise ValueError(
-                    f"sql/src/{name}: {_routine(s, _ROUTINE)} is plpython3u and has no"
-                    f" replacement in sql/managed/{name}"
-                )
-            parts.append(s)
-    return "\n\n".join(parts).replace(VERSION_TOKEN, _version()) + "\n"
+    parts = []
+    for path in _managed_files():
+        text = path.read_text()
+        if _PLPYTHON.search(text):
+            relative = path.relative_to(SQL_DIR / "src")
+            raise ValueError(
+                f"sql/src/{relative} defines plpython3u routines and has no replacement"
+                f" sql/managed/{relative}"
+            )
+        parts.append(text)
+    return "".join(parts).replace(VERSION_TOKEN, _version())
 
 
 def install(conn: psycopg.Connection[Any]) -> str:
@@ -209,7 +165,7 @@ def _compile(db: Db, model: Any, expression: Any) -> Any:
     args = json.dumps({"model": model, "expression": expression})
     out = json.loads(server.dispatch(db.plpy, "compile_filter", args))
     if "error" in out:
-        raise _error(out["error"])
+        raise from_fields(out["error"])
     db.run(
         "INSERT INTO pyrec._compiled_filters (model_id, expression, compiled)"
         " SELECT m.model_id, $2, $3 FROM pyrec.models m WHERE m.name = $1"
@@ -238,18 +194,6 @@ def _ad_hoc_filters(db: Db, fn: str, arguments: dict[str, Any]) -> None:
             ["text", "text"],
         ):
             _compile(db, arguments.get("model"), flt)
-
-
-def _error(e: dict[str, Any]) -> PyrecError:
-    """An entry point's error outcome as the PyrecError subclass of its SQLSTATE (so callers
-    can tell e.g. ObjectInUse, a training already running, apart)."""
-    sqlstate = e.get("sqlstate")
-    kind = next((c for c in _subclasses(PyrecError) if c.sqlstate == sqlstate), PyrecError)
-    return kind(e.get("message", ""), sqlstate=sqlstate, detail=e.get("detail"), hint=e.get("hint"))
-
-
-def _subclasses(cls: type[PyrecError]) -> list[type[PyrecError]]:
-    return [c for sub in cls.__subclasses__() for c in (sub, *_subclasses(sub))]
 
 
 class _ManagedPlpy(PsycopgPlpy):
@@ -286,7 +230,7 @@ def call(dsn: str, fn: str, arguments: dict[str, Any]) -> Any:
             out = json.loads(server.dispatch(plpy, fn, json.dumps(arguments)))
             if "error" in out:
                 conn.rollback()
-                raise _error(out["error"])
+                raise from_fields(out["error"])
             result = out["result"]
         plpy.commit()
         return result

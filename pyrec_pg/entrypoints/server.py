@@ -15,7 +15,7 @@ from pyrec_pg import SQL_VERSIONS, __version__, filters
 from pyrec_pg.analysis import experiments, readiness
 from pyrec_pg.catalog import models
 from pyrec_pg.db import Db
-from pyrec_pg.errors import PyrecError, error_fields
+from pyrec_pg.errors import DuplicateObject, InvalidParameter, NullValue, error_fields
 from pyrec_pg.jobs import batch, foldin, segments, training
 from pyrec_pg.jobs import coldstart as attributes
 
@@ -24,9 +24,8 @@ def _options(value: Any) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise PyrecError(
+        raise InvalidParameter(
             "options must be a JSON object",
-            sqlstate="22023",
             hint='for example \'{"params": {"factors": 32}}\'',
         )
     return value
@@ -100,9 +99,8 @@ def _create_filter(db: Db, a: dict[str, Any]) -> dict[str, Any]:
     model = models.get_model(db, a.get("model"))
     name = a.get("name")
     if name is None:
-        raise PyrecError(
+        raise NullValue(
             "filter name must not be null",
-            sqlstate="22004",
             hint="for example pyrec.create_filter('movies', 'no_horror', '<expression>')",
         )
     models.check_name("filter", name)
@@ -112,9 +110,8 @@ def _create_filter(db: Db, a: dict[str, Any]) -> dict[str, Any]:
         [model.model_id, name],
         ["int4", "text"],
     ):
-        raise PyrecError(
+        raise DuplicateObject(
             f'filter "{name}" already exists for model "{model.name}"',
-            sqlstate="42710",
             hint=f"drop it first with SELECT pyrec.drop_filter('{model.name}', '{name}')",
         )
     db.run(

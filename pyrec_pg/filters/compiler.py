@@ -20,15 +20,25 @@ from pyrec_pg.catalog.models import Model, Relation, resolve_relation
 from pyrec_pg.db import Db
 from pyrec_pg.db.types import INTEGER_TYPES, NUMERIC_TYPES, TEXT_TYPES
 from pyrec_pg.errors import (
+    CannotCoerce,
+    DataException,
     DatatypeMismatch,
     FeatureNotSupported,
+    FilterSyntaxError,
+    ProgramLimitExceeded,
     PyrecError,
     UndefinedColumn,
+    UndefinedFunction,
     UndefinedTable,
+    sqlstate_of,
 )
 from pyrec_pg.filters.syntax import NESTING_HINT, Clause, error, parse, position
 
 CANDIDATE = {"ItemID": "i.item_id", "UserID": "u.user_id"}
+
+DATA_EXCEPTION_CLASS = DataException.sqlstate[:2]  # any 22xxx: a value its type rejects
+# what the server says when a filter compares values of different types
+MISMATCHES = (UndefinedFunction.sqlstate, DatatypeMismatch.sqlstate, CannotCoerce.sqlstate)
 
 
 @dataclass(frozen=True)
@@ -579,17 +589,14 @@ def compile_filter(db: Db, model: Model, text: str | None) -> CompiledFilter:
     try:
         return _compile(db, model, text, clauses)
     except RecursionError:
-        raise PyrecError(
-            "filter is nested too deeply", sqlstate="54000", hint=NESTING_HINT
-        ) from None
+        raise ProgramLimitExceeded("filter is nested too deeply", hint=NESTING_HINT) from None
 
 
 def _compile(db: Db, model: Model, text: str, clauses: list[Clause]) -> CompiledFilter:
     targets = {c.target for c in clauses}
     if len(targets) > 1:
-        raise PyrecError(
+        raise FilterSyntaxError(
             "a filter cannot mix ItemID and UserID expressions",
-            sqlstate="42601",
             hint="item filters use ItemID, user segment filters use UserID",
         )
     target = targets.pop()
@@ -635,8 +642,8 @@ def check_constant(db: Db, comp: _Compiler, key: str, typ: str, node: exp.Expr) 
         db.rows(
             f"SELECT ($1::jsonb->>$2)::{typ}", [json.dumps(comp.constants), key], ["text", "text"]
         )
-    except Exception as e:
-        if getattr(e, "sqlstate", "") and str(getattr(e, "sqlstate", "")).startswith("22"):
+    except db.Error as e:
+        if (sqlstate_of(e) or "").startswith(DATA_EXCEPTION_CLASS):
             raise comp.fail(
                 DatatypeMismatch,
                 node,
@@ -658,11 +665,8 @@ def check(db: Db, f: CompiledFilter) -> None:
                 [None, None, None, None, json.dumps(f.constants), None],
                 types,
             )
-    except PyrecError:
-        raise
-    except Exception as e:
-        state = getattr(e, "sqlstate", None)
-        if state in ("42883", "42804", "42846"):
+    except db.Error as e:
+        if sqlstate_of(e) in MISMATCHES:
             raise DatatypeMismatch(
                 f"filter compares values of different types: {e.args[0] if e.args else e}",
                 hint="compare each field with values of its own type (numbers unquoted for"

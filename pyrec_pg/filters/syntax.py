@@ -10,7 +10,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from pyrec_pg.errors import PyrecError
+from pyrec_pg.errors import FilterSyntaxError, NullValue, ProgramLimitExceeded, PyrecError
 
 MAX_LENGTH = 4000
 DATASETS = {
@@ -32,10 +32,6 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
-
-
-class FilterSyntaxError(PyrecError):
-    sqlstate = "42601"  # syntax_error
 
 
 @dataclass(frozen=True)
@@ -113,9 +109,8 @@ def error(
 
 def check_text(text: str | None) -> str:
     if text is None:
-        raise PyrecError(
+        raise NullValue(
             "filter expression must not be null",
-            sqlstate="22004",
             hint="for example 'EXCLUDE ItemID WHERE Items.genre IN (\"Horror\")'",
         )
     if "\x00" in text:
@@ -123,9 +118,8 @@ def check_text(text: str | None) -> str:
             "filter contains a NUL character", hint="remove control characters from the expression"
         )
     if len(text) > MAX_LENGTH:
-        raise PyrecError(
+        raise ProgramLimitExceeded(
             f"filter is {len(text)} characters long, the limit is {MAX_LENGTH}",
-            sqlstate="54000",
             hint="split it into named filters or shorten the value lists",
         )
     if not text.strip():
@@ -167,9 +161,7 @@ def parse(text: str | None) -> list[Clause]:
             return _Personalize(text).filter()
         return [Clause("INCLUDE", "ItemID", parse_shorthand(text), None, 0)]
     except RecursionError:
-        raise PyrecError(
-            "filter is nested too deeply", sqlstate="54000", hint=NESTING_HINT
-        ) from None
+        raise ProgramLimitExceeded("filter is nested too deeply", hint=NESTING_HINT) from None
 
 
 class _Personalize:

@@ -27,7 +27,7 @@ from sqlalchemy.sql.selectable import TableValuedAlias
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeEngine
 
-from pyrec_pg.errors import FeatureNotSupported, PyrecError
+from pyrec_pg.errors import ActiveTransaction, FeatureNotSupported
 
 __all__ = [
     "AuditEntry",
@@ -342,9 +342,8 @@ def _call_procedure(
     elif bind.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
         conn = bind
     else:
-        raise PyrecError(
+        raise ActiveTransaction(
             f"pyrec.{procedure} cannot run inside a transaction block",
-            sqlstate="25001",
             hint="pass the Engine (or a Session bound to it), or a Connection with"
             " execution_options(isolation_level='AUTOCOMMIT')",
         )

@@ -18,12 +18,12 @@ from pyrec_pg.catalog.runs import Run, abandoned
 from pyrec_pg.catalog.versions import Version, active_version
 from pyrec_pg.db import Db
 from pyrec_pg.errors import (
+    DuplicateTable,
     FeatureNotSupported,
     InvalidParameter,
     NotReady,
     NullValue,
     ObjectInUse,
-    PyrecError,
     UndefinedObject,
 )
 from pyrec_pg.jobs import foldin
@@ -121,9 +121,7 @@ def batch_ids(
     else:
         try:
             rel = db.scalar("SELECT to_regclass($1)::text", [users], ["text"])
-        except Exception as e:  # not even a name: 'DELETE FROM t', 'a b c'
-            if getattr(e, "sqlstate", None) is None:
-                raise
+        except db.Error as e:  # not even a name: 'DELETE FROM t', 'a b c'
             raise InvalidParameter(
                 f'{arg} "{users}" is neither a SELECT query nor a table name',
                 hint=f"pass a table or view name, or a query such as '{example}'",
@@ -137,9 +135,7 @@ def batch_ids(
     # a prepared plan holds exactly one statement: the text cannot smuggle in a second one
     try:
         cols = db.plpy.execute(db.plpy.prepare(f"SELECT * FROM {source} q LIMIT 0", [])).colnames()
-    except Exception as e:
-        if getattr(e, "sqlstate", None) is None:
-            raise
+    except db.Error as e:
         raise InvalidParameter(
             f"{arg} query failed: {e.args[0] if e.args else e}",
             hint=f"{arg} must be a single SELECT returning {role} ids, or a table or view name",
@@ -272,9 +268,7 @@ def _target(db: Db, model: Model, into: str | None, out: Output) -> tuple[str, s
         return "pyrec", name, db.ident("pyrec", name)
     try:
         parts = db.scalar("SELECT parse_ident($1)", [into], ["text"])
-    except Exception as e:
-        if getattr(e, "sqlstate", None) is None:
-            raise
+    except db.Error as e:
         raise InvalidParameter(
             f'into_table "{into}" is not a valid table name',
             hint="a name such as recs or reporting.recs",
@@ -308,9 +302,8 @@ def _check_replaceable(db: Db, qualified: str, out: Output) -> bool:
     if row is None:
         return False
     if not str(row["note"] or "").startswith(MARK) or tuple(row["cols"]) != out.columns:
-        raise PyrecError(
+        raise DuplicateTable(
             f"{qualified} exists and was not written by pyrec.{out.procedure}",
-            sqlstate="42P07",
             hint="choose another into_table, or drop that table first",
         )
     return True

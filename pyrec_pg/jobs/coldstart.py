@@ -86,9 +86,7 @@ def user_vector(db: Db, model_id: int, version: int, user_id: str) -> str | None
     key = db.ident(model.columns["users_id"])
     try:
         _, rows, _ = read_rows(db, model, "user", f"r.{key}::text = $1", [user_id])
-    except Exception as e:  # the users relation changed since training: no attributes
-        if getattr(e, "sqlstate", None) is None:
-            raise
+    except db.Error:  # the users relation changed since training: no attributes
         return None
     if not rows:
         return None

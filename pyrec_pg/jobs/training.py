@@ -11,7 +11,14 @@ from typing import Any
 from pyrec_pg.catalog.models import Model, get_model, validate_options
 from pyrec_pg.catalog.runs import Run, abandoned
 from pyrec_pg.db import Db
-from pyrec_pg.errors import InvalidParameter, NotReady, NullValue, ObjectInUse, PyrecError
+from pyrec_pg.errors import (
+    InvalidParameter,
+    LockNotAvailable,
+    NotReady,
+    NullValue,
+    ObjectInUse,
+    sqlstate_of,
+)
 from pyrec_pg.jobs import coldstart as attributes
 from pyrec_pg.ml import evaluation
 from pyrec_pg.ml.interactions import Interactions
@@ -105,23 +112,22 @@ def _reading_sources(db: Db, model: Model) -> Iterator[None]:
     timeout = timeout or LOCK_TIMEOUT_DEFAULT
     try:
         db.run("SELECT set_config('lock_timeout', $1, true)", [timeout], ["text"])
-    except Exception as e:
+    except db.Error as e:
         raise InvalidParameter(
             f'invalid value for setting pyrec.lock_timeout: "{timeout}"',
             hint="a duration such as '30s' or '5min'; 0 waits for locks as long as it takes",
         ) from e
     try:
         yield
-    except Exception as e:
-        if getattr(e, "sqlstate", None) != "55P03":
+    except db.Error as e:
+        if sqlstate_of(e) != LockNotAvailable.sqlstate:
             raise
         sources = ", ".join(r for r in (model.interactions, model.items, model.users) if r)
-        raise PyrecError(
+        raise LockNotAvailable(
             f'model "{model.name}" could not read its relations ({sources}): another session'
             f" held a conflicting lock for longer than pyrec.lock_timeout ({timeout})",
             hint="pg_locks shows the session holding it: retry when it is done, or wait longer"
             " with SET pyrec.lock_timeout = '10min'",
-            sqlstate="55P03",
         ) from e
 
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from pyrec_pg.db import Db
-from pyrec_pg.entrypoints import server
 from pyrec_pg.db.stub import SPIError
-from pyrec_pg.errors import InvalidParameter, PyrecError
+from pyrec_pg.entrypoints import server
+from pyrec_pg.errors import ActiveTransaction, InvalidParameter, PyrecError
 
 from .fakes import FakePlpy
 
@@ -36,7 +36,7 @@ def test_error_fields_of_a_pyrec_error_drop_missing_fields() -> None:
         "detail": "d",
         "hint": "h",
     }
-    assert server.error_fields(PyrecError("x", sqlstate="25001")) == {
+    assert server.error_fields(ActiveTransaction("x")) == {
         "sqlstate": "25001",
         "message": "x",
     }
