@@ -6,14 +6,14 @@ VENV        ?= .venv
 SERVER_PY   ?= /usr/bin/python3
 BIN         := $(VENV)/bin
 
-.PHONY: help postgres venv ext server-deps setup install demo test eval lint typecheck check clean
+.PHONY: help postgres venv ext server-deps setup install demo test eval lint typecheck layers check clean
 
 help:
 	@echo "make demo     provision Postgres, load MovieLens-100K, train in-database, recommend"
 	@echo "make test     provision everything and run the test suite against a real server"
 	@echo "make install  install the extension and pyrec_pg into an existing Postgres $(PG_MAJOR) server"
 	@echo "make eval     offline metrics of every recipe on MovieLens-100K (3 seeds)"
-	@echo "make check    ruff + mypy"
+	@echo "make check    ruff + mypy + the layering of pyrec_pg (tools/check_layers.py)"
 
 postgres:
 	./scripts/provision.sh
@@ -51,17 +51,21 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# quality on MovieLens-100K (DESIGN.md section 5), every recipe, mean of 3 seeds
+# quality on MovieLens-100K (docs/design.md, section 5), every recipe, mean of 3 seeds
 eval: setup
 	$(BIN)/python -m bench.eval_movielens
 
 lint:
-	$(BIN)/ruff check pyrec_pg tests bench
+	$(BIN)/ruff check pyrec_pg tests bench tools
 
 typecheck:
 	$(BIN)/mypy
 
-check: lint typecheck
+# imports only point down the layers of pyrec_pg, and form no cycle (docs/architecture.md)
+layers:
+	$(BIN)/python tools/check_layers.py
+
+check: lint typecheck layers
 
 clean:
 	$(MAKE) -s -C sql clean PG_CONFIG=$(PG_CONFIG)

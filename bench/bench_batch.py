@@ -1,6 +1,6 @@
 """Batch recommendations: CALL pyrec.batch_recommend for every user vs COPY out, numpy, COPY in.
 
-Target (the issue): 200,000 users x 25 recommendations over a 20,000-item catalog in under 30 s
+Target: 200,000 users x 25 recommendations over a 20,000-item catalog in under 30 s
 on this 2-core machine, with and without a filter.
 
 Setup, not timed: a throwaway cluster; an items table bb_items (item_id bigint, category one of
@@ -67,6 +67,7 @@ import scipy.sparse as sp
 from psycopg import sql
 
 from pyrec_pg.catalog.models import get_model
+from pyrec_pg.catalog.versions import Trained
 from pyrec_pg.db import Db
 from pyrec_pg.db.stub import PsycopgPlpy
 from pyrec_pg.dev.cluster import Cluster
@@ -215,8 +216,7 @@ def setup(dsn: str, n_users: int, n_items: int, seed: int) -> tuple[dict[str, fl
             ),
             rows_read=int(users.size),
         )
-        info: dict[str, Any] = {"recipe": "als", "params": {"factors": DIMS}, "metrics": {}}
-        info["training_seconds"] = 0.0
+        info = Trained(recipe="als", params={"factors": DIMS}, metrics={}, training_seconds=0.0)
         write_version(db, get_model(db, MODEL), data, Factors(user_vecs, item_vecs), counts, info)
         conn.commit()
     with psycopg.connect(dsn, autocommit=True) as conn:

@@ -77,6 +77,7 @@ import scipy.sparse as sp
 from psycopg import sql
 
 from pyrec_pg.catalog.models import get_model
+from pyrec_pg.catalog.versions import Trained
 from pyrec_pg.db import Db
 from pyrec_pg.db.stub import PsycopgPlpy
 from pyrec_pg.dev import synthetic
@@ -595,13 +596,13 @@ def write_synthetic_version(dsn: str, v: SynVersion, ann_min_items: int, args: A
             matrix=sp.csr_matrix((0, n_items), dtype=np.float64),
             rows_read=0,
         )
-        info = {
-            "recipe": "als",
-            "params": {"factors": DIMS, "bench_serving": "synthetic vectors"},
-            "metrics": {},
-            "training_seconds": 0.0,
-            "fold_state": {**v.items.fold_state, "options": {}, "newest": 0.0},
-        }
+        info = Trained(
+            recipe="als",
+            params={"factors": DIMS, "bench_serving": "synthetic vectors"},
+            metrics={},
+            training_seconds=0.0,
+            fold_state={**v.items.fold_state, "options": {}, "newest": 0.0},
+        )
         model = get_model(db, "syn")
         version = write_version(db, model, no_users, v.items, v.popularity, info)
         users_table = version_tables(conn, "syn", version)[1]

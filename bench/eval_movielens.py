@@ -1,7 +1,7 @@
 """Quality on MovieLens-100K: every recipe through pyrec.evaluate, averaged over 3 seeds.
 
 Protocol random_per_item (a random 75/25 split stratified by item, seeded), all metrics of
-DESIGN.md section 5, next to the published Microsoft Recommenders MovieLens-100K rows.
+docs/design.md section 5, next to the published Microsoft Recommenders MovieLens-100K rows.
 Run: make eval   (or .venv/bin/python -m bench.eval_movielens [--protocol P] [--seeds N])
 """
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from pyrec_pg.catalog.models import Model
-from pyrec_pg.db import Db
+from pyrec_pg.db import Db, settings
 from pyrec_pg.errors import NotReady
-
-KEEP_VERSIONS_DEFAULT = 3
 
 
 @dataclass(frozen=True)
@@ -21,6 +20,20 @@ class Version:
     users_table: str
     dims: int
     fold: str
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What a training records in a new version's row beside its vectors."""
+
+    recipe: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    training_seconds: float
+    mode: str = "full"  # or "update": warm-started from base_version
+    base_version: int | None = None
+    fold_state: dict[str, Any] | None = None  # None: the recipe's own (Factors.fold_state)
+    user_features: dict[str, Any] = field(default_factory=dict)  # the users' attribute model
 
 
 def active_version(db: Db, model: Model) -> Version:
@@ -40,28 +53,14 @@ def active_version(db: Db, model: Model) -> Version:
     return Version(model_id=model.model_id, **row)
 
 
-def activate(db: Db, model_id: int, version: int) -> None:
-    db.run(
-        "UPDATE pyrec.models SET active_version = $2 WHERE model_id = $1",
-        [model_id, version],
-        ["int4", "int4"],
-    )
-    db.run(
-        "UPDATE pyrec._versions SET status = CASE WHEN version = $2 THEN 'active'"
-        " ELSE 'inactive' END, activated_at = CASE WHEN version = $2 THEN now()"
-        " ELSE activated_at END WHERE model_id = $1",
-        [model_id, version],
-        ["int4", "int4"],
-    )
+def activate(db: Db, model: Model, version: int) -> None:
+    """Serve `version` from the next query on: pyrec.activate, the rule SQL callers use too."""
+    db.run("SELECT pyrec.activate($1, $2)", [model.name, version], ["text", "int4"])
 
 
 def prune(db: Db, model_id: int) -> None:
     """Drop the oldest inactive versions beyond the setting pyrec.keep_versions."""
-    keep = db.scalar("SELECT current_setting('pyrec.keep_versions', true)")
-    try:
-        n = max(1, int(keep)) if keep else KEEP_VERSIONS_DEFAULT
-    except ValueError:
-        n = KEEP_VERSIONS_DEFAULT
+    n = settings.get(db, "pyrec.keep_versions")
     old = db.rows(
         "SELECT version, items_table, users_table FROM pyrec._versions"
         " WHERE model_id = $1 AND status <> 'active' ORDER BY version DESC OFFSET $2",

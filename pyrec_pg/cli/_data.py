@@ -10,7 +10,8 @@ from typing import Any
 
 import psycopg
 
-from pyrec_pg.cli._db import connect, dsn_of, managed_call, require, rows
+from pyrec_pg.cli._client import Client
+from pyrec_pg.cli._db import connect, dsn_of, rows
 from pyrec_pg.cli._output import BAD_INPUT, emit, report_error, table
 from pyrec_pg.cli._parsing import Subparsers, command, positive
 from pyrec_pg.errors import DuplicateTable
@@ -38,14 +39,13 @@ def cmd_load_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    dsn = dsn_of(args)
-    with connect(dsn) as conn:
-        if require(conn) == "managed":
-            checks = list(managed_call(dsn, "check_data", {"model": args.model}))
+    with Client(dsn_of(args)) as client:
+        if client.managed:
+            checks = list(client.client_side("check_data", {"model": args.model}))
         else:
             query = "SELECT check_name, value, ok, detail FROM pyrec.check_data(%s)"
-            checks = rows(conn, query, [args.model])
-        found = conn.execute("SELECT recipe FROM pyrec.models WHERE name = %s", [args.model])
+            checks = client.rows(query, [args.model])
+        found = client.conn.execute("SELECT recipe FROM pyrec.models WHERE name = %s", [args.model])
         recipe = found.fetchone()
     mine = f"recipe {recipe[0]}" if recipe else None
     failed = [r for r in checks if r["check_name"] == mine and not r["ok"]]
@@ -64,8 +64,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_forget_user(args: argparse.Namespace) -> int:
-    with connect(dsn_of(args)) as conn:
-        require(conn)
+    with Client(dsn_of(args)) as client:
+        conn = client.conn
         found = rows(
             conn,
             "SELECT model_name, what, rows_affected, action FROM pyrec.forget_user(%s, %s)",

@@ -9,7 +9,8 @@ import psycopg
 from psycopg import sql
 
 from pyrec_pg import __version__
-from pyrec_pg.cli._db import connect, dsn_of, flavour, managed_required, require, rows
+from pyrec_pg.cli._client import Client
+from pyrec_pg.cli._db import connect, dsn_of, flavour, managed_required, rows
 from pyrec_pg.cli._output import emit, table
 from pyrec_pg.cli._parsing import Subparsers, command
 from pyrec_pg.errors import DuplicateObject, FeatureNotSupported, InvalidParameter
@@ -89,9 +90,10 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
-    with connect(dsn_of(args)) as conn:
+    with Client(dsn_of(args)) as client:
+        conn = client.conn
         db = conn.info.dbname
-        if require(conn) == "managed":
+        if client.managed:
             raise FeatureNotSupported(
                 "upgrade updates the extension; this database has the managed flavour",
                 hint="pyrec install --managed installs the managed SQL of this pyrec_pg",
@@ -141,8 +143,8 @@ def _plain(value: Any) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with connect(dsn_of(args)) as conn:
-        found = require(conn)
+    with Client(dsn_of(args)) as client:
+        conn, found = client.conn, client.flavour
         info = conn.info
         where = info.host if info.host.startswith("/") else f"{info.host}:{info.port}"
         data = {"database": info.dbname, "server": where, "user": info.user, "flavour": found}

@@ -6,10 +6,10 @@ import argparse
 import json
 from typing import Any
 
-import psycopg
 from psycopg import sql
 
-from pyrec_pg.cli._db import connect, dsn_of, managed_call, require, rows
+from pyrec_pg.cli._client import Client
+from pyrec_pg.cli._db import dsn_of, rows
 from pyrec_pg.cli._output import emit, parse_json, table
 from pyrec_pg.cli._parsing import Subparsers, command, positive
 from pyrec_pg.cli._progress import Progress
@@ -18,21 +18,12 @@ PARAMS_EXAMPLE = '{"GENRES": ["Comedy", "Drama"]}'
 
 
 def _items(args: argparse.Namespace, query: str, values: list[Any]) -> int:
-    dsn = dsn_of(args)
-    with connect(dsn) as conn:
-        # serving is plain SQL in either flavour; without the server's Python an ad-hoc
-        # filter is compiled here first (named filters were compiled when created)
-        if require(conn) == "managed" and args.filter and not _named(conn, args):
-            managed_call(dsn, "compile_filter", {"model": args.model, "expression": args.filter})
-        found = rows(conn, query, values)
+    with Client(dsn_of(args)) as client:
+        client.prepare_filter(args.model, args.filter)
+        found = client.rows(query, values)
     text = table(["rank", "item", "score", "source"], [tuple(r.values()) for r in found])
     emit(args, found, text if found else "no items (the filter may exclude them all)")
     return 0
-
-
-def _named(conn: psycopg.Connection[Any], args: argparse.Namespace) -> bool:
-    query = "SELECT 1 FROM pyrec.filters WHERE model = %s AND name = %s"
-    return conn.execute(query, [args.model, args.filter]).fetchone() is not None
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
@@ -80,10 +71,11 @@ def _batch_job(args: argparse.Namespace, procedure: str, per: str, sources: dict
         "params": params,
         "exclude_seen": not args.keep_seen,
     }
-    with connect(dsn) as conn:
-        if require(conn) == "managed":
+    with Client(dsn) as client:
+        conn = client.conn
+        if client.managed:
             with Progress(dsn, f"{args.command} {args.model}", args.model, "batch_jobs"):
-                r = managed_call(dsn, procedure, arguments)
+                r = client.client_side(procedure, arguments)
             missing = r.get(f"{per}_without_vectors") if per == "items" else None
             text = (
                 f"{r['rows']} rows for {r[per]} {per} in {r['table']}"

@@ -8,7 +8,8 @@ from typing import Any
 
 import psycopg
 
-from pyrec_pg.cli._db import connect, dsn_of, managed_call, require, rows
+from pyrec_pg.cli._client import Client
+from pyrec_pg.cli._db import dsn_of, rows
 from pyrec_pg.cli._output import emit, parse_json, table
 from pyrec_pg.cli._parsing import Subparsers, command
 from pyrec_pg.cli._progress import Progress
@@ -28,17 +29,14 @@ def cmd_create_model(args: argparse.Namespace) -> int:
         "recipe": args.recipe,
         "options": options,
     }
-    with connect(dsn) as conn:
-        if require(conn) == "managed":
-            made = managed_call(dsn, "create_model", arguments)
-        else:
-            row = conn.execute(
-                "SELECT pyrec.create_model(%(name)s, %(interactions)s, %(items)s, %(users)s,"
-                " %(recipe)s, %(options)s::jsonb)",
-                {**arguments, "options": json.dumps(options)},
-            ).fetchone()
-            assert row is not None
-            made = row[0]
+    with Client(dsn) as client:
+        made = client.call(
+            "create_model",
+            arguments,
+            "SELECT pyrec.create_model(%(name)s, %(interactions)s, %(items)s, %(users)s,"
+            " %(recipe)s, %(options)s::jsonb)",
+            {**arguments, "options": json.dumps(options)},
+        )
     columns = ", ".join(f"{k} {v}" for k, v in made.get("columns", {}).items() if v is not None)
     text = [f'created model "{made["model"]}": recipe {made["recipe"]}']
     roles = ("interactions", "items", "users")
@@ -51,15 +49,12 @@ def cmd_create_model(args: argparse.Namespace) -> int:
 def cmd_create_filter(args: argparse.Namespace) -> int:
     dsn = dsn_of(args)
     arguments = {"model": args.model, "name": args.name, "expression": args.expression}
-    with connect(dsn) as conn:
-        if require(conn) == "managed":
-            compiled = managed_call(dsn, "create_filter", arguments)
-        else:
-            row = conn.execute(
-                "SELECT pyrec.create_filter(%(model)s, %(name)s, %(expression)s)", arguments
-            ).fetchone()
-            assert row is not None
-            compiled = row[0]
+    with Client(dsn) as client:
+        compiled = client.call(
+            "create_filter",
+            arguments,
+            "SELECT pyrec.create_filter(%(model)s, %(name)s, %(expression)s)",
+        )
     text = f'created filter "{args.name}" of model "{args.model}": {args.expression}'
     emit(args, compiled, text)
     return 0
@@ -93,8 +88,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     dsn = dsn_of(args)
     options = parse_json("--options", args.options, OPTIONS_EXAMPLE) or {}
     arguments = {"model": args.model, "options": options, "mode": args.mode}
-    with connect(dsn) as conn:
-        found = require(conn)
+    with Client(dsn) as client:
+        found = client.flavour
         if args.in_database:
             if found == "managed":
                 raise FeatureNotSupported(
@@ -102,29 +97,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                     " flavour",
                     hint="leave out --in-database: pyrec train then trains in this client",
                 )
-            summary = _in_database(dsn, conn, arguments)
+            summary = _in_database(dsn, client.conn, arguments)
             emit(args, summary, summary["notice"])
             return 0
     with Progress(dsn, f"training {args.model}", args.model, "training_runs"):
-        if found == "managed":
-            summary = managed_call(dsn, "train", arguments)
-        else:
-            summary = _external(dsn, arguments)
+        summary = client.client_side("train", arguments)
     emit(args, summary, summary["notice"])
     return 0
-
-
-def _external(dsn: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    from pyrec_pg.db import Db
-    from pyrec_pg.db.stub import PsycopgPlpy
-    from pyrec_pg.entrypoints.server import ENTRIES
-
-    plpy = PsycopgPlpy(connect(dsn, autocommit=False))
-    try:
-        summary: dict[str, Any] = ENTRIES["train"](Db(plpy), arguments)  # same summary as SQL's
-    finally:
-        plpy.conn.close()
-    return summary
 
 
 def _metric_order(name: str) -> tuple[str, int]:
@@ -147,10 +126,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     dsn = dsn_of(args)
     options = parse_json("--options", args.options, OPTIONS_EXAMPLE) or {}
     overrides = {"protocol": args.protocol, "holdout": args.holdout, "seed": args.seed}
-    with connect(dsn) as conn, Progress(dsn, f"evaluating {args.model}", args.model):
-        if require(conn) == "managed":
+    with Client(dsn) as client, Progress(dsn, f"evaluating {args.model}", args.model):
+        conn = client.conn
+        if client.managed:
             merged = {**options, **{k: v for k, v in overrides.items() if v is not None}}
-            found = managed_call(dsn, "evaluate", {"model": args.model, "options": merged})
+            found = client.client_side("evaluate", {"model": args.model, "options": merged})
             metrics = metric_rows(found)
         else:
             metrics = rows(

@@ -10,7 +10,8 @@ from typing import Any
 
 import psycopg
 
-from pyrec_pg.cli._db import connect, dsn_of, require, rows
+from pyrec_pg.cli._client import Client
+from pyrec_pg.cli._db import dsn_of, rows
 from pyrec_pg.cli._output import emit, parse_json, table
 from pyrec_pg.cli._parsing import Subparsers, command, positive
 from pyrec_pg.cli._train import OPTIONS_EXAMPLE
@@ -38,8 +39,8 @@ def _check_model(conn: psycopg.Connection[Any], model: str) -> None:
 
 
 def cmd_versions(args: argparse.Namespace) -> int:
-    with connect(dsn_of(args)) as conn:
-        require(conn)
+    with Client(dsn_of(args)) as client:
+        conn = client.conn
         if args.model is not None:
             _check_model(conn, args.model)
         found = rows(conn, _VERSIONS, {"model": args.model})
@@ -62,8 +63,8 @@ def cmd_versions(args: argparse.Namespace) -> int:
 
 def _serve_version(args: argparse.Namespace, call: str, values: list[Any]) -> int:
     """pyrec.activate or pyrec.rollback: both return model, active_version, previous_version."""
-    with connect(dsn_of(args)) as conn:
-        require(conn)
+    with Client(dsn_of(args)) as client:
+        conn = client.conn
         row = conn.execute(call, values).fetchone()
     assert row is not None
     r: dict[str, Any] = row[0]
@@ -89,8 +90,8 @@ def cmd_drop_model(args: argparse.Namespace) -> int:
             hint=f"pyrec drop-model {shlex.quote(args.model)} --yes",
         )
     notices: list[str] = []
-    with connect(dsn_of(args)) as conn:
-        require(conn)
+    with Client(dsn_of(args)) as client:
+        conn = client.conn
         conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
         conn.execute("SELECT pyrec.drop_model(%s, %s)", [args.model, args.if_exists])
     skipped = [n for n in notices if n.endswith("does not exist, skipping")]  # --if-exists
@@ -108,8 +109,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             f"pyrec report needs {missing}, which this installation lacks",
             hint="pip install 'pyrec_pg[report]' (reports draw their charts with matplotlib)",
         ) from e
-    with connect(dsn_of(args)) as conn:
-        require(conn)
+    with Client(dsn_of(args)) as client:
+        conn = client.conn
         _check_model(conn, args.model)
         args.out.mkdir(parents=True, exist_ok=True)
         path = Path(
@@ -119,8 +120,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _no_cron_in_managed(conn: psycopg.Connection[Any]) -> None:
-    if require(conn) == "managed":
+def _no_cron_in_managed(client: Client) -> None:
+    if client.managed:
         raise FeatureNotSupported(
             "scheduled trainings run in the server's Python; this database has the managed flavour",
             hint="let the system's cron run: pyrec train --dsn '...' MODEL",
@@ -129,8 +130,9 @@ def _no_cron_in_managed(conn: psycopg.Connection[Any]) -> None:
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     options = parse_json("--options", args.options, OPTIONS_EXAMPLE) or {}
-    with connect(dsn_of(args)) as conn:
-        _no_cron_in_managed(conn)
+    with Client(dsn_of(args)) as client:
+        _no_cron_in_managed(client)
+        conn = client.conn
         row = conn.execute(
             "SELECT pyrec.schedule_training(%s, %s, %s, %s::jsonb)",
             [args.model, args.schedule, args.mode, json.dumps(options)],
@@ -146,8 +148,9 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def cmd_unschedule(args: argparse.Namespace) -> int:
-    with connect(dsn_of(args)) as conn:
-        _no_cron_in_managed(conn)
+    with Client(dsn_of(args)) as client:
+        _no_cron_in_managed(client)
+        conn = client.conn
         row = conn.execute(
             "SELECT pyrec.unschedule_training(%s, %s)", [args.model, args.if_exists]
         ).fetchone()

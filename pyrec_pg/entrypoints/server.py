@@ -14,7 +14,7 @@ from typing import Any
 from pyrec_pg import SQL_VERSIONS, __version__, filters
 from pyrec_pg.analysis import experiments, readiness
 from pyrec_pg.catalog import models
-from pyrec_pg.db import Db
+from pyrec_pg.db import Db, settings
 from pyrec_pg.errors import DuplicateObject, InvalidParameter, NullValue, error_fields
 from pyrec_pg.jobs import batch, foldin, segments, training
 from pyrec_pg.jobs import coldstart as attributes
@@ -204,6 +204,7 @@ ENTRIES: dict[str, Callable[[Db, dict[str, Any]], Any]] = {
     "compile_filter": _compile_filter,
     "create_filter": _create_filter,
     "version": _version,
+    "settings": lambda db, a: settings.listing(db),
     "create_model": _create_model,
     "train": _train,
 }

@@ -10,7 +10,8 @@ from typing import Any
 
 from pyrec_pg.catalog.models import Model, get_model, validate_options
 from pyrec_pg.catalog.runs import Run, abandoned
-from pyrec_pg.db import Db
+from pyrec_pg.catalog.versions import Trained
+from pyrec_pg.db import Db, settings
 from pyrec_pg.errors import (
     InvalidParameter,
     LockNotAvailable,
@@ -30,7 +31,6 @@ from pyrec_pg.store import interactions
 from pyrec_pg.store.vectors import read_vectors, write_version
 
 LOCK_CLASS = 0x7079  # first key of pyrec's advisory locks ("py"); the second is the model id
-LOCK_TIMEOUT_DEFAULT = "1min"
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,8 @@ def train(
         )
     model = get_model(db, name)
     plan = _plan(model, overrides)
+    for setting in settings.SETTINGS:  # a bad value fails now, not after the fit
+        settings.get(db, setting.name)
     if db.scalar("SELECT pg_is_in_recovery()"):
         raise NotReady("cannot train on a standby server", hint="run the training on the primary")
     if not db.scalar(
@@ -108,15 +110,8 @@ def _reading_sources(db: Db, model: Model) -> Iterator[None]:
     """Until the transaction ends, wait at most pyrec.lock_timeout (default 1min, 0 forever)
     for a lock on the model's relations held by another session (an ALTER TABLE, a VACUUM
     FULL), then fail with 55P03, instead of hanging silently at "reading"."""
-    timeout = db.scalar("SELECT current_setting('pyrec.lock_timeout', true)")
-    timeout = timeout or LOCK_TIMEOUT_DEFAULT
-    try:
-        db.run("SELECT set_config('lock_timeout', $1, true)", [timeout], ["text"])
-    except db.Error as e:
-        raise InvalidParameter(
-            f'invalid value for setting pyrec.lock_timeout: "{timeout}"',
-            hint="a duration such as '30s' or '5min'; 0 waits for locks as long as it takes",
-        ) from e
+    timeout = settings.get(db, "pyrec.lock_timeout")
+    db.run("SELECT set_config('lock_timeout', $1, true)", [timeout], ["text"])
     try:
         yield
     except db.Error as e:
@@ -188,17 +183,17 @@ def _train(db: Db, model: Model, plan: _Plan, run: Run, mode: str | None) -> dic
         data,
         factors,
         item_popularity(data.matrix),
-        {
-            "recipe": model.recipe,
-            "params": recipe.params(),
-            "metrics": metrics,
-            "training_seconds": seconds,
-            "mode": "update" if warm is not None else "full",
-            "base_version": model.active_version if warm is not None else None,
+        Trained(
+            recipe=model.recipe,
+            params=recipe.params(),
+            metrics=metrics,
+            training_seconds=seconds,
+            mode="update" if warm is not None else "full",
+            base_version=model.active_version if warm is not None else None,
             # fold-in weighs live history as training did: same options, same reference time
-            "fold_state": {**factors.fold_state, "options": plan.options, "newest": data.newest},
-            "user_features": users.state if users is not None else {},
-        },
+            fold_state={**factors.fold_state, "options": plan.options, "newest": data.newest},
+            user_features=users.state if users is not None else {},
+        ),
         cold,
     )
     run.finish("succeeded", version, None)

@@ -169,7 +169,7 @@ def split(
     seed: int,
     times: sp.csr_matrix | None = None,
 ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """Train and test matrices for one of the protocols of DESIGN.md section 5."""
+    """Train and test matrices for one of the protocols of docs/design.md, section 5."""
     if protocol == "random_per_user":
         return split_random_per_user(matrix, holdout, seed)
     if protocol == "random_per_item":

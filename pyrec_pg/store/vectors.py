@@ -10,8 +10,8 @@ import numpy as np
 import numpy.typing as npt
 
 from pyrec_pg.catalog.models import Model
-from pyrec_pg.catalog.versions import activate, prune
-from pyrec_pg.db import Db
+from pyrec_pg.catalog.versions import Trained, activate, prune
+from pyrec_pg.db import Db, settings
 from pyrec_pg.ml.attributes import Cold
 from pyrec_pg.ml.interactions import Interactions
 from pyrec_pg.ml.recipes.base import Factors
@@ -92,7 +92,7 @@ def write_version(
     data: Interactions,
     factors: Factors,
     popularity: npt.NDArray[np.float32],
-    info: dict[str, Any],
+    info: Trained,
     cold: Cold | None = None,
 ) -> int:
     """Create the next version's tables, fill them, record and activate the version.
@@ -149,72 +149,43 @@ def write_version(
     db.run(f"ANALYZE {qi}")
     db.run(f"ANALYZE {qu}")
     share(db, qi, qu)
+    row: list[tuple[str, Any, str]] = [  # column, value, type
+        ("model_id", model.model_id, "int4"),
+        ("version", version, "int4"),
+        ("recipe", info.recipe, "text"),
+        ("params", json.dumps(info.params), "jsonb"),
+        ("metrics", json.dumps(info.metrics), "jsonb"),
+        ("dims", dims, "int4"),
+        ("n_users", int(data.users.size), "int4"),
+        ("n_items", int(data.items.size), "int4"),
+        ("n_interactions", int(data.matrix.nnz), "int8"),
+        ("items_table", items_table, "text"),
+        ("users_table", users_table, "text"),
+        ("training_seconds", info.training_seconds, "float8"),
+        ("mode", info.mode, "text"),
+        ("base_version", info.base_version, "int4"),
+        ("fold", factors.fold, "text"),
+        ("fold_state", json.dumps(info.fold_state or factors.fold_state), "jsonb"),
+        ("ann", ann, "bool"),
+        ("item_features", json.dumps(cold.state if cold is not None else {}), "jsonb"),
+        ("n_cold_items", len(cold.ids) if cold is not None else 0, "int4"),
+        ("user_features", json.dumps(info.user_features), "jsonb"),
+    ]
+    names = ", ".join(c for c, _, _ in row)
+    places = ", ".join(f"${n}" for n in range(1, len(row) + 1))
     db.run(
-        "INSERT INTO pyrec._versions (model_id, version, recipe, params, metrics, dims,"
-        " n_users, n_items, n_interactions, items_table, users_table, training_seconds,"
-        " mode, base_version, fold, fold_state, ann, item_features, n_cold_items,"
-        " user_features) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
-        " $15, $16, $17, $18, $19, $20)",
-        [
-            model.model_id,
-            version,
-            info["recipe"],
-            json.dumps(info["params"]),
-            json.dumps(info["metrics"]),
-            dims,
-            int(data.users.size),
-            int(data.items.size),
-            int(data.matrix.nnz),
-            items_table,
-            users_table,
-            info["training_seconds"],
-            info.get("mode", "full"),
-            info.get("base_version"),
-            factors.fold,
-            json.dumps(info.get("fold_state") or factors.fold_state),
-            ann,
-            json.dumps(cold.state if cold is not None else {}),
-            len(cold.ids) if cold is not None else 0,
-            json.dumps(info.get("user_features") or {}),
-        ],
-        [
-            "int4",
-            "int4",
-            "text",
-            "jsonb",
-            "jsonb",
-            "int4",
-            "int4",
-            "int4",
-            "int8",
-            "text",
-            "text",
-            "float8",
-            "text",
-            "int4",
-            "text",
-            "jsonb",
-            "bool",
-            "jsonb",
-            "int4",
-            "jsonb",
-        ],
+        f"INSERT INTO pyrec._versions ({names}) VALUES ({places})",
+        [v for _, v, _ in row],
+        [t for _, _, t in row],
     )
-    activate(db, model.model_id, version)
+    activate(db, model, version)
     prune(db, model.model_id)
     return version
-
-
-ANN_MIN_ITEMS_DEFAULT = 20_000
 
 
 def ann_wanted(db: Db, n_items: int, fold: str) -> bool:
     """Whether to index the item vectors (setting pyrec.ann_min_items; -1 never)."""
     if fold == "none":  # popularity recipes: one dimension, nothing to search
         return False
-    setting = db.scalar("SELECT current_setting('pyrec.ann_min_items', true)")
-    try:
-        least = int(setting) if setting else ANN_MIN_ITEMS_DEFAULT
-    except ValueError:
-        least = ANN_MIN_ITEMS_DEFAULT
+    least: int = settings.get(db, "pyrec.ann_min_items")
     return 0 <= least <= n_items

@@ -25,7 +25,7 @@ class Als:
     name: ClassVar[str] = "als"
     factors: int = 64
     iterations: int = 15
-    # defaults from a sweep on MovieLens-100K, random 75/25 per user (closing note of issue 2)
+    # defaults from a sweep on MovieLens-100K, random 75/25 per user (docs/design.md, section 4)
     regularization: float = 30.0
     alpha: float = 2.0
     cg_steps: int = 3
@@ -34,7 +34,7 @@ class Als:
     # serving's fold-in of history the version has not seen (new users, new events). Lower
     # than training's: on MovieLens users cut to 3 events it trades ndcg@10 0.626 -> 0.599
     # for recommendations that follow those events (6 of 10 horror/thriller after 3 horror
-    # films, 4 at 30); see the closing note of issue 5
+    # films, 4 at 30)
     fold_in_regularization: float = 10.0
     # "implicit" when its compiled solver imports (the fast path), else numpy's CG below
     engine: str = field(default="auto", metadata={"internal": True})
