@@ -39,11 +39,13 @@ server-deps: .build/server-site/.installed
 
 setup: ext venv server-deps
 
-# into an existing server: extension files + pyrec_pg and its pinned deps in the server's Python
+# into an existing server: extension files + pyrec_pg and its pinned deps in the server's Python;
+# the CLI, integrations and development tools stay out (the server never imports them)
+SERVER_EXCLUDES := cli dev integrations
 install: ext venv
-	$(BIN)/pip install -q --no-deps --upgrade \
-	  --target $$($(SERVER_PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))') \
-	  -r requirements-server.txt .
+	site=$$($(SERVER_PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))') && \
+	$(BIN)/pip install -q --no-deps --upgrade --target "$$site" -r requirements-server.txt . && \
+	for d in $(SERVER_EXCLUDES); do rm -rf "$$site/pyrec_pg/$$d"; done
 
 demo: setup
 	$(BIN)/python -m pyrec_pg.cli demo

@@ -188,6 +188,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_settings(args: argparse.Namespace) -> int:
+    with Client(dsn_of(args)) as client:
+        found = client.call(
+            "settings", {}, "SELECT pyrec._result(pyrec._call('settings', '{}'))", ()
+        )
+    shown = [(r["name"], r["value"], r["default"], r["type"], r["description"]) for r in found]
+    emit(args, found, table(["setting", "value", "default", "type", "description"], shown))
+    return 0
+
+
 def register(sub: Subparsers) -> None:
     p = command(
         sub,
@@ -228,4 +238,18 @@ def register(sub: Subparsers) -> None:
         ["pyrec status --dsn 'dbname=mydb'", "PYREC_DSN='dbname=mydb' pyrec status --json"],
         description="A health check: exits 0 when pyrec is installed and the server's Python"
         " serves it, 3 otherwise, with the reason.",
+    )
+
+    command(
+        sub,
+        "settings",
+        cmd_settings,
+        "pyrec's settings (pyrec.*) with their values in this session, defaults and meaning",
+        [
+            "pyrec settings --dsn 'dbname=mydb'",
+            "PGOPTIONS='-c pyrec.keep_versions=5' pyrec settings",
+        ],
+        description="The rows of SELECT * FROM pyrec.settings. Set them with SET, ALTER ROLE ..."
+        " SET or ALTER DATABASE ... SET; a value pyrec cannot use is an error (22023) naming"
+        " the setting.",
     )

@@ -13,6 +13,9 @@ from pathlib import Path
 PG_BIN = Path(os.environ.get("PYREC_PG_BIN", "/usr/lib/postgresql/15/bin"))
 REPO = Path(__file__).resolve().parents[2]
 SERVER_SITE = REPO / ".build" / "server-site"
+# the parts of pyrec_pg the server's Python never imports, left out as `make install` leaves
+# them out (SERVER_EXCLUDES in the Makefile): the tests then prove the server runs without them
+NOT_IN_SERVER = ("cli", "dev", "integrations")
 
 
 class ClusterError(RuntimeError):
@@ -83,7 +86,11 @@ class Cluster:
         shutil.copytree(
             REPO / "pyrec_pg",
             self.python / "pyrec_pg",
-            ignore=shutil.ignore_patterns("__pycache__"),
+            ignore=lambda folder, names: [
+                n
+                for n in names
+                if n == "__pycache__" or (Path(folder).name == "pyrec_pg" and n in NOT_IN_SERVER)
+            ],
         )
         if os.geteuid() == 0:
             subprocess.run(["chown", "-R", f"{self.os_user}:", str(self.base)], check=True)

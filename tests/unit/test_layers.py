@@ -71,3 +71,13 @@ def test_make_check_runs_it() -> None:
     assert out.returncode == 0, out.stdout
     assert "all pointing down, no cycle" in out.stdout
     assert "tools/check_layers.py" in (ROOT / "Makefile").read_text()
+
+
+def test_the_server_gets_what_make_install_gives_it() -> None:
+    from pyrec_pg.dev.cluster import NOT_IN_SERVER
+
+    makefile = (ROOT / "Makefile").read_text()
+    line = next(x for x in makefile.splitlines() if x.startswith("SERVER_EXCLUDES"))
+    assert sorted(line.split(":=")[1].split()) == sorted(NOT_IN_SERVER)
+    # and nothing below the entry points could need them: only cli may import dev
+    assert check_layers.ONLY_FROM["dev"] == ("cli",)
