@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 from pyrec_pg.catalog.models import Model, get_model
 from pyrec_pg.db import Db
+from pyrec_pg.ml.recipes.als import Als
 from pyrec_pg.store import interactions
 from pyrec_pg.store.codec import vector_dtype, vector_literals, vector_schema
 
@@ -86,19 +87,6 @@ def _state(db: Db, model_id: int, version: int) -> _State | None:
     )
 
 
-def solve(
-    gram: npt.NDArray[np.float64],
-    y: npt.NDArray[np.float64],
-    w: npt.NDArray[np.float64],
-    alpha: float,
-) -> npt.NDArray[np.float64]:
-    """argmin_x sum_i c_i (1 - x.y_i)^2 + sum_others (x.y_j)^2 + reg |x|^2, c = 1 + alpha w:
-    (Y'Y + reg I + Y_u' (C - I) Y_u) x = Y_u' c."""
-    c = 1.0 + alpha * w
-    a = gram + (y.T * (c - 1.0)) @ y
-    return np.asarray(np.linalg.solve(a, y.T @ c), dtype=np.float64)
-
-
 def _cached(db: Db, model_id: int, version: int) -> _State | None:
     key = (model_id, version)
     state = _CACHE.get(key)
@@ -148,7 +136,7 @@ def fold_in_many(
     for pos, pairs in history.items():
         rows = np.asarray([c for c, _ in pairs])
         w = np.asarray([w for _, w in pairs])
-        out[pos] = solve(state.gram, y_all[rows], w, state.alpha)
+        out[pos] = Als.recalculate_user(state.gram, y_all[rows], w, state.alpha)
     return out
 
 
@@ -164,5 +152,7 @@ def fold_in(db: Db, model_id: int, version: int, user_id: str) -> str | None:
         return None
     dtype = vector_dtype(state.dims, [("w", ">f8")])
     rows = np.frombuffer(bytes(packed), dtype=dtype)
-    x = solve(state.gram, rows["v"].astype(np.float64), rows["w"].astype(np.float64), state.alpha)
+    x = Als.recalculate_user(
+        state.gram, rows["v"].astype(np.float64), rows["w"].astype(np.float64), state.alpha
+    )
     return vector_literals(x.astype(np.float32)[None, :])[0]

@@ -81,6 +81,19 @@ class Als:
             fold_state={"alpha": self.alpha, "gram": gram.tolist()},
         )
 
+    @staticmethod
+    def recalculate_user(
+        gram: F64, item_vectors: F64, weights: F64, alpha: float
+    ) -> npt.NDArray[np.float64]:
+        """A user's vector from their history (the fold-in serving does, as implicit's
+        recalculate_user): `gram` is the version's Y'Y + reg I (fold_state), `item_vectors` the
+        vectors of the user's items and `weights` their summed event weights. It solves
+        argmin_x sum_i c_i (1 - x.y_i)^2 + sum_others (x.y_j)^2 + reg |x|^2, c = 1 + alpha w:
+        (Y'Y + reg I + Y_u' (C - I) Y_u) x = Y_u' c."""
+        c = 1.0 + alpha * weights
+        a = gram + (item_vectors.T * (c - 1.0)) @ item_vectors
+        return np.asarray(np.linalg.solve(a, item_vectors.T @ c), dtype=np.float64)
+
     def _initial(self, shape: tuple[int, int], init: Factors | None) -> tuple[F64, F64]:
         rng = np.random.default_rng(self.seed)
         users = rng.normal(0.0, 0.01, (shape[0], self.factors)).astype(np.float32)
