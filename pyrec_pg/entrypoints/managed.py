@@ -48,8 +48,10 @@ def _managed_files() -> list[Path]:
     files = []
     for folder in _folders():
         names = sorted({p.name for d in (src / folder, managed / folder) for p in d.glob("*.sql")})
-        files += [managed / folder / n if (managed / folder / n).exists() else src / folder / n
-                  for n in names]
+        files += [
+            managed / folder / n if (managed / folder / n).exists() else src / folder / n
+            for n in names
+        ]
     return files
 
 

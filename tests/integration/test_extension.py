@@ -55,3 +55,15 @@ def test_drop_extension_removes_its_objects(conn: psycopg.Connection[Any]) -> No
         "SELECT count(*) FROM pg_class WHERE relnamespace = 'pyrec'::regnamespace"
     ).fetchone() == (0,)
     conn.execute("CREATE EXTENSION pyrec")
+
+
+def test_settings_view_lists_each_setting_with_its_value(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("SET pyrec.keep_versions = '5'")
+    rows = {
+        r[0]: r[1:]
+        for r in conn.execute(
+            "SELECT name, value, default_value, type, description FROM pyrec.settings"
+        ).fetchall()
+    }
+    assert rows["pyrec.keep_versions"][:3] == ("5", "3", "integer")
+    assert all(name.startswith("pyrec.") and desc for name, (*_, desc) in rows.items())

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,7 @@ from psycopg import sql
 
 import pyrec_pg
 from pyrec_pg.dev import movielens
+from pyrec_pg.dev.cluster import PG_BIN, REPO
 from pyrec_pg.entrypoints import managed
 from pyrec_pg.errors import PyrecError
 from tests.conftest import TEMPLATE, _dsn_for, clone_database
@@ -322,3 +325,14 @@ def test_the_script_has_no_extension_only_statements() -> None:
                       "@extschema@", "ALTER EXTENSION", "@PYREC_VERSION@"):
         assert construct not in script, construct
     assert f"INSERT INTO pyrec._installation (version) VALUES ('{pyrec_pg.__version__}')" in script
+
+
+def test_the_script_is_the_makefiles_managed_artifact(tmp_path: Path) -> None:
+    # what a DBA builds with `make -C sql managed` is what pyrec_pg installs, byte for byte
+    target = tmp_path / "pyrec-managed.sql"
+    subprocess.run(
+        ["make", "-s", "-C", str(REPO / "sql"), "managed", f"MANAGED={target}",
+         f"PG_CONFIG={PG_BIN / 'pg_config'}"],
+        check=True,
+    )
+    assert target.read_text() == managed.install_script()

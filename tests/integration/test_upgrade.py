@@ -1,5 +1,6 @@
-"""Upgrades: a 0.1.0 database with trained models, the server's Python upgraded first, then
-ALTER EXTENSION pyrec UPDATE; models serve as before and the schema equals a fresh install."""
+"""Upgrades: a database of each released version with trained models, the server's Python
+upgraded first, then ALTER EXTENSION pyrec UPDATE (0.1.0 walks through 0.2.0 to the current
+version in one statement); models serve as before and the schema equals a fresh install."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ from tests.integration.upgrade_checks import (
 
 Conn = psycopg.Connection[Any]
 
-OLD = "0.1.0"
-OLD_COMMIT = "29d9d4f"  # the 0.1.0 release: its pyrec_pg runs in the server before the upgrade
+# each released version and its release commit: its pyrec_pg runs in the server before the upgrade
+RELEASES = {"0.1.0": "29d9d4f", "0.2.0": "342e1a9"}
 DB = "pyrec_upgrade"
 
 
@@ -41,22 +42,26 @@ def server_python(cluster: Cluster, source: Path) -> None:
     subprocess.run(["chown", "-R", f"{cluster.os_user}:", str(target)], check=False)
 
 
-def old_python(into: Path) -> Path:
-    """pyrec_pg as released in 0.1.0, from the checkout's history."""
+def old_python(into: Path, old: str) -> Path:
+    """pyrec_pg as released in version `old`, from the checkout's history."""
     if not (REPO / ".git").exists():
-        pytest.skip("needs the git history of the checkout for pyrec_pg 0.1.0")
-    tar = into / "pyrec_pg-0.1.0.tar"
+        pytest.skip(f"needs the git history of the checkout for pyrec_pg {old}")
+    tar = into / f"pyrec_pg-{old}.tar"
     subprocess.run(
-        ["git", "-C", str(REPO), "archive", "-o", str(tar), OLD_COMMIT, "pyrec_pg"], check=True
+        # sql/ too: from 0.2.0 on the package links to it (pyrec_pg/sql -> ../sql)
+        ["git", "-C", str(REPO), "archive", "-o", str(tar), RELEASES[old], "pyrec_pg", "sql"],
+        check=True,
     )
     subprocess.run(["tar", "-xf", str(tar), "-C", str(into)], check=True)
     return into / "pyrec_pg"
 
 
-@pytest.fixture(scope="module")
-def walk() -> Iterator[tuple[Cluster, dict[str, Any]]]:
-    """The upgrade as a DBA runs it, with what was served and reported at each step."""
-    seen: dict[str, Any] = {}
+@pytest.fixture(scope="module", params=sorted(RELEASES))
+def walk(request: pytest.FixtureRequest) -> Iterator[tuple[Cluster, dict[str, Any]]]:
+    """The upgrade from a released version as a DBA runs it, with what was served and
+    reported at each step."""
+    old: str = request.param
+    seen: dict[str, Any] = {"old": old}
     cluster = Cluster()
     cluster.settings.update(
         {
@@ -66,21 +71,21 @@ def walk() -> Iterator[tuple[Cluster, dict[str, Any]]]:
         }
     )
     with tempfile.TemporaryDirectory() as tmp, cluster:
-        # 1. release 0.1.0: SQL and Python, models trained, a filter, an experiment, a schedule
-        server_python(cluster, old_python(Path(tmp)))
+        # 1. the release: SQL and Python, models trained, a filter, an experiment, a schedule
+        server_python(cluster, old_python(Path(tmp), old))
         with psycopg.connect(cluster.dsn(), autocommit=True) as c:
             c.execute(f"CREATE DATABASE {DB}")
         with psycopg.connect(cluster.dsn(DB), autocommit=True) as c:
-            c.execute(f"CREATE EXTENSION pyrec VERSION '{OLD}' CASCADE")
+            c.execute(f"CREATE EXTENSION pyrec VERSION '{old}' CASCADE")
             c.execute("CREATE EXTENSION pg_cron")
             with c.transaction():
                 movielens.load(c)
             populate(c)
             c.execute("SELECT pyrec.schedule_training('movies', '0 3 * * *')")
-            seen["version 0.1.0"] = c.execute("SELECT pyrec.version()").fetchone()
-        seen["served by 0.1.0"] = serve(cluster.dsn(DB))
+            seen["old version"] = c.execute("SELECT pyrec.version()").fetchone()
+        seen["served by the release"] = serve(cluster.dsn(DB))
 
-        # 2. pip upgrades the server's Python; the database still has the 0.1.0 SQL
+        # 2. pip upgrades the server's Python; the database still has the released SQL
         server_python(cluster, REPO / "pyrec_pg")
         seen["served in the window"] = serve(cluster.dsn(DB))
         with psycopg.connect(cluster.dsn(DB), autocommit=True) as c:
@@ -101,12 +106,12 @@ def walk() -> Iterator[tuple[Cluster, dict[str, Any]]]:
 
 def test_new_python_serves_the_old_sql_alike(walk: tuple[Cluster, dict[str, Any]]) -> None:
     _, seen = walk
-    (old,) = seen["version 0.1.0"]
-    assert (old["sql"], old["python_package"]) == (OLD, OLD)
+    (old,) = seen["old version"]
+    assert (old["sql"], old["python_package"]) == (seen["old"], seen["old"])
     (window,) = seen["version in the window"]
-    assert (window["sql"], window["python_package"]) == (OLD, pyrec_pg.__version__)
+    assert (window["sql"], window["python_package"]) == (seen["old"], pyrec_pg.__version__)
     assert window["sql_available"] == pyrec_pg.__version__ and window["update_pending"] is True
-    before, during = seen["served by 0.1.0"], seen["served in the window"]
+    before, during = seen["served by the release"], seen["served in the window"]
     assert all(before[what] for what in SERVING), [w for w in SERVING if not before[w]]
     assert changed(before, during) == {}
     assert seen["versions after training in the window"] == [
@@ -120,7 +125,7 @@ def test_new_python_serves_the_old_sql_alike(walk: tuple[Cluster, dict[str, Any]
 def test_update_keeps_every_model_serving_the_same(walk: tuple[Cluster, dict[str, Any]]) -> None:
     _, seen = walk
     (after,) = seen["version after the update"]
-    assert (after["sql"], after["python_package"]) == ("0.2.0", pyrec_pg.__version__)
+    assert (after["sql"], after["python_package"]) == (pyrec_pg.__version__, pyrec_pg.__version__)
     assert after["update_pending"] is False
     before, now = seen["served before the update"], seen["served after the update"]
     assert changed(before, now) == {}
@@ -141,7 +146,8 @@ def test_updated_models_retrain_and_keep_their_schedule(
 
 
 def test_updated_schema_equals_a_fresh_install(walk: tuple[Cluster, dict[str, Any]]) -> None:
-    cluster, _ = walk
+    cluster, seen = walk
+    old = seen["old"]
     with psycopg.connect(cluster.dsn(), autocommit=True) as c:
         c.execute("CREATE DATABASE pyrec_fresh")
     with (
@@ -150,12 +156,13 @@ def test_updated_schema_equals_a_fresh_install(walk: tuple[Cluster, dict[str, An
     ):
         fresh.execute("CREATE EXTENSION pyrec CASCADE")
         diff = differences(
-            snapshot(fresh), snapshot(updated), ("the fresh install", f"the {OLD} install updated")
+            snapshot(fresh), snapshot(updated), ("the fresh install", f"the {old} install updated")
         )
     assert not diff, (
-        f"ALTER EXTENSION pyrec UPDATE from {OLD} does not give a fresh install's schema: put the"
-        f" sql/src change into migrations/pyrec--{OLD}--{pyrec_pg.__version__}.sql (new table"
-        " columns go last in CREATE TABLE, as ADD COLUMN appends them)\n" + "\n".join(diff)
+        f"ALTER EXTENSION pyrec UPDATE from {old} does not give a fresh install's schema: put the"
+        " sql/src change into the newest migrations/pyrec--<previous>--"
+        f"{pyrec_pg.__version__}.sql (new table columns go last in CREATE TABLE, as ADD COLUMN"
+        " appends them)\n" + "\n".join(diff)
     )
 
 
@@ -173,7 +180,7 @@ def test_every_released_version_has_an_update_path(conn: Conn) -> None:
     frozen = REPO / "migrations"
     released = sorted(p.name[len("pyrec--") : -len(".sql")] for p in frozen.glob("pyrec--*.sql"))
     released = [v for v in released if "--" not in v]
-    assert OLD in released and pyrec_pg.__version__ not in released  # built from sql/src
+    assert set(RELEASES) <= set(released) and pyrec_pg.__version__ not in released  # sql/src
     paths = dict(
         conn.execute(
             "SELECT source, path FROM pg_extension_update_paths('pyrec') WHERE target = %s",
@@ -186,7 +193,7 @@ def test_every_released_version_has_an_update_path(conn: Conn) -> None:
         lines = script.read_text().splitlines()
         assert next(x for x in lines if x.strip() and not x.startswith("--")) == guard, script
     # the Python serves every SQL version a database may still have during the window
-    assert set(pyrec_pg.SQL_VERSIONS) == {OLD, pyrec_pg.__version__}
+    assert set(pyrec_pg.SQL_VERSIONS) == {*released, pyrec_pg.__version__}
 
 
 def test_sql_newer_than_the_python_names_the_fix(conn: Conn) -> None:

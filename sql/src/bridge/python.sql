@@ -61,39 +61,3 @@ if "pyrec" not in GD:
 return (GD["pyrec"].dispatch(plpy, fn, arguments),)
 $fn$;
 COMMENT ON PROCEDURE pyrec._call_proc(text, jsonb, jsonb) IS 'Like pyrec._call, for entry points that commit (training)';
-
-CREATE FUNCTION pyrec._result(outcome jsonb) RETURNS jsonb
-LANGUAGE plpgsql IMMUTABLE
-SET search_path FROM CURRENT
-AS $fn$
-DECLARE
-    e jsonb := outcome->'error';
-BEGIN
-    IF e IS NULL THEN
-        RETURN outcome->'result';
-    ELSIF e ? 'detail' AND e ? 'hint' THEN
-        RAISE EXCEPTION USING ERRCODE = e->>'sqlstate', MESSAGE = e->>'message',
-                              DETAIL = e->>'detail', HINT = e->>'hint';
-    ELSIF e ? 'hint' THEN
-        RAISE EXCEPTION USING ERRCODE = e->>'sqlstate', MESSAGE = e->>'message', HINT = e->>'hint';
-    ELSIF e ? 'detail' THEN
-        RAISE EXCEPTION USING ERRCODE = e->>'sqlstate', MESSAGE = e->>'message', DETAIL = e->>'detail';
-    ELSE
-        RAISE EXCEPTION USING ERRCODE = e->>'sqlstate', MESSAGE = e->>'message';
-    END IF;
-END
-$fn$;
-COMMENT ON FUNCTION pyrec._result(jsonb) IS 'Returns the result of a pyrec._call outcome or raises its error';
-
-CREATE FUNCTION pyrec.version() RETURNS jsonb
-LANGUAGE plpgsql
-SET search_path FROM CURRENT
-AS $fn$
-BEGIN
-    RETURN pyrec._result(pyrec._call('version', '{}'))
-        || jsonb_build_object(
-               'sql', (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pyrec'),
-               'pgvector', (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vector'));
-END
-$fn$;
-COMMENT ON FUNCTION pyrec.version() IS 'Versions of the SQL objects, the server-side Python package, numpy, scipy and pgvector';

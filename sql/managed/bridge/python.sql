@@ -1,6 +1,6 @@
 -- Managed flavour: the bridge to the Python package, without plpython3u. The two Python
 -- entries of the serving path (fold_in, user_from_attributes) have plpgsql twins in
--- 25_managed.sql; everything else the Python does runs in a client (pyrec_pg.entrypoints.managed.call),
+-- serving/managed_twins.sql; everything else the Python does runs in a client (pyrec_pg.entrypoints.managed.call),
 -- and the SQL wrappers say so with SQLSTATE 0A000 and a HINT naming the command.
 
 CREATE FUNCTION pyrec._unsupported(fn text) RETURNS jsonb
@@ -49,16 +49,3 @@ BEGIN
 END
 $fn$;
 COMMENT ON PROCEDURE pyrec._call_proc(text, jsonb, jsonb) IS 'Managed flavour: training and batch jobs run in a client (0A000)';
-
-CREATE FUNCTION pyrec.version() RETURNS jsonb
-LANGUAGE plpgsql
-SET search_path FROM CURRENT
-AS $fn$
-BEGIN
-    RETURN (SELECT jsonb_build_object('sql', i.version, 'flavour', i.flavour, 'installed_at', i.installed_at,
-                                      'installed_by', i.installed_by)
-              FROM pyrec._installation i)
-        || jsonb_build_object('pgvector', (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vector'));
-END
-$fn$;
-COMMENT ON FUNCTION pyrec.version() IS 'Versions of the SQL objects (managed flavour) and pgvector';

@@ -1,4 +1,4 @@
--- Managed flavour: privileges on its own tables, as 96_roles.sql grants the catalog's.
+-- Managed flavour: privileges on its own tables, as grants/roles.sql grants the catalog's.
 GRANT SELECT ON pyrec._installation, pyrec._fold_data, pyrec._compiled_filters TO pyrec_reader;
 GRANT SELECT, INSERT, UPDATE, DELETE ON pyrec._fold_data, pyrec._compiled_filters TO pyrec_admin;
 -- there is no superuser on managed services: the installing role trains too, and trainings

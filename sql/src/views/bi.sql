@@ -17,6 +17,21 @@ WHERE e.key ~ '^[a-z_]+@[0-9]+$' AND jsonb_typeof(e.value) = 'number';
 COMMENT ON VIEW pyrec.model_metrics IS
 'Holdout metrics of every kept version in long format (model, version, metric, k, value), beside popularity''s score on the same split';
 
+COMMENT ON COLUMN pyrec.model_metrics.model IS 'Model name';
+COMMENT ON COLUMN pyrec.model_metrics.version IS 'Version the metric belongs to';
+COMMENT ON COLUMN pyrec.model_metrics.recipe IS 'Recipe that produced the version';
+COMMENT ON COLUMN pyrec.model_metrics.trained_at IS 'When the version was trained (the x axis of metrics over time)';
+COMMENT ON COLUMN pyrec.model_metrics.activated_at IS 'When the version last became active';
+COMMENT ON COLUMN pyrec.model_metrics.active IS 'Whether recommend() serves this version now';
+COMMENT ON COLUMN pyrec.model_metrics.mode IS 'full, or update (warm start)';
+COMMENT ON COLUMN pyrec.model_metrics.protocol IS 'Holdout protocol: random_per_user, random_per_item or time';
+COMMENT ON COLUMN pyrec.model_metrics.holdout IS 'Share of interactions held out';
+COMMENT ON COLUMN pyrec.model_metrics.users_evaluated IS 'Users with held-out interactions that the metrics average over';
+COMMENT ON COLUMN pyrec.model_metrics.metric IS 'precision, recall, ndcg, mrr, map or coverage';
+COMMENT ON COLUMN pyrec.model_metrics.k IS 'Cut-off: the metric is over each user''s top k';
+COMMENT ON COLUMN pyrec.model_metrics.value IS 'The version''s score';
+COMMENT ON COLUMN pyrec.model_metrics.popularity IS 'The popularity baseline''s score on the same split (the bar to beat)';
+
 -- per user and item: readers do not get it (impressions say who was served when)
 CREATE VIEW pyrec.impression_log AS
 SELECT i.recommendation_id, e.name AS experiment, i.variant, i.user_id, x.item_id,
@@ -26,6 +41,15 @@ FROM pyrec.impressions i JOIN pyrec._experiments e USING (experiment_id),
 COMMENT ON VIEW pyrec.impression_log IS
 'Experiment impressions flattened: one row per request and served item, with its rank and score';
 
+COMMENT ON COLUMN pyrec.impression_log.recommendation_id IS 'Id of one recommend(..., experiment => ...) call';
+COMMENT ON COLUMN pyrec.impression_log.experiment IS 'Experiment name';
+COMMENT ON COLUMN pyrec.impression_log.variant IS 'Variant the user was assigned to';
+COMMENT ON COLUMN pyrec.impression_log.user_id IS 'User served';
+COMMENT ON COLUMN pyrec.impression_log.item_id IS 'One item shown';
+COMMENT ON COLUMN pyrec.impression_log.rank IS 'Its position in the list, from 1';
+COMMENT ON COLUMN pyrec.impression_log.score IS 'Its score';
+COMMENT ON COLUMN pyrec.impression_log.shown_at IS 'When the list was served';
+
 CREATE VIEW pyrec.impressions_daily AS
 SELECT e.name AS experiment, i.variant, i.shown_at::date AS day, count(*) AS impressions,
        count(DISTINCT i.user_id) AS users, sum(cardinality(i.items)) AS items_shown
@@ -34,32 +58,12 @@ GROUP BY e.name, i.variant, i.shown_at::date;
 COMMENT ON VIEW pyrec.impressions_daily IS
 'Experiment traffic per variant and day (session time zone): requests, distinct users, items shown';
 
-CREATE FUNCTION pyrec._bi_views_on(target regclass) RETURNS regclass[]
-LANGUAGE sql STABLE
-SET search_path FROM CURRENT
-AS $fn$
-    SELECT coalesce(array_agg(DISTINCT r.ev_class::regclass), '{}')
-      FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
-     WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
-       AND d.refobjid = $1 AND r.ev_class <> $1
-       AND starts_with(coalesce(pg_catalog.obj_description(r.ev_class, 'pg_class'), ''), 'pyrec BI view: ')
-$fn$;
-COMMENT ON FUNCTION pyrec._bi_views_on(regclass) IS 'The views pyrec.create_bi_view made over a batch output table';
-
-CREATE FUNCTION pyrec._drop_bi_views(target regclass) RETURNS void
-LANGUAGE plpgsql
-SET search_path FROM CURRENT
-AS $fn$
-DECLARE
-    v regclass;
-BEGIN
-    FOREACH v IN ARRAY pyrec._bi_views_on(target) LOOP
-        EXECUTE format('DROP VIEW %s', v);
-    END LOOP;
-END
-$fn$;
-COMMENT ON FUNCTION pyrec._drop_bi_views(regclass) IS
-'Drops the views pyrec.create_bi_view made over a batch output table (drop_model calls it)';
+COMMENT ON COLUMN pyrec.impressions_daily.experiment IS 'Experiment name';
+COMMENT ON COLUMN pyrec.impressions_daily.variant IS 'Variant';
+COMMENT ON COLUMN pyrec.impressions_daily.day IS 'Day served (session time zone)';
+COMMENT ON COLUMN pyrec.impressions_daily.impressions IS 'recommend() calls served';
+COMMENT ON COLUMN pyrec.impressions_daily.users IS 'Distinct users served';
+COMMENT ON COLUMN pyrec.impressions_daily.items_shown IS 'Items shown, summed over the calls';
 
 -- the output a batch job left in each target, whether it is still there, and BI views on it
 CREATE VIEW pyrec.batch_outputs AS
@@ -80,6 +84,15 @@ ORDER BY j.model, j.target, j.run_id DESC;
 COMMENT ON VIEW pyrec.batch_outputs IS
 'Batch output tables per model: the last job that wrote each, whether its rows are still there (present), and the BI views over it';
 
+COMMENT ON COLUMN pyrec.batch_outputs.model IS 'Model name';
+COMMENT ON COLUMN pyrec.batch_outputs.target IS 'Output table';
+COMMENT ON COLUMN pyrec.batch_outputs.produced_by IS 'batch_recommend or batch_users_for_items';
+COMMENT ON COLUMN pyrec.batch_outputs.version IS 'Model version the rows were scored with';
+COMMENT ON COLUMN pyrec.batch_outputs.rows_written IS 'Rows the last job wrote';
+COMMENT ON COLUMN pyrec.batch_outputs.written_at IS 'When the last job finished';
+COMMENT ON COLUMN pyrec.batch_outputs.present IS 'Whether the table still holds that job''s rows (false: dropped, or written by another model since)';
+COMMENT ON COLUMN pyrec.batch_outputs.bi_views IS 'Views pyrec.create_bi_view made over the table';
+
 CREATE FUNCTION pyrec.create_bi_view(
     model text,
     view_name text,
@@ -91,7 +104,6 @@ LANGUAGE plpgsql
 -- no SET clause: names resolve as the caller sees them (an unqualified view_name goes into the
 -- caller's current schema, as batch_recommend's into_table does); pyrec's own are qualified
 AS $fn$
-#variable_conflict use_variable
 DECLARE
     batch_columns constant text[] := ARRAY['user_id', 'rank', 'item_id', 'score', 'source'];
     m pyrec.models;
@@ -112,11 +124,7 @@ BEGIN
         RAISE EXCEPTION 'model and view_name must not be null' USING ERRCODE = 'null_value_not_allowed',
             HINT = 'for example pyrec.create_bi_view(''movies'', ''reporting.movie_recs'')';
     END IF;
-    SELECT * INTO m FROM pyrec.models x WHERE x.name = model;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'model "%" does not exist', pyrec._shown(model) USING ERRCODE = 'undefined_object',
-            HINT = 'SELECT name FROM pyrec.models lists the models';
-    END IF;
+    m := pyrec._model(model);
     IF m.items IS NULL THEN
         RAISE EXCEPTION 'model "%" has no items relation to join its batch output with', model
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -253,12 +261,3 @@ END
 $fn$;
 COMMENT ON FUNCTION pyrec.create_bi_view(text, text, text, text[], boolean) IS
 'Creates a plain view of a model''s batch_recommend output joined with its items relation (titles...), readable by pyrec_reader, for BI tools';
-
--- grants: 96_roles.sql ran before these objects existed
-REVOKE ALL ON FUNCTION pyrec._bi_views_on(regclass), pyrec._drop_bi_views(regclass),
-    pyrec.create_bi_view(text, text, text, text[], boolean) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION pyrec._bi_views_on(regclass), pyrec._drop_bi_views(regclass),
-    pyrec.create_bi_view(text, text, text, text[], boolean) TO pyrec_admin;
-GRANT EXECUTE ON FUNCTION pyrec._bi_views_on(regclass) TO pyrec_reader;  -- batch_outputs calls it
-GRANT SELECT ON pyrec.model_metrics, pyrec.impressions_daily, pyrec.batch_outputs TO pyrec_reader;
-GRANT SELECT ON pyrec.impression_log TO pyrec_admin;

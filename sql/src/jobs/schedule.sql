@@ -26,7 +26,6 @@ CREATE FUNCTION pyrec.schedule_training(model text, schedule text, mode text DEF
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $fn$
-#variable_conflict use_variable
 DECLARE
     job bigint;
 BEGIN
@@ -35,10 +34,7 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'for example pyrec.schedule_training(''movies'', ''0 3 * * *'')';
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM pyrec.models m WHERE m.name = model) THEN
-        RAISE EXCEPTION 'model "%" does not exist', pyrec._shown(model) USING ERRCODE = 'undefined_object',
-            HINT = 'SELECT name FROM pyrec.models lists the models';
-    END IF;
+    PERFORM pyrec._model(model);
     IF mode NOT IN ('full', 'update') THEN
         RAISE EXCEPTION 'unknown training mode %', quote_literal(pyrec._shown(mode))
             USING ERRCODE = 'invalid_parameter_value', HINT = 'mode is "full" or "update"';
@@ -70,7 +66,6 @@ CREATE FUNCTION pyrec.unschedule_training(model text, if_exists boolean DEFAULT 
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $fn$
-#variable_conflict use_variable
 DECLARE
     found_job boolean;
 BEGIN

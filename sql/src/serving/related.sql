@@ -1,62 +1,6 @@
 -- Related items, personalized ranking of a given list, and user segments: plpgsql over the
 -- active version's vectors, like recommend().
 
-CREATE FUNCTION pyrec._prepare_filter(
-    v pyrec._versions, filter text, params jsonb, target text, fn text,
-    allow_user boolean, allow_item boolean, OUT pred text, OUT vals jsonb, OUT uses_user boolean)
-LANGUAGE plpgsql STABLE
-SET search_path FROM CURRENT
-AS $fn$
-DECLARE
-    compiled jsonb;
-BEGIN
-    pred := 'true';
-    vals := '{}';
-    uses_user := false;
-    IF filter IS NULL THEN
-        IF params IS NOT NULL THEN
-            RAISE EXCEPTION 'params were given without a filter' USING ERRCODE = 'invalid_parameter_value',
-                HINT = 'params fill the $PARAMETERS of the filter argument';
-        END IF;
-        RETURN;
-    END IF;
-    compiled := pyrec._resolve_filter(v.model_id, filter);
-    IF compiled->>'target' <> target THEN
-        RAISE EXCEPTION 'filter selects % but % returns %', CASE target WHEN 'ItemID' THEN 'users (UserID)' ELSE 'items (ItemID)' END,
-                        fn, CASE target WHEN 'ItemID' THEN 'items' ELSE 'users' END
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = format('use an INCLUDE/EXCLUDE %s filter', target);
-    END IF;
-    IF (compiled->>'uses_item')::boolean AND NOT allow_item THEN
-        RAISE EXCEPTION 'CurrentItem fields do not apply to %', fn USING ERRCODE = 'feature_not_supported',
-            HINT = 'CurrentItem refers to the item of similar_items or users_for_item';
-    END IF;
-    uses_user := (compiled->>'uses_user')::boolean;
-    IF uses_user AND NOT allow_user THEN
-        RAISE EXCEPTION 'CurrentUser fields and Interactions do not apply to %', fn
-            USING ERRCODE = 'feature_not_supported',
-                  HINT = 'they need a user: use them in recommend() or rank_items()';
-    END IF;
-    vals := pyrec._filter_values(compiled, params);
-    pred := compiled->>'sql';
-END
-$fn$;
-COMMENT ON FUNCTION pyrec._prepare_filter(pyrec._versions, text, jsonb, text, text, boolean, boolean) IS
-'Resolves and checks a filter for a serving function: the predicate and the values it reads';
-
-CREATE FUNCTION pyrec._check_k(k integer, what text, most integer DEFAULT 10000) RETURNS void
-LANGUAGE plpgsql IMMUTABLE
-AS $fn$
-BEGIN
-    IF k IS NULL OR k < 1 OR k > most THEN
-        RAISE EXCEPTION '% must be between 1 and %, got %', what, most, coalesce(k::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = format('%s is the number of rows to return', what);
-    END IF;
-END
-$fn$;
-COMMENT ON FUNCTION pyrec._check_k(integer, text, integer) IS 'Validates a row count argument';
-
 CREATE FUNCTION pyrec.similar_items(
     model text,
     item text,
@@ -67,7 +11,6 @@ CREATE FUNCTION pyrec.similar_items(
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
 AS $fn$
-#variable_conflict use_variable
 DECLARE
     v pyrec._versions;
     f record;
@@ -84,28 +27,17 @@ BEGIN
        INTO anchor USING item;
     IF anchor IS NULL THEN
         -- an item the version does not know: the most popular others (as recommend does)
-        RETURN QUERY EXECUTE format(
-            'SELECT t.item_id, t.popularity, (row_number() OVER (ORDER BY t.popularity DESC, t.item_id))::integer, ''popular''
-               FROM (SELECT i.item_id, i.popularity FROM pyrec.%I i
-                      WHERE i.item_id <> $1 AND (%s) ORDER BY i.popularity DESC, i.item_id LIMIT $3) t
-              ORDER BY 3', v.items_table, f.pred)
-          USING item, NULL::text[], k, NULL::text, f.vals, item;
+        RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'popularity', f.pred,
+                                              p_source => 'popular')
+          USING NULL::vector, ARRAY[item], k, NULL::text, f.vals, item;
     ELSIF anchor.history IS NOT NULL THEN
         -- item-item recipes: the score the item's history row gives every other item
-        RETURN QUERY EXECUTE format(
-            'SELECT t.item_id, (-t.d)::real, (row_number() OVER (ORDER BY t.d, t.item_id))::integer, ''model''
-               FROM (SELECT i.item_id, i.embedding <#> $1 AS d FROM pyrec.%I i
-                      WHERE i.item_id <> $2 AND (%s) ORDER BY d, i.item_id LIMIT $3) t
-              ORDER BY 3', v.items_table, f.pred)
-          USING anchor.history, item, k, NULL::text, f.vals, item;
+        RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'dot', f.pred, p_source => 'model')
+          USING anchor.history, ARRAY[item], k, NULL::text, f.vals, item;
     ELSE
         -- factor models: cosine similarity of item vectors
-        RETURN QUERY EXECUTE format(
-            'SELECT t.item_id, (1 - t.d)::real, (row_number() OVER (ORDER BY t.d, t.item_id))::integer, ''model''
-               FROM (SELECT i.item_id, i.embedding <=> $1 AS d FROM pyrec.%I i
-                      WHERE i.item_id <> $2 AND (%s) ORDER BY d, i.item_id LIMIT $3) t
-              ORDER BY 3', v.items_table, f.pred)
-          USING anchor.embedding, item, k, NULL::text, f.vals, item;
+        RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'cosine', f.pred, p_source => 'model')
+          USING anchor.embedding, ARRAY[item], k, NULL::text, f.vals, item;
     END IF;
 END
 $fn$;
@@ -130,7 +62,6 @@ CREATE FUNCTION pyrec.rank_items(
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
 AS $fn$
-#variable_conflict use_variable
 DECLARE
     v pyrec._versions;
     f record;
@@ -185,7 +116,6 @@ CREATE FUNCTION pyrec.users_for_item(
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
 AS $fn$
-#variable_conflict use_variable
 DECLARE
     v pyrec._versions;
     m pyrec.models;
@@ -223,11 +153,7 @@ BEGIN
                           HINT = 'restore the relation and its mapped columns, or drop and recreate the model';
         END;
     END IF;
-    RETURN QUERY EXECUTE format(
-        'SELECT t.user_id, (-t.d)::real, (row_number() OVER (ORDER BY t.d, t.user_id))::integer
-           FROM (SELECT u.user_id, u.embedding <#> $1 AS d FROM pyrec.%I u
-                  WHERE u.user_id <> ALL ($2) AND (%s) ORDER BY d, u.user_id LIMIT $3) t
-          ORDER BY 3', v.users_table, f.pred)
+    RETURN QUERY EXECUTE pyrec._top_k_sql(v.users_table, 'UserID', 'dot', f.pred)
       USING ivec, seen, n, NULL::text, f.vals, item_id;
 END
 $fn$;
@@ -244,7 +170,6 @@ CREATE FUNCTION pyrec.users_for_items(
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
 AS $fn$
-#variable_conflict use_variable
 DECLARE
     v pyrec._versions;
     fi record;
@@ -268,12 +193,8 @@ BEGIN
         RAISE EXCEPTION 'item_filter matches no item of version % of model "%"', v.version, model
             USING ERRCODE = 'no_data_found', HINT = 'check the filter''s values against the items table';
     END IF;
-    RETURN QUERY EXECUTE format(
-        'SELECT t.user_id, (-t.d)::real, (row_number() OVER (ORDER BY t.d, t.user_id))::integer
-           FROM (SELECT u.user_id, u.embedding <#> $1 AS d FROM pyrec.%I u
-                  WHERE (%s) ORDER BY d, u.user_id LIMIT $3) t
-          ORDER BY 3', v.users_table, fu.pred)
-      USING qvec, NULL::text[], n, NULL::text, fu.vals, NULL::text;
+    RETURN QUERY EXECUTE pyrec._top_k_sql(v.users_table, 'UserID', 'dot', fu.pred)
+      USING qvec, '{}'::text[], n, NULL::text, fu.vals, NULL::text;
 END
 $fn$;
 COMMENT ON FUNCTION pyrec.users_for_items(text, text, integer, jsonb, text) IS
@@ -288,7 +209,6 @@ CREATE FUNCTION pyrec.because_you_interacted(
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
 AS $fn$
-#variable_conflict use_variable
 DECLARE
     v pyrec._versions;
     m pyrec.models;
@@ -345,7 +265,6 @@ CREATE FUNCTION pyrec.frequently_bought_together(
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
 AS $fn$
-#variable_conflict use_variable
 DECLARE
     v pyrec._versions;
     m pyrec.models;

@@ -1,6 +1,6 @@
 -- pyrec, managed flavour: for databases without plpython3u (RDS, Cloud SQL, Azure). A client
 -- runs this script in one transaction (pyrec_pg.entrypoints.managed.install); it is not CREATE EXTENSION.
--- Built from sql/src/*.sql with the plpython3u objects replaced (docs/managed.md).
+-- Built from sql/src with the files of sql/managed in place of the same paths (docs/managed.md).
 DO $do$
 DECLARE
     installed text;

@@ -70,7 +70,6 @@ CREATE FUNCTION pyrec._fold_in_plpgsql(model_id integer, version integer, user_i
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
 AS $fn$
-#variable_conflict use_variable
 DECLARE
     v pyrec._versions;
     f pyrec._fold_data;
@@ -87,14 +86,16 @@ DECLARE
     x double precision[];
 BEGIN
     -- the same solve as pyrec_pg.jobs.foldin.solve: (Y'Y + reg I + Y_u' (C - I) Y_u) x = Y_u' c
-    SELECT * INTO v FROM pyrec._versions WHERE _versions.model_id = model_id AND _versions.version = version;
+    SELECT * INTO v FROM pyrec._versions x
+     WHERE x.model_id = _fold_in_plpgsql.model_id AND x.version = _fold_in_plpgsql.version;
     IF NOT FOUND OR v.fold <> 'least_squares' THEN
         RETURN NULL;
     END IF;
-    SELECT * INTO f FROM pyrec._fold_data d WHERE d.model_id = model_id AND d.version = version;
+    SELECT * INTO f FROM pyrec._fold_data d
+     WHERE d.model_id = _fold_in_plpgsql.model_id AND d.version = _fold_in_plpgsql.version;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'version % of model "%" has no fold-in data', version,
-                        (SELECT m.name FROM pyrec.models m WHERE m.model_id = model_id)
+                        (SELECT m.name FROM pyrec.models m WHERE m.model_id = _fold_in_plpgsql.model_id)
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'it was trained without the managed trainer: train with pyrec train --dsn ..., or run pyrec_pg.entrypoints.managed.prepare_serving(conn)';
     END IF;
@@ -131,7 +132,6 @@ RETURNS vector
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
 AS $fn$
-#variable_conflict use_variable
 DECLARE
     m pyrec.models;
     state jsonb;
@@ -144,11 +144,11 @@ DECLARE
 BEGIN
     -- the same features as pyrec_pg.jobs.coldstart.Spec.matrix, times the version's weights
     SELECT v.user_features INTO state FROM pyrec._versions v
-     WHERE v.model_id = model_id AND v.version = version;
+     WHERE v.model_id = _user_from_attributes_plpgsql.model_id AND v.version = _user_from_attributes_plpgsql.version;
     IF state IS NULL OR state = '{}' THEN
         RETURN NULL;
     END IF;
-    SELECT * INTO m FROM pyrec.models WHERE models.model_id = model_id;
+    SELECT * INTO m FROM pyrec.models x WHERE x.model_id = _user_from_attributes_plpgsql.model_id;
     BEGIN
         -- numeric columns as float8, as Python's float() sees them
         EXECUTE format('SELECT jsonb_build_object(%s) FROM %s r WHERE r.%I IS NOT NULL AND r.%I::text = $1 LIMIT 1',

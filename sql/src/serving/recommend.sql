@@ -1,40 +1,9 @@
 -- Serving: plain plpgsql over the active version's vector tables, no Python on the hot path.
 
-CREATE FUNCTION pyrec._active_version(model text) RETURNS pyrec._versions
-LANGUAGE plpgsql STABLE
-SET search_path FROM CURRENT
-AS $fn$
-#variable_conflict use_variable
-DECLARE
-    m pyrec.models;
-    v pyrec._versions;
-BEGIN
-    IF model IS NULL THEN
-        RAISE EXCEPTION 'model name must not be null' USING ERRCODE = 'null_value_not_allowed',
-            HINT = 'SELECT name FROM pyrec.models lists the models';
-    END IF;
-    SELECT * INTO m FROM pyrec.models WHERE models.name = model;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'model "%" does not exist', pyrec._shown(model) USING ERRCODE = 'undefined_object',
-            HINT = 'SELECT name FROM pyrec.models lists the models';
-    END IF;
-    SELECT * INTO v FROM pyrec._versions
-     WHERE _versions.model_id = m.model_id AND _versions.version = m.active_version;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'model "%" has no trained version', model
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = format('train it first: CALL pyrec.train(%L)', model);
-    END IF;
-    RETURN v;
-END
-$fn$;
-COMMENT ON FUNCTION pyrec._active_version(text) IS 'The serving version of a model, with clear errors when there is none';
-
 CREATE FUNCTION pyrec._seen_items(model_id integer, user_id text) RETURNS text[]
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
 AS $fn$
-#variable_conflict use_variable
 DECLARE
     m pyrec.models;
     seen text[];
@@ -42,7 +11,7 @@ BEGIN
     IF pyrec._is_forgotten(model_id, user_id) THEN
         RETURN '{}';  -- a forgotten user's history is not read (pyrec.forget_user)
     END IF;
-    SELECT * INTO m FROM pyrec.models WHERE models.model_id = model_id;
+    SELECT * INTO m FROM pyrec.models x WHERE x.model_id = _seen_items.model_id;
     -- the parameter is cast to the column's own type so an index on the user column is used
     EXECUTE format('SELECT coalesce(array_agg(DISTINCT %I::text) FILTER (WHERE %I IS NOT NULL), ''{}'')'
                    ' FROM %s WHERE %I = $1::%s',
@@ -66,11 +35,10 @@ CREATE FUNCTION pyrec._user_key(model_id integer, user_id text) RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
 AS $fn$
-#variable_conflict use_variable
 DECLARE
     typ text;
 BEGIN
-    SELECT m.columns->>'user_type' INTO typ FROM pyrec.models m WHERE m.model_id = model_id;
+    SELECT m.columns->>'user_type' INTO typ FROM pyrec.models m WHERE m.model_id = _user_key.model_id;
     EXECUTE format('SELECT $1::%s', typ) USING user_id;
     RETURN user_id;
 EXCEPTION
@@ -85,7 +53,6 @@ CREATE FUNCTION pyrec._user_vector(v pyrec._versions, user_id text, history text
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
 AS $fn$
-#variable_conflict use_variable
 DECLARE
     n integer;
 BEGIN
@@ -170,7 +137,6 @@ SET hnsw.iterative_scan = 'relaxed_order'
 -- 100 candidates, not 40: recall@10 of folded-in users' vectors was 0.71 at 40 (100k items)
 SET hnsw.ef_search = 100
 AS $fn$
-#variable_conflict use_variable
 DECLARE
     score_sql text;
     order_sql text;
@@ -277,41 +243,18 @@ SET hnsw.iterative_scan = 'relaxed_order'
 -- 100 candidates, not 40: recall@10 of folded-in users' vectors was 0.71 at 40 (100k items)
 SET hnsw.ef_search = 100
 AS $fn$
-#variable_conflict use_variable
 DECLARE
     uvec vector;
     how text;
     history text[] := '{}';
     seen text[] := '{}';
-    compiled jsonb;
-    pred text := 'true';
-    pred_ann text := 'true';
-    vals jsonb := '{}';
+    f record;
     ukey text;
     promo record;
 BEGIN
-    IF filter IS NOT NULL THEN
-        compiled := pyrec._resolve_filter(v.model_id, filter);
-        IF compiled->>'target' <> 'ItemID' THEN
-            RAISE EXCEPTION 'filter selects users (UserID), but recommend returns items'
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'use an INCLUDE/EXCLUDE ItemID filter';
-        END IF;
-        IF (compiled->>'uses_item')::boolean THEN
-            RAISE EXCEPTION 'CurrentItem fields only apply to related-item recommendations'
-                USING ERRCODE = 'feature_not_supported',
-                      HINT = 'use Items.<field> or CurrentUser.<field> in recommend filters';
-        END IF;
-        vals := pyrec._filter_values(compiled, params);
-        pred := compiled->>'sql';
-        -- an HNSW scan tests a few candidates: look their fields up one by one
-        pred_ann := coalesce(compiled->>'sql_per_row', pred);
-        IF (compiled->>'uses_user')::boolean THEN
-            ukey := pyrec._user_key(v.model_id, user_id);
-        END IF;
-    ELSIF params IS NOT NULL THEN
-        RAISE EXCEPTION 'params were given without a filter' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'params fill the $PARAMETERS of the filter argument';
+    f := pyrec._prepare_filter(v, filter, params, 'ItemID', 'recommend', true, false);
+    IF f.uses_user THEN
+        ukey := pyrec._user_key(v.model_id, user_id);
     END IF;
     IF exclude_seen OR v.fold <> 'none' THEN
         history := pyrec._seen_items(v.model_id, user_id);
@@ -348,28 +291,18 @@ BEGIN
     END IF;
     BEGIN
         IF promotion IS NOT NULL OR exploration IS NOT NULL THEN
-            RETURN QUERY SELECT * FROM pyrec._promoted(v, uvec, how, seen, k, ukey, pred, vals,
+            RETURN QUERY SELECT * FROM pyrec._promoted(v, uvec, how, seen, k, ukey, f.pred, f.vals,
                                                         promo.pred, promo.vals, promo.n, promo.label);
         ELSIF uvec IS NOT NULL THEN
-            -- the filter is part of the candidate scan, so k rows come back whenever k allowed
-            -- unseen items exist (not "top k, then drop"); "IS TRUE" keeps its subqueries
-            -- filters of the scan: pulled up into a join, they would stop the HNSW index scan
-            RETURN QUERY EXECUTE format(
-                'SELECT t.item_id, (-t.d)::real, (row_number() OVER (ORDER BY t.d, t.item_id))::integer, %L
-                   FROM (SELECT i.item_id, i.embedding <#> $1 AS d FROM pyrec.%I i
-                          WHERE i.item_id <> ALL ($2) AND ((%s) IS TRUE) ORDER BY %s LIMIT $3) t
-                  ORDER BY 3', how, v.items_table, CASE WHEN v.ann THEN pred_ann ELSE pred END,
-                -- an HNSW index orders by distance alone (ties at the cut are arbitrary)
-                CASE WHEN v.ann THEN 'd' ELSE 'd, i.item_id' END)
-              USING uvec, seen, k, ukey, vals, NULL::text;
+            RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'dot',
+                                                  CASE WHEN v.ann THEN f.pred_ann ELSE f.pred END,
+                                                  v.ann, how)
+              USING uvec, seen, k, ukey, f.vals, NULL::text;
         ELSE
             -- unknown user (or one who arrived after training): the most popular unseen items
-            RETURN QUERY EXECUTE format(
-                'SELECT t.item_id, t.popularity, (row_number() OVER (ORDER BY t.popularity DESC, t.item_id))::integer, ''popular''
-                   FROM (SELECT i.item_id, i.popularity FROM pyrec.%I i
-                          WHERE i.item_id <> ALL ($2) AND (%s) ORDER BY i.popularity DESC, i.item_id LIMIT $3) t
-                  ORDER BY 3', v.items_table, pred)
-              USING uvec, seen, k, ukey, vals, NULL::text;
+            RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'popularity', f.pred,
+                                                  p_source => 'popular')
+              USING uvec, seen, k, ukey, f.vals, NULL::text;
         END IF;
     EXCEPTION
         WHEN invalid_text_representation OR invalid_datetime_format OR datetime_field_overflow
@@ -413,11 +346,7 @@ BEGIN
         RAISE EXCEPTION 'user_id must not be null' USING ERRCODE = 'null_value_not_allowed',
             HINT = 'pass the user''s id as text, for example pyrec.recommend(''movies'', ''42'', 10)';
     END IF;
-    IF k IS NULL OR k < 1 OR k > 10000 THEN
-        RAISE EXCEPTION 'k must be between 1 and 10000, got %', coalesce(k::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'k is the number of items to return';
-    END IF;
+    PERFORM pyrec._check_k(k, 'k', p_rows => 'items');
     IF experiment IS NOT NULL THEN  -- the user's variant serves, and the impression is logged
         RETURN QUERY SELECT * FROM pyrec._experiment_serve(experiment, model, user_id, k, filter,
                                                             params, exclude_seen, promotion, exploration);

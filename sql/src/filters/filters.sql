@@ -1,24 +1,5 @@
 -- Filters: compiled by the Python filter compiler, stored (named) or cached per session (ad hoc).
 
-CREATE TABLE pyrec._filters (
-    model_id   integer NOT NULL REFERENCES pyrec.models ON DELETE CASCADE,
-    name       text NOT NULL,
-    expression text NOT NULL,
-    compiled   jsonb NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    created_by name NOT NULL DEFAULT current_user,
-    PRIMARY KEY (model_id, name)
-);
-COMMENT ON TABLE pyrec._filters IS 'Named filters with their compiled SQL; read it through pyrec.filters';
-SELECT pg_catalog.pg_extension_config_dump('pyrec._filters', '');
-
-CREATE VIEW pyrec.filters AS
-SELECT m.name AS model, f.name, f.expression, f.compiled->>'target' AS target,
-       ARRAY(SELECT jsonb_array_elements_text(f.compiled->'params')) AS params,
-       f.created_at, f.created_by
-FROM pyrec._filters f JOIN pyrec.models m USING (model_id);
-COMMENT ON VIEW pyrec.filters IS 'Named filters: expression, what they select (ItemID/UserID), their $PARAMETERS';
-
 -- Helpers the compiled predicates call; plain SQL so the planner inlines them.
 CREATE FUNCTION pyrec._values(vals jsonb, key text) RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -46,46 +27,20 @@ AS $fn$
 $fn$;
 COMMENT ON FUNCTION pyrec._event_match(text, text[]) IS 'Whether an event type matches a filter''s list ("*" matches all, case ignored)';
 
-CREATE FUNCTION pyrec._filter(model_id integer, expression text) RETURNS jsonb
-LANGUAGE plpython3u
-SET search_path FROM CURRENT
-AS $fn$
-# compiled ad-hoc filters are cached per session: a repeated filter costs a dict lookup
-cache = GD.setdefault("pyrec_filter_cache", {})
-key = (model_id, expression)
-hit = cache.get(key)
-if hit is not None:
-    return hit
-if "pyrec" not in GD:
-    boot = plpy.execute("SELECT pyrec._python()::text AS r")[0]["r"]
-    if "pyrec" not in GD:
-        return boot
-import json
-out = GD["pyrec"].dispatch(plpy, "compile_filter",
-                           json.dumps({"model_id": model_id, "expression": expression}))
-if '"error"' not in out[:10]:
-    if len(cache) >= 1000:
-        cache.clear()
-    cache[key] = out
-return out
-$fn$;
-COMMENT ON FUNCTION pyrec._filter(integer, text) IS 'Compiles a filter expression for a model, cached in the session';
-
 CREATE FUNCTION pyrec._resolve_filter(model_id integer, filter text) RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
 AS $fn$
-#variable_conflict use_variable
 DECLARE
-    compiled jsonb;
+    v_compiled jsonb;
 BEGIN
     -- a named filter of the model wins; anything else is an expression
-    SELECT f.compiled INTO compiled FROM pyrec._filters f
-     WHERE f.model_id = model_id AND f.name = filter;
-    IF compiled IS NULL THEN
-        compiled := pyrec._result(pyrec._filter(model_id, filter));
+    SELECT f.compiled INTO v_compiled FROM pyrec._filters f
+     WHERE f.model_id = _resolve_filter.model_id AND f.name = filter;
+    IF v_compiled IS NULL THEN
+        v_compiled := pyrec._result(pyrec._filter(model_id, filter));
     END IF;
-    RETURN compiled;
+    RETURN v_compiled;
 END
 $fn$;
 COMMENT ON FUNCTION pyrec._resolve_filter(integer, text) IS 'The compiled form of a named filter or a filter expression';
@@ -140,14 +95,13 @@ RETURNS void
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $fn$
-#variable_conflict use_variable
 BEGIN
     IF model IS NULL OR name IS NULL THEN
         RAISE EXCEPTION 'model and filter name must not be null' USING ERRCODE = 'null_value_not_allowed',
             HINT = 'SELECT * FROM pyrec.filters lists them';
     END IF;
     DELETE FROM pyrec._filters f USING pyrec.models m
-     WHERE f.model_id = m.model_id AND m.name = model AND f.name = name;
+     WHERE f.model_id = m.model_id AND m.name = drop_filter.model AND f.name = drop_filter.name;
     IF NOT FOUND THEN
         IF if_exists THEN
             RAISE NOTICE 'filter "%" of model "%" does not exist, skipping', pyrec._shown(name), pyrec._shown(model);

@@ -33,7 +33,8 @@ REVOKE EXECUTE ON FUNCTION
     pyrec.stop_experiment(text), pyrec.drop_experiment(text), pyrec.check_data(text),
     pyrec.evaluate(text, text, double precision, integer, jsonb),
     pyrec.compare_models(text[], text, text, double precision, integer),
-    pyrec.experiment_results(text, text, interval, double precision, double precision)
+    pyrec.experiment_results(text, text, interval, double precision, double precision),
+    pyrec._drop_bi_views(regclass), pyrec.create_bi_view(text, text, text, text[], boolean)
 FROM pyrec_reader;
 REVOKE EXECUTE ON PROCEDURE
     pyrec.train(text, jsonb, text), pyrec._call_proc(text, jsonb, jsonb),
@@ -49,6 +50,11 @@ GRANT INSERT ON pyrec.impressions TO pyrec_reader;
 GRANT SELECT, INSERT, UPDATE, DELETE ON pyrec.models, pyrec._versions, pyrec._runs, pyrec._filters,
     pyrec._experiments, pyrec.impressions, pyrec._forgotten TO pyrec_admin;
 GRANT SELECT ON pyrec.audit, pyrec._runs_now TO pyrec_admin;
+-- BI views and settings: readers chart metrics and outputs; the impression log is per user
+-- and item, so admins only
+GRANT SELECT ON pyrec.model_metrics, pyrec.impressions_daily, pyrec.batch_outputs, pyrec.settings
+    TO pyrec_reader;
+GRANT SELECT ON pyrec.impression_log TO pyrec_admin;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA pyrec TO pyrec_admin;
 -- the audit trail is append-only for everyone: rows come only through pyrec._audit, which
 -- runs as the extension's owner for that reason (SECURITY DEFINER, search_path pinned)

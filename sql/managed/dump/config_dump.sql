@@ -1,0 +1,1 @@
+-- The managed flavour is no extension: pg_dump keeps a plain schema's rows anyway.

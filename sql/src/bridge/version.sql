@@ -1,0 +1,14 @@
+-- Versions of the installed pieces.
+
+CREATE FUNCTION pyrec.version() RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $fn$
+BEGIN
+    RETURN pyrec._result(pyrec._call('version', '{}'))
+        || jsonb_build_object(
+               'sql', (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pyrec'),
+               'pgvector', (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vector'));
+END
+$fn$;
+COMMENT ON FUNCTION pyrec.version() IS 'Versions of the SQL objects, the server-side Python package, numpy, scipy and pgvector';
