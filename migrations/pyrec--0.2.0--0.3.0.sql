@@ -1316,3 +1316,47 @@ COMMENT ON COLUMN pyrec.settings.default_value IS 'Value when the setting is not
 COMMENT ON COLUMN pyrec.settings.type IS 'Type of the value (integer, boolean, text, ...)';
 COMMENT ON COLUMN pyrec.settings.description IS 'What the setting does';
 GRANT SELECT ON pyrec.settings TO pyrec_reader;
+
+-- == Evaluation rows: pyrec._metric_rows turns an evaluation's JSON into pyrec.evaluate's rows,
+-- == so the CLI shows the managed flavour's client-side evaluation with the same rule.
+CREATE FUNCTION pyrec._metric_rows(metrics jsonb)
+RETURNS TABLE (metric text, value double precision, popularity double precision)
+LANGUAGE sql IMMUTABLE
+SET search_path FROM CURRENT
+AS $fn$
+    SELECT e.key, (e.value #>> '{}')::double precision,
+           (metrics #>> ARRAY['baseline', 'popularity', e.key])::double precision
+      FROM jsonb_each(metrics) e
+     WHERE jsonb_typeof(e.value) = 'number' AND e.key NOT IN ('holdout', 'seed')
+     ORDER BY e.key
+$fn$;
+COMMENT ON FUNCTION pyrec._metric_rows(jsonb) IS
+'The rows of pyrec.evaluate from an evaluation''s JSON: each metric beside popularity''s on the same split';
+REVOKE ALL ON FUNCTION pyrec._metric_rows(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pyrec._metric_rows(jsonb) TO pyrec_admin;
+GRANT EXECUTE ON FUNCTION pyrec._metric_rows(jsonb) TO pyrec_reader;
+
+CREATE OR REPLACE FUNCTION pyrec.evaluate(
+    model text,
+    protocol text DEFAULT NULL,
+    holdout double precision DEFAULT NULL,
+    seed integer DEFAULT NULL,
+    options jsonb DEFAULT '{}'
+) RETURNS TABLE (metric text, value double precision, popularity double precision)
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $fn$
+DECLARE
+    m jsonb;
+BEGIN
+    IF options IS NULL OR jsonb_typeof(options) <> 'object' THEN
+        RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'for example options => ''{"params": {"factors": 32}}''';
+    END IF;
+    m := pyrec._result(pyrec._call('evaluate', jsonb_build_object(
+        'model', model,
+        'options', options || jsonb_strip_nulls(jsonb_build_object(
+            'protocol', protocol, 'holdout', holdout, 'seed', seed)))));
+    RETURN QUERY SELECT * FROM pyrec._metric_rows(m);
+END
+$fn$;

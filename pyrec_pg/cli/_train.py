@@ -112,16 +112,6 @@ def _metric_order(name: str) -> tuple[str, int]:
     return base, int(at) if at.isdigit() else 0
 
 
-def metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    """pyrec.evaluate's rows from an evaluation's JSON, as the SQL function builds them."""
-    baseline = metrics.get("baseline", {}).get("popularity", {})
-    return [
-        {"metric": k, "value": float(v), "popularity": baseline.get(k)}
-        for k, v in metrics.items()
-        if isinstance(v, int | float) and not isinstance(v, bool) and k not in ("holdout", "seed")
-    ]
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     dsn = dsn_of(args)
     options = parse_json("--options", args.options, OPTIONS_EXAMPLE) or {}
@@ -131,7 +121,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if client.managed:
             merged = {**options, **{k: v for k, v in overrides.items() if v is not None}}
             found = client.client_side("evaluate", {"model": args.model, "options": merged})
-            metrics = metric_rows(found)
+            # the rows pyrec.evaluate makes of the evaluation, by the same SQL
+            metrics = client.rows(
+                "SELECT metric, value, popularity FROM pyrec._metric_rows(%s::jsonb)",
+                [json.dumps(found)],
+            )
         else:
             metrics = rows(
                 conn,

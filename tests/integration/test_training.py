@@ -54,7 +54,7 @@ def test_training_run_is_recorded(trained: Conn) -> None:
 
 @pytest.mark.slow
 def test_default_als_quality_on_movielens(conn: Conn) -> None:
-    """Default ALS on a random 75/25 per-user split of MovieLens-100K (the split the defaults came from)."""
+    """Default ALS on a random 75/25 per-user split of MovieLens-100K: its defaults came from it."""
     conn.execute("SELECT pyrec.create_model('movies', 'ratings')")
     conn.execute("CALL pyrec.train('movies')")
     m = conn.execute("SELECT metrics FROM pyrec.model_versions").fetchone()[0]  # type: ignore[index]

@@ -85,7 +85,7 @@ DECLARE
     b double precision[];
     x double precision[];
 BEGIN
-    -- the same solve as pyrec_pg.jobs.foldin.solve: (Y'Y + reg I + Y_u' (C - I) Y_u) x = Y_u' c
+    -- the same solve as Als.recalculate_user (pyrec_pg/ml/recipes/als.py): (Y'Y + reg I + Y_u' (C - I) Y_u) x = Y_u' c
     SELECT * INTO v FROM pyrec._versions x
      WHERE x.model_id = _fold_in_plpgsql.model_id AND x.version = _fold_in_plpgsql.version;
     IF NOT FOUND OR v.fold <> 'least_squares' THEN

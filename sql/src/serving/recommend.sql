@@ -370,7 +370,7 @@ AS $fn$ SELECT * FROM pyrec.recommend(model, user_id::text, k, filter, params, e
 COMMENT ON FUNCTION pyrec.recommend(text, bigint, integer, text, jsonb, boolean, jsonb, jsonb, text) IS
 'Top-k items for a user with an integer id';
 
--- The mission's unqualified recommend(user_id, k, filter), for the default model.
+-- The unqualified recommend(user_id, k, filter) of the SQL API, for the default model.
 CREATE FUNCTION public.recommend(user_id text, k integer DEFAULT 10, filter text DEFAULT NULL,
                                  params jsonb DEFAULT NULL)
 RETURNS TABLE (item_id text, score real, rank integer, source text)
