@@ -37,7 +37,7 @@ class Client:
         """Entry point `fn`: the SQL `query` (its first column) in the extension flavour, the
         client-side call with `arguments` in the managed one."""
         if self.managed:
-            return managed_required().call(self.dsn, fn, arguments)
+            return self.client_side(fn, arguments)
         row = self.conn.execute(query, arguments if params is None else params).fetchone()
         return None if row is None else row[0]
 

@@ -103,8 +103,3 @@ def managed_required() -> ModuleType:
             hint="upgrade pyrec_pg on this machine: pip install --upgrade pyrec_pg",
         )
     return managed
-
-
-def managed_call(dsn: str, fn: str, arguments: dict[str, Any]) -> Any:
-    """Run a pyrec_pg entry point client-side, for databases without the server's Python."""
-    return managed_required().call(dsn, fn, arguments)

@@ -18,11 +18,11 @@ class Setting:
     default: str
     description: str
     hint: str  # what a valid value looks like, for the error on a bad one
-    parse: Callable[[Db, str], Any]  # the value, or ValueError
+    parse: Callable[[str], Any]  # the value, or ValueError
 
 
-def _integer(least: int) -> Callable[[Db, str], int]:
-    def parse(db: Db, raw: str) -> int:
+def _integer(least: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
         value = int(raw.strip())
         if value < least:
             raise ValueError(f"below {least}")
@@ -35,13 +35,13 @@ def _integer(least: int) -> Callable[[Db, str], int]:
 _DURATION = re.compile(r"\s*\d+(\.\d+)?\s*(us|ms|s|min|h|d)?\s*")
 
 
-def _duration(db: Db, raw: str) -> str:
+def _duration(raw: str) -> str:
     if not _DURATION.fullmatch(raw):
         raise ValueError("not a duration")
     return raw
 
 
-def _text(db: Db, raw: str) -> str:
+def _text(raw: str) -> str:
     return raw
 
 
@@ -84,21 +84,19 @@ SETTINGS: tuple[Setting, ...] = (
 _BY_NAME = {s.name: s for s in SETTINGS}
 
 
-def raw(db: Db, name: str) -> str | None:
-    """The setting's text in this session (None or '' when unset)."""
-    value = db.scalar("SELECT current_setting($1, true)", [name], ["text"])
-    return None if value is None else str(value)
+def _text_of(db: Db, setting: Setting) -> str:
+    """The setting's text in this session; its default when unset (NULL or '')."""
+    value = db.scalar("SELECT current_setting($1, true)", [setting.name], ["text"])
+    return str(value) if value else setting.default
 
 
 def get(db: Db, name: str) -> Any:
     """The setting's value, parsed and checked; its default when unset. A value that does not
     parse is an error (22023) naming the setting, never silently replaced by the default."""
     setting = _BY_NAME[name]
-    text = raw(db, name)
-    if text is None or text == "":
-        text = setting.default
+    text = _text_of(db, setting)
     try:
-        return setting.parse(db, text)
+        return setting.parse(text)
     except ValueError as e:
         raise InvalidParameter(
             f'invalid value for setting {name}: "{text}"',
@@ -109,16 +107,13 @@ def get(db: Db, name: str) -> Any:
 
 def listing(db: Db) -> list[dict[str, Any]]:
     """Every setting with its current text, default, type and description (pyrec.settings)."""
-    out = []
-    for s in SETTINGS:
-        text = raw(db, s.name)
-        out.append(
-            {
-                "name": s.name,
-                "value": text if text else s.default,
-                "default": s.default,
-                "type": s.type,
-                "description": s.description,
-            }
-        )
-    return out
+    return [
+        {
+            "name": s.name,
+            "value": _text_of(db, s),
+            "default": s.default,
+            "type": s.type,
+            "description": s.description,
+        }
+        for s in SETTINGS
+    ]
