@@ -403,195 +403,13 @@ COMMENT ON FUNCTION pyrec._check_k(integer, text, integer, text) IS
 REVOKE ALL ON FUNCTION pyrec._check_k(integer, text, integer, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pyrec._check_k(integer, text, integer, text) TO pyrec_admin;
 GRANT EXECUTE ON FUNCTION pyrec._check_k(integer, text, integer, text) TO pyrec_reader;
-CREATE OR REPLACE FUNCTION pyrec.recommend(
-    model text,
-    user_id text,
-    k integer DEFAULT 10,
-    filter text DEFAULT NULL,
-    params jsonb DEFAULT NULL,
-    exclude_seen boolean DEFAULT true,
-    promotion jsonb DEFAULT NULL,
-    exploration jsonb DEFAULT NULL,
-    experiment text DEFAULT NULL
-) RETURNS TABLE (item_id text, score real, rank integer, source text)
-LANGUAGE plpgsql STABLE
-SET search_path FROM CURRENT
-AS $fn$
-BEGIN
-    IF user_id IS NULL THEN
-        RAISE EXCEPTION 'user_id must not be null' USING ERRCODE = 'null_value_not_allowed',
-            HINT = 'pass the user''s id as text, for example pyrec.recommend(''movies'', ''42'', 10)';
-    END IF;
-    PERFORM pyrec._check_k(k, 'k', p_rows => 'items');
-    IF experiment IS NOT NULL THEN  -- the user's variant serves, and the impression is logged
-        RETURN QUERY SELECT * FROM pyrec._experiment_serve(experiment, model, user_id, k, filter,
-                                                            params, exclude_seen, promotion, exploration);
-        RETURN;
-    END IF;
-    RETURN QUERY SELECT * FROM pyrec._serve(pyrec._active_version(model), user_id, k, filter, params,
-                                            exclude_seen, promotion, exploration, true);
-END
-$fn$;
+-- (pyrec.recommend: written once, with its 0.3.0 body, in the live catalog section below)
 
 -- == One filter preparation (pyrec._prepare_filter) for every serving function: recommend's
 -- == copy in pyrec._serve is gone; the function also returns the per-row predicate HNSW
 -- == scans use (a new OUT column, so it is dropped and created again).
-DROP FUNCTION pyrec._prepare_filter(pyrec._versions, text, jsonb, text, text, boolean, boolean);
-CREATE FUNCTION pyrec._prepare_filter(
-    v pyrec._versions, filter text, params jsonb, target text, fn text,
-    allow_user boolean, allow_item boolean, OUT pred text, OUT vals jsonb, OUT uses_user boolean,
-    OUT pred_ann text)
-LANGUAGE plpgsql STABLE
-SET search_path FROM CURRENT
-AS $fn$
-DECLARE
-    v_compiled jsonb;
-BEGIN
-    pred := 'true';
-    pred_ann := 'true';
-    vals := '{}';
-    uses_user := false;
-    IF filter IS NULL THEN
-        IF params IS NOT NULL THEN
-            RAISE EXCEPTION 'params were given without a filter' USING ERRCODE = 'invalid_parameter_value',
-                HINT = 'params fill the $PARAMETERS of the filter argument';
-        END IF;
-        RETURN;
-    END IF;
-    v_compiled := pyrec._resolve_filter(v.model_id, filter);
-    IF v_compiled->>'target' <> target THEN
-        RAISE EXCEPTION 'filter selects % but % returns %',
-                        CASE target WHEN 'ItemID' THEN 'users (UserID)' ELSE 'items (ItemID)' END
-                            || CASE WHEN fn = 'recommend' THEN ',' ELSE '' END,
-                        fn, CASE target WHEN 'ItemID' THEN 'items' ELSE 'users' END
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = format('use an INCLUDE/EXCLUDE %s filter', target);
-    END IF;
-    IF (v_compiled->>'uses_item')::boolean AND NOT allow_item THEN
-        IF fn = 'recommend' THEN
-            RAISE EXCEPTION 'CurrentItem fields only apply to related-item recommendations'
-                USING ERRCODE = 'feature_not_supported',
-                      HINT = 'use Items.<field> or CurrentUser.<field> in recommend filters';
-        END IF;
-        RAISE EXCEPTION 'CurrentItem fields do not apply to %', fn USING ERRCODE = 'feature_not_supported',
-            HINT = 'CurrentItem refers to the item of similar_items or users_for_item';
-    END IF;
-    uses_user := (v_compiled->>'uses_user')::boolean;
-    IF uses_user AND NOT allow_user THEN
-        RAISE EXCEPTION 'CurrentUser fields and Interactions do not apply to %', fn
-            USING ERRCODE = 'feature_not_supported',
-                  HINT = 'they need a user: use them in recommend() or rank_items()';
-    END IF;
-    vals := pyrec._filter_values(v_compiled, params);
-    pred := v_compiled->>'sql';
-    -- an HNSW scan tests a few candidates: the per-row form looks their fields up one by one
-    pred_ann := coalesce(v_compiled->>'sql_per_row', pred);
-END
-$fn$;
-COMMENT ON FUNCTION pyrec._prepare_filter(pyrec._versions, text, jsonb, text, text, boolean, boolean) IS
-'Resolves and checks a filter for a serving function: the predicate (and its per-row form for HNSW scans) and the values it reads';
-REVOKE ALL ON FUNCTION pyrec._prepare_filter(pyrec._versions, text, jsonb, text, text, boolean, boolean) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION pyrec._prepare_filter(pyrec._versions, text, jsonb, text, text, boolean, boolean) TO pyrec_admin;
-GRANT EXECUTE ON FUNCTION pyrec._prepare_filter(pyrec._versions, text, jsonb, text, text, boolean, boolean) TO pyrec_reader;
-CREATE OR REPLACE FUNCTION pyrec._serve(
-    v pyrec._versions,
-    user_id text,
-    k integer,
-    filter text,
-    params jsonb,
-    exclude_seen boolean,
-    promotion jsonb,
-    exploration jsonb,
-    personalized boolean
-) RETURNS TABLE (item_id text, score real, rank integer, source text)
-LANGUAGE plpgsql STABLE
-SET search_path FROM CURRENT
--- with an HNSW index, keep scanning until k rows pass the filter (pgvector 0.8)
-SET hnsw.iterative_scan = 'relaxed_order'
--- 100 candidates, not 40: recall@10 of folded-in users' vectors was 0.71 at 40 (100k items)
-SET hnsw.ef_search = 100
-AS $fn$
-DECLARE
-    uvec vector;
-    how text;
-    history text[] := '{}';
-    seen text[] := '{}';
-    f record;
-    ukey text;
-    promo record;
-BEGIN
-    f := pyrec._prepare_filter(v, filter, params, 'ItemID', 'recommend', true, false);
-    IF f.uses_user THEN
-        ukey := pyrec._user_key(v.model_id, user_id);
-    END IF;
-    IF exclude_seen OR v.fold <> 'none' THEN
-        history := pyrec._seen_items(v.model_id, user_id);
-    END IF;
-    IF exclude_seen THEN
-        seen := history;
-    END IF;
-    IF personalized THEN  -- else the popular answer (an experiment's control variant)
-        SELECT u.vec, u.how INTO uvec, how FROM pyrec._user_vector(v, user_id, history) u;
-    END IF;
-    IF v.ann AND how IS DISTINCT FROM 'model' THEN
-        -- vectors solved at request time lie off the trained users' distribution: the graph
-        -- search needs more candidates (recall@10 0.77 at 100 on 100k items); this function's
-        -- SET clause restores the setting on exit
-        PERFORM pg_catalog.set_config('hnsw.ef_search', '400', true);
-    END IF;
-    IF promotion IS NOT NULL AND exploration IS NOT NULL THEN
-        RAISE EXCEPTION 'a request takes a promotion or exploration, not both'
-            USING ERRCODE = 'feature_not_supported', HINT = 'pass one of them';
-    END IF;
-    IF promotion IS NOT NULL THEN
-        promo := pyrec._promotion(v, promotion, k);
-        IF promo.uses_user AND ukey IS NULL THEN
-            ukey := pyrec._user_key(v.model_id, user_id);
-        END IF;
-    ELSIF exploration IS NOT NULL THEN
-        -- exploration mixes fresh items in the way a promotion does, with its own label
-        SELECT e.pred AS pred, '{}'::jsonb AS vals, e.n AS n, 'exploration' AS label,
-               false AS uses_user INTO promo
-          FROM pyrec._exploration(v, exploration, k) e;
-        IF promo.n = 0 THEN
-            exploration := NULL;
-        END IF;
-    END IF;
-    BEGIN
-        IF promotion IS NOT NULL OR exploration IS NOT NULL THEN
-            RETURN QUERY SELECT * FROM pyrec._promoted(v, uvec, how, seen, k, ukey, f.pred, f.vals,
-                                                        promo.pred, promo.vals, promo.n, promo.label);
-        ELSIF uvec IS NOT NULL THEN
-            RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'dot',
-                                                  CASE WHEN v.ann THEN f.pred_ann ELSE f.pred END,
-                                                  v.ann, how)
-              USING uvec, seen, k, ukey, f.vals, NULL::text;
-        ELSE
-            -- unknown user (or one who arrived after training): the most popular unseen items
-            RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'popularity', f.pred,
-                                                  p_source => 'popular')
-              USING uvec, seen, k, ukey, f.vals, NULL::text;
-        END IF;
-    EXCEPTION
-        WHEN invalid_text_representation OR invalid_datetime_format OR datetime_field_overflow
-             OR numeric_value_out_of_range OR invalid_parameter_value THEN
-            IF filter IS NULL THEN
-                RAISE;
-            END IF;
-            RAISE EXCEPTION 'a filter value does not fit its field: %', pyrec._shown(SQLERRM)
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'check that each value in params has the type of the field it is compared with';
-        WHEN undefined_table OR undefined_column THEN
-            IF filter IS NULL THEN
-                RAISE;
-            END IF;
-            RAISE EXCEPTION 'filter of model "%" refers to a relation or column that is gone: %',
-                            (SELECT m.name FROM pyrec.models m WHERE m.model_id = v.model_id), SQLERRM
-                USING ERRCODE = 'undefined_table',
-                      HINT = 'recreate the filter (pyrec.drop_filter / pyrec.create_filter) after changing the tables';
-    END;
-END
-$fn$;
+-- (pyrec._prepare_filter: dropped and written once, with its 0.3.0 body, in the live catalog section below)
+-- (pyrec._serve: written once, with its 0.3.0 body, in the live catalog section below)
 
 -- == One candidate query (pyrec._top_k_sql) and one parameter order ($1 to $8) for the
 -- == serving functions' scans: recommend, similar_items, users_for_item, users_for_items.
@@ -634,98 +452,8 @@ COMMENT ON FUNCTION pyrec._top_k_sql(text, text, text, text, boolean, text) IS
 REVOKE ALL ON FUNCTION pyrec._top_k_sql(text, text, text, text, boolean, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pyrec._top_k_sql(text, text, text, text, boolean, text) TO pyrec_admin;
 GRANT EXECUTE ON FUNCTION pyrec._top_k_sql(text, text, text, text, boolean, text) TO pyrec_reader;
-CREATE OR REPLACE FUNCTION pyrec.similar_items(
-    model text,
-    item text,
-    k integer DEFAULT 10,
-    filter text DEFAULT NULL,
-    params jsonb DEFAULT NULL
-) RETURNS TABLE (item_id text, score real, rank integer, source text)
-LANGUAGE plpgsql STABLE
-SET search_path FROM CURRENT
-AS $fn$
-DECLARE
-    v pyrec._versions;
-    f record;
-    anchor record;
-BEGIN
-    IF item IS NULL THEN
-        RAISE EXCEPTION 'item must not be null' USING ERRCODE = 'null_value_not_allowed',
-            HINT = 'pass the item''s id as text, for example pyrec.similar_items(''movies'', ''50'', 10)';
-    END IF;
-    PERFORM pyrec._check_k(k, 'k');
-    v := pyrec._active_version(model);
-    f := pyrec._prepare_filter(v, filter, params, 'ItemID', 'similar_items', false, true);
-    EXECUTE format('SELECT embedding, history FROM pyrec.%I WHERE item_id = $1', v.items_table)
-       INTO anchor USING item;
-    IF anchor IS NULL THEN
-        -- an item the version does not know: the most popular others (as recommend does)
-        RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'popularity', f.pred,
-                                              p_source => 'popular')
-          USING NULL::vector, ARRAY[item], k, NULL::text, f.vals, item;
-    ELSIF anchor.history IS NOT NULL THEN
-        -- item-item recipes: the score the item's history row gives every other item
-        RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'dot', f.pred, p_source => 'model')
-          USING anchor.history, ARRAY[item], k, NULL::text, f.vals, item;
-    ELSE
-        -- factor models: cosine similarity of item vectors
-        RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'cosine', f.pred, p_source => 'model')
-          USING anchor.embedding, ARRAY[item], k, NULL::text, f.vals, item;
-    END IF;
-END
-$fn$;
-CREATE OR REPLACE FUNCTION pyrec.users_for_item(
-    model text,
-    item_id text,
-    n integer DEFAULT 100,
-    filter text DEFAULT NULL,
-    params jsonb DEFAULT NULL,
-    exclude_seen boolean DEFAULT true
-) RETURNS TABLE (user_id text, score real, rank integer)
-LANGUAGE plpgsql STABLE
-SET search_path FROM CURRENT
-AS $fn$
-DECLARE
-    v pyrec._versions;
-    m pyrec.models;
-    f record;
-    ivec vector;
-    seen text[] := '{}';
-BEGIN
-    IF item_id IS NULL THEN
-        RAISE EXCEPTION 'item_id must not be null' USING ERRCODE = 'null_value_not_allowed',
-            HINT = 'for example pyrec.users_for_item(''movies'', ''50'', 100)';
-    END IF;
-    PERFORM pyrec._check_k(n, 'n', 1000000);
-    v := pyrec._active_version(model);
-    f := pyrec._prepare_filter(v, filter, params, 'UserID', 'users_for_item', false, true);
-    EXECUTE format('SELECT embedding FROM pyrec.%I WHERE item_id = $1', v.items_table)
-       INTO ivec USING item_id;
-    IF ivec IS NULL THEN
-        RAISE EXCEPTION 'item "%" is not in version % of model "%"', pyrec._shown(item_id), v.version, model
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'segments need an item the model was trained with; retrain to include new items';
-    END IF;
-    IF exclude_seen THEN  -- users who already interacted with the item, read live
-        SELECT * INTO m FROM pyrec.models WHERE models.model_id = v.model_id;
-        BEGIN
-            EXECUTE format('SELECT coalesce(array_agg(DISTINCT %I::text), ''{}'') FROM %s WHERE %I = $1::%s',
-                           m.columns->>'user', m.interactions, m.columns->>'item', m.columns->>'item_type')
-               INTO seen USING item_id;
-        EXCEPTION
-            WHEN invalid_text_representation OR numeric_value_out_of_range THEN
-                seen := '{}';
-            WHEN undefined_table OR undefined_column OR invalid_schema_name OR undefined_function THEN
-                RAISE EXCEPTION 'interactions relation % of model "%" no longer matches its definition: %',
-                                m.interactions, m.name, SQLERRM
-                    USING ERRCODE = 'undefined_table',
-                          HINT = 'restore the relation and its mapped columns, or drop and recreate the model';
-        END;
-    END IF;
-    RETURN QUERY EXECUTE pyrec._top_k_sql(v.users_table, 'UserID', 'dot', f.pred)
-      USING ivec, seen, n, NULL::text, f.vals, item_id;
-END
-$fn$;
+-- (pyrec.similar_items: written once, with its 0.3.0 body, in the live catalog section below)
+-- (pyrec.users_for_item: written once, with its 0.3.0 body, in the live catalog section below)
 CREATE OR REPLACE FUNCTION pyrec.users_for_items(
     model text,
     item_filter text,
@@ -937,64 +665,7 @@ BEGIN
     RETURN pyrec._variant(e, user_id)->>'name';
 END
 $fn$;
-CREATE OR REPLACE FUNCTION pyrec._experiment_serve(experiment text, model text, user_id text, k integer,
-                                        filter text, params jsonb, exclude_seen boolean,
-                                        promotion jsonb, exploration jsonb)
-RETURNS TABLE (item_id text, score real, rank integer, source text)
-LANGUAGE plpgsql VOLATILE
-SET search_path FROM CURRENT
-AS $fn$
-DECLARE
-    e pyrec._experiments;
-    var jsonb;
-    vname text;
-BEGIN
-    SELECT * INTO e FROM pyrec._experiments x WHERE x.name = experiment;  -- inline: hot path
-    IF NOT FOUND THEN
-        e := pyrec._experiment(experiment);  -- raises the error
-    END IF;
-    IF e.status <> 'running' THEN
-        RAISE EXCEPTION 'experiment "%" is stopped', experiment
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'call recommend without experiment, or start a new experiment';
-    END IF;
-    IF model IS NOT NULL AND NOT model = ANY (e.models) THEN
-        RAISE EXCEPTION 'model "%" is not part of experiment "%"', pyrec._shown(model), experiment
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = format('its variants serve %s; pass model => NULL to let the experiment choose',
-                                array_to_string(e.models, ', '));
-    END IF;
-    IF current_setting('transaction_read_only')::boolean THEN
-        RAISE EXCEPTION 'experiment "%" logs impressions, which a read-only transaction cannot', experiment
-            USING ERRCODE = 'read_only_sql_transaction',
-                  HINT = 'serve experiment traffic from the primary outside READ ONLY transactions; recommend() without experiment works anywhere';
-    END IF;
-    var := pyrec._variant(e, user_id);
-    vname := var->>'name';
-    -- when the log row is all this transaction writes, its commit need not wait for the WAL
-    -- flush (a crash may lose the last few impressions, never anything else)
-    IF pg_catalog.pg_current_xact_id_if_assigned() IS NULL THEN
-        PERFORM pg_catalog.set_config('synchronous_commit', 'off', true);
-    END IF;
-    -- one statement serves and logs: a variant's own filter, promotion or exploration
-    -- replaces the request's
-    RETURN QUERY
-    WITH r AS MATERIALIZED (
-        SELECT * FROM pyrec._serve(pyrec._active_version(var->>'model'), user_id, k,
-                        CASE WHEN var ? 'filter' THEN var->>'filter' ELSE filter END,
-                        CASE WHEN var ? 'filter' THEN var->'params' ELSE params END,
-                        exclude_seen,
-                        CASE WHEN var ? 'promotion' THEN var->'promotion' ELSE promotion END,
-                        CASE WHEN var ? 'exploration' THEN var->'exploration' ELSE exploration END,
-                        var->>'serve' IS DISTINCT FROM 'popular')),
-    logged AS (
-        INSERT INTO pyrec.impressions (experiment_id, variant, user_id, items, scores)
-        SELECT e.experiment_id, vname, _experiment_serve.user_id,
-               coalesce(array_agg(r.item_id ORDER BY r.rank), '{}'),
-               coalesce(array_agg(r.score ORDER BY r.rank), '{}') FROM r)
-    SELECT r.item_id, r.score, r.rank, vname || ':' || r.source FROM r ORDER BY r.rank;
-END
-$fn$;
+-- (pyrec._experiment_serve: written once, with its 0.3.0 body, in the live catalog section below)
 CREATE OR REPLACE FUNCTION pyrec._seen_items(model_id integer, user_id text) RETURNS text[]
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
@@ -1117,56 +788,7 @@ BEGIN
       USING uvec, seen, k, ukey, vals, NULL::text, promo_vals, promo_n;
 END
 $fn$;
-CREATE OR REPLACE FUNCTION pyrec.rank_items(
-    model text,
-    user_id text,
-    item_ids text[],
-    filter text DEFAULT NULL,
-    params jsonb DEFAULT NULL
-) RETURNS TABLE (item_id text, score real, rank integer, source text)
-LANGUAGE plpgsql STABLE
-SET search_path FROM CURRENT
-AS $fn$
-DECLARE
-    v pyrec._versions;
-    f record;
-    uvec vector;
-    how text;
-    ukey text;
-BEGIN
-    IF user_id IS NULL OR item_ids IS NULL THEN
-        RAISE EXCEPTION 'user_id and item_ids must not be null' USING ERRCODE = 'null_value_not_allowed',
-            HINT = 'for example pyrec.rank_items(''movies'', ''42'', ARRAY[''1'', ''50'', ''181''])';
-    END IF;
-    IF cardinality(item_ids) > 10000 THEN
-        RAISE EXCEPTION 'item_ids holds % items, at most 10000 are ranked at once', cardinality(item_ids)
-            USING ERRCODE = 'program_limit_exceeded', HINT = 'rank the list in parts';
-    END IF;
-    v := pyrec._active_version(model);
-    f := pyrec._prepare_filter(v, filter, params, 'ItemID', 'rank_items', true, false);
-    IF f.uses_user THEN
-        ukey := pyrec._user_key(v.model_id, user_id);
-    END IF;
-    SELECT u.vec, u.how INTO uvec, how
-      FROM pyrec._user_vector(v, user_id,
-               CASE WHEN v.fold = 'none' THEN '{}' ELSE pyrec._seen_items(v.model_id, user_id) END) u;
-    -- every given item comes back once, in list order among equals: items the version does
-    -- not know rank last with a NULL score (source 'unknown'), never silently dropped; items
-    -- the filter rules out are dropped, as in recommend
-    RETURN QUERY EXECUTE format(
-        'WITH given AS (SELECT g.id, min(g.pos) AS pos FROM unnest($2) WITH ORDINALITY g(id, pos)
-                         WHERE g.id IS NOT NULL GROUP BY g.id),
-              scored AS (
-                SELECT g.id, g.pos, i.item_id IS NOT NULL AS known,
-                       CASE WHEN $1 IS NULL THEN i.popularity ELSE (-(i.embedding <#> $1))::real END AS s
-                  FROM given g LEFT JOIN pyrec.%I i ON i.item_id = g.id
-                 WHERE i.item_id IS NULL OR (%s))
-         SELECT s.id, s.s, (row_number() OVER (ORDER BY s.known DESC, s.s DESC NULLS LAST, s.pos))::integer,
-                CASE WHEN NOT s.known THEN ''unknown'' WHEN $1 IS NULL THEN ''popular'' ELSE %L END
-           FROM scored s ORDER BY 3', v.items_table, f.pred, how)
-      USING uvec, item_ids, NULL::integer, ukey, f.vals, NULL::text;
-END
-$fn$;
+-- (pyrec.rank_items: written once, with its 0.3.0 body, in the live catalog section below)
 CREATE OR REPLACE FUNCTION pyrec.because_you_interacted(
     model text,
     user_id text,
@@ -1218,78 +840,7 @@ BEGIN
      LIMIT k;
 END
 $fn$;
-CREATE OR REPLACE FUNCTION pyrec.frequently_bought_together(
-    model text,
-    item text,
-    k integer DEFAULT 10,
-    filter text DEFAULT NULL,
-    params jsonb DEFAULT NULL,
-    time_window interval DEFAULT '1 hour'
-) RETURNS TABLE (item_id text, score real, rank integer, source text)
-LANGUAGE plpgsql STABLE
-SET search_path FROM CURRENT
-AS $fn$
-DECLARE
-    v pyrec._versions;
-    m pyrec.models;
-    f record;
-    together text;
-BEGIN
-    IF item IS NULL THEN
-        RAISE EXCEPTION 'item must not be null' USING ERRCODE = 'null_value_not_allowed',
-            HINT = 'for example pyrec.frequently_bought_together(''shop'', ''sku-1'', 5)';
-    END IF;
-    PERFORM pyrec._check_k(k, 'k');
-    v := pyrec._active_version(model);
-    SELECT * INTO m FROM pyrec.models WHERE models.model_id = v.model_id;
-    f := pyrec._prepare_filter(v, filter, params, 'ItemID', 'frequently_bought_together', false, true);
-    -- counted live from the interactions: within a session/basket column when there is one,
-    -- else within time_window of the same user's events with the item
-    IF m.columns->>'session' IS NOT NULL THEN
-        together := format(
-            'SELECT x.%1$I::text AS item_id, count(DISTINCT x.%2$I) AS n FROM %3$s x
-              WHERE x.%2$I IN (SELECT a.%2$I FROM %3$s a WHERE a.%1$I = $6::%4$s AND a.%2$I IS NOT NULL)
-                AND x.%1$I <> $6::%4$s GROUP BY 1',
-            m.columns->>'item', m.columns->>'session', m.interactions, m.columns->>'item_type');
-    ELSIF m.columns->>'timestamp' IS NOT NULL THEN
-        together := format(
-            'SELECT x.%1$I::text AS item_id, count(DISTINCT x.%2$I) AS n FROM %3$s x
-               JOIN %3$s a ON a.%2$I = x.%2$I AND a.%1$I = $6::%4$s
-                AND x.%5$I BETWEEN a.%5$I - $7 AND a.%5$I + $7
-              WHERE x.%1$I <> $6::%4$s GROUP BY 1',
-            m.columns->>'item', m.columns->>'user', m.interactions, m.columns->>'item_type',
-            m.columns->>'timestamp');
-        IF time_window IS NULL OR time_window <= interval '0' THEN
-            RAISE EXCEPTION 'time_window must be a positive interval, got %', coalesce(time_window::text, 'NULL')
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'items bought within time_window of the item count as together, for example ''1 hour''';
-        END IF;
-        IF m.columns->>'timestamp_type' NOT IN ('timestamp with time zone', 'timestamp without time zone', 'date') THEN
-            RAISE EXCEPTION 'frequently_bought_together needs a session column or a timestamp column of a time type'
-                USING ERRCODE = 'feature_not_supported',
-                      HINT = 'map a session/basket/order column: options => ''{"columns": {"session": "order_id"}}''';
-        END IF;
-    ELSE
-        RAISE EXCEPTION 'model "%" has no session and no timestamp column', model
-            USING ERRCODE = 'feature_not_supported',
-                  HINT = 'map a session/basket/order column: options => ''{"columns": {"session": "order_id"}}''';
-    END IF;
-    BEGIN
-        RETURN QUERY EXECUTE format(
-            'SELECT i.item_id, i.n::real, (row_number() OVER (ORDER BY i.n DESC, i.item_id))::integer, ''co-occurrence''
-               FROM (%s) i WHERE (%s) ORDER BY i.n DESC, i.item_id LIMIT $3', together, f.pred)
-          USING NULL::vector, NULL::text[], k, NULL::text, f.vals, item, time_window;
-    EXCEPTION
-        WHEN invalid_text_representation OR numeric_value_out_of_range THEN
-            RETURN;  -- an id that cannot exist in the item column: bought with nothing
-        WHEN undefined_table OR undefined_column OR invalid_schema_name OR undefined_function THEN
-            RAISE EXCEPTION 'interactions relation % of model "%" no longer matches its definition: %',
-                            m.interactions, m.name, SQLERRM
-                USING ERRCODE = 'undefined_table',
-                      HINT = 'restore the relation and its mapped columns, or drop and recreate the model';
-    END;
-END
-$fn$;
+-- (pyrec.frequently_bought_together: written once, with its 0.3.0 body, in the live catalog section below)
 
 -- == Settings: pyrec.settings lists the pyrec.* settings (value, default, type, description).
 CREATE FUNCTION pyrec._settings()
@@ -1360,3 +911,747 @@ BEGIN
     RETURN QUERY SELECT * FROM pyrec._metric_rows(m);
 END
 $fn$;
+
+-- == Live catalog: a model with an items relation serves only the items still in it and not
+-- == marked unavailable (pyrec._live_items, in every item predicate pyrec._prepare_filter
+-- == returns); recommend_for_items folds a list of items in; recommend and similar_items take
+-- == exclude_items; an EXCLUDE expression missing its parameters is dropped
+-- == (pyrec._filter_values). Models created before find their availability column by name,
+-- == as create_model does.
+CREATE FUNCTION pyrec._live_items(p_model_id integer, OUT pred text, OUT pred_ann text)
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+DECLARE
+    m pyrec.models;
+    rel regclass;
+    v_key text;
+    v_avail text;
+    key_type text;
+    avail_type text;
+    cond text := '';
+BEGIN
+    pred := 'true';
+    pred_ann := 'true';
+    SELECT * INTO m FROM pyrec.models x WHERE x.model_id = p_model_id;
+    IF m.items IS NULL THEN
+        RETURN;
+    END IF;
+    v_key := m.columns->>'items_id';
+    v_avail := m.columns->>'items_available';
+    rel := pg_catalog.to_regclass(m.items);
+    IF rel IS NULL THEN
+        RAISE EXCEPTION 'items relation % of model "%" no longer matches its definition: it does not exist',
+                        m.items, m.name
+            USING ERRCODE = 'undefined_table',
+                  HINT = 'restore it (serving reads which items may be recommended from it), or drop and recreate the model';
+    END IF;
+    SELECT max(pg_catalog.format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = v_key),
+           max(pg_catalog.format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = v_avail)
+      INTO key_type, avail_type
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attname IN (v_key, v_avail);
+    IF key_type IS NULL OR (v_avail IS NOT NULL AND avail_type IS NULL) THEN
+        RAISE EXCEPTION 'items relation % of model "%" no longer matches its definition: column "%" (mapped as %) does not exist',
+                        m.items, m.name, CASE WHEN key_type IS NULL THEN v_key ELSE v_avail END,
+                        CASE WHEN key_type IS NULL THEN 'items_id' ELSE 'items_available' END
+            USING ERRCODE = 'undefined_column',
+                  HINT = 'restore the column, or drop and recreate the model';
+    END IF;
+    IF avail_type = 'boolean' THEN
+        cond := format(' AND r.%I IS NOT FALSE', v_avail);
+    ELSIF avail_type IS NOT NULL THEN  -- text: Personalize's "True"/"False", or any boolean spelling
+        cond := format(' AND coalesce(lower(btrim(r.%I)) <> ALL (ARRAY[''false'', ''f'', ''no'', ''n'', ''off'', ''0'']), true)', v_avail);
+    END IF;
+    pred := format('i.item_id IN (SELECT r.%1$I::text FROM %2$s r WHERE r.%1$I IS NOT NULL%3$s)',
+                   v_key, m.items, cond);
+    pred_ann := pred;
+    IF key_type = m.columns->>'item_type' THEN
+        -- OFFSET 0 keeps the planner from turning the EXISTS into the hash above
+        pred_ann := format('EXISTS (SELECT 1 FROM %2$s r WHERE r.%1$I = i.item_id::%4$s%3$s OFFSET 0)',
+                           v_key, m.items, cond, key_type);
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec._live_items(integer) IS
+'The predicate that keeps serving to the items still in the model''s items relation and not marked unavailable (true without one)';
+DROP FUNCTION pyrec._prepare_filter(pyrec._versions, text, jsonb, text, text, boolean, boolean);
+CREATE FUNCTION pyrec._prepare_filter(
+    v pyrec._versions, filter text, params jsonb, target text, fn text,
+    allow_user boolean, allow_item boolean, OUT pred text, OUT vals jsonb, OUT uses_user boolean,
+    OUT pred_ann text, OUT live text, OUT live_ann text)
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+DECLARE
+    v_compiled jsonb;
+BEGIN
+    pred := 'true';
+    pred_ann := 'true';
+    vals := '{}';
+    uses_user := false;
+    live := 'true';
+    live_ann := 'true';
+    IF target = 'ItemID' THEN  -- items: only those the live catalog still offers
+        SELECT l.pred, l.pred_ann INTO live, live_ann FROM pyrec._live_items(v.model_id) l;
+    END IF;
+    IF filter IS NULL THEN
+        IF params IS NOT NULL THEN
+            RAISE EXCEPTION 'params were given without a filter' USING ERRCODE = 'invalid_parameter_value',
+                HINT = 'params fill the $PARAMETERS of the filter argument';
+        END IF;
+        pred := live;
+        pred_ann := live_ann;
+        RETURN;
+    END IF;
+    v_compiled := pyrec._resolve_filter(v.model_id, filter);
+    IF v_compiled->>'target' <> target THEN
+        RAISE EXCEPTION 'filter selects % but % returns %',
+                        CASE target WHEN 'ItemID' THEN 'users (UserID)' ELSE 'items (ItemID)' END
+                            || CASE WHEN fn = 'recommend' THEN ',' ELSE '' END,
+                        fn, CASE target WHEN 'ItemID' THEN 'items' ELSE 'users' END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('use an INCLUDE/EXCLUDE %s filter', target);
+    END IF;
+    IF (v_compiled->>'uses_item')::boolean AND NOT allow_item THEN
+        IF fn = 'recommend' THEN
+            RAISE EXCEPTION 'CurrentItem fields only apply to related-item recommendations'
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'use Items.<field> or CurrentUser.<field> in recommend filters';
+        END IF;
+        RAISE EXCEPTION 'CurrentItem fields do not apply to %', fn USING ERRCODE = 'feature_not_supported',
+            HINT = 'CurrentItem refers to the item of similar_items or users_for_item';
+    END IF;
+    uses_user := (v_compiled->>'uses_user')::boolean;
+    IF uses_user AND NOT allow_user THEN
+        RAISE EXCEPTION 'CurrentUser fields and Interactions do not apply to %', fn
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'they need a user: use them in recommend() or rank_items()';
+    END IF;
+    vals := pyrec._filter_values(v_compiled, params);
+    pred := v_compiled->>'sql';
+    -- an HNSW scan tests a few candidates: the per-row form looks their fields up one by one
+    pred_ann := coalesce(v_compiled->>'sql_per_row', pred);
+    IF live <> 'true' THEN
+        pred := format('(%s) AND (%s)', live, pred);
+        pred_ann := format('(%s) AND (%s)', live_ann, pred_ann);
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec._prepare_filter(pyrec._versions, text, jsonb, text, text, boolean, boolean) IS
+'Resolves and checks a filter for a serving function: the predicate (and its per-row form for HNSW scans) and the values it reads; for items, with the live catalog''s test (also alone, as live)';
+CREATE OR REPLACE FUNCTION pyrec._filter_values(compiled jsonb, params jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE
+SET search_path FROM CURRENT
+AS $fn$
+DECLARE
+    missing text[];
+BEGIN
+    IF params IS NOT NULL AND jsonb_typeof(params) <> 'object' THEN
+        RAISE EXCEPTION 'params must be a JSON object, got %', jsonb_typeof(params)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'for example params => ''{"GENRES": ["Comedy", "Drama"]}''';
+    END IF;
+    -- an EXCLUDE expression whose parameters are not all given is dropped (the compiled SQL
+    -- tests for them), so only the others must have values
+    missing := ARRAY(SELECT p FROM jsonb_array_elements_text(compiled->'params') p
+                      WHERE (params IS NULL OR NOT params ? p)
+                        AND NOT coalesce(compiled->'optional_params', '[]') ? p);
+    IF cardinality(missing) > 0 THEN
+        RAISE EXCEPTION 'filter parameter $% has no value', pyrec._shown(missing[1])
+            USING ERRCODE = 'undefined_parameter',
+                  HINT = format('pass it with params => ''{"%s": ...}''', pyrec._shown(missing[1]));
+    END IF;
+    missing := ARRAY(SELECT p FROM jsonb_array_elements_text(compiled->'scalar_params') p
+                      WHERE jsonb_typeof(params->p) IN ('array', 'object'));
+    IF cardinality(missing) > 0 THEN
+        RAISE EXCEPTION 'a filter value does not fit its field: parameter $% must be a single value, not a JSON %',
+                        pyrec._shown(missing[1]), jsonb_typeof(params->missing[1])
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('pass one value in params, or use IN ($%s) to match any of several values', pyrec._shown(missing[1]));
+    END IF;
+    -- the filter's own literals come last so a caller's params can never replace them
+    RETURN coalesce(params, '{}') || (compiled->'constants');
+END
+$fn$;
+COMMENT ON FUNCTION pyrec._filter_values(jsonb, jsonb) IS 'The values a compiled filter reads: the caller''s params and the filter''s literals';
+CREATE FUNCTION pyrec._items_vector(v pyrec._versions, items text[], OUT vec vector, OUT how text)
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+BEGIN
+    -- a list of items (a cart, an anonymous session) folded in as one history, weight 1 each
+    IF cardinality(items) = 0 THEN
+        RETURN;
+    ELSIF v.fold = 'sum' THEN
+        EXECUTE format('SELECT sum(history) FROM pyrec.%I WHERE item_id = ANY ($1)', v.items_table)
+           INTO vec USING items;
+    ELSIF v.fold = 'least_squares' THEN
+        vec := (pyrec._result(pyrec._call('fold_in', jsonb_build_object(
+                   'model_id', v.model_id, 'version', v.version, 'items', to_jsonb(items)))) #>> '{}')::vector;
+    END IF;
+    IF vec IS NOT NULL THEN
+        how := 'fold-in';
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec._items_vector(pyrec._versions, text[]) IS
+'A vector for a list of items (recommend_for_items): the list folded in as a history the version has not seen';
+DROP FUNCTION pyrec._serve(pyrec._versions, text, integer, text, jsonb, boolean, jsonb, jsonb, boolean);
+CREATE FUNCTION pyrec._serve(
+    v pyrec._versions,
+    user_id text,
+    k integer,
+    filter text,
+    params jsonb,
+    exclude_seen boolean,
+    promotion jsonb,
+    exploration jsonb,
+    personalized boolean,
+    exclude_items text[] DEFAULT NULL,
+    given_items text[] DEFAULT NULL
+) RETURNS TABLE (item_id text, score real, rank integer, source text)
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+-- with an HNSW index, keep scanning until k rows pass the filter (pgvector 0.8)
+SET hnsw.iterative_scan = 'relaxed_order'
+-- 100 candidates, not 40: recall@10 of folded-in users' vectors was 0.71 at 40 (100k items)
+SET hnsw.ef_search = 100
+AS $fn$
+DECLARE
+    uvec vector;
+    how text;
+    history text[] := '{}';
+    seen text[] := '{}';
+    f record;
+    ukey text;
+    promo record;
+BEGIN
+    IF given_items IS NULL THEN
+        f := pyrec._prepare_filter(v, filter, params, 'ItemID', 'recommend', true, false);
+    ELSE  -- no user: CurrentUser fields and Interactions have nothing to read
+        f := pyrec._prepare_filter(v, filter, params, 'ItemID', 'recommend_for_items', false, false);
+    END IF;
+    IF f.uses_user THEN
+        ukey := pyrec._user_key(v.model_id, user_id);
+    END IF;
+    IF given_items IS NOT NULL THEN
+        -- the listed items are the history, and are not recommended back
+        history := ARRAY(SELECT DISTINCT g FROM unnest(given_items) g WHERE g IS NOT NULL);
+        seen := history;
+    ELSIF exclude_seen OR v.fold <> 'none' THEN
+        history := pyrec._seen_items(v.model_id, user_id);
+        IF exclude_seen THEN
+            seen := history;
+        END IF;
+    END IF;
+    IF exclude_items IS NOT NULL THEN  -- what the caller has shown already (pagination)
+        seen := seen || ARRAY(SELECT x FROM unnest(exclude_items) x WHERE x IS NOT NULL);
+    END IF;
+    IF NOT personalized THEN
+        NULL;  -- the popular answer (an experiment's control variant)
+    ELSIF given_items IS NOT NULL THEN
+        SELECT u.vec, u.how INTO uvec, how FROM pyrec._items_vector(v, history) u;
+    ELSE
+        SELECT u.vec, u.how INTO uvec, how FROM pyrec._user_vector(v, user_id, history) u;
+    END IF;
+    IF v.ann AND how IS DISTINCT FROM 'model' THEN
+        -- vectors solved at request time lie off the trained users' distribution: the graph
+        -- search needs more candidates (recall@10 0.77 at 100 on 100k items); this function's
+        -- SET clause restores the setting on exit
+        PERFORM pg_catalog.set_config('hnsw.ef_search', '400', true);
+    END IF;
+    IF promotion IS NOT NULL AND exploration IS NOT NULL THEN
+        RAISE EXCEPTION 'a request takes a promotion or exploration, not both'
+            USING ERRCODE = 'feature_not_supported', HINT = 'pass one of them';
+    END IF;
+    IF promotion IS NOT NULL THEN
+        promo := pyrec._promotion(v, promotion, k);
+        IF promo.uses_user AND ukey IS NULL THEN
+            ukey := pyrec._user_key(v.model_id, user_id);
+        END IF;
+    ELSIF exploration IS NOT NULL THEN
+        -- exploration mixes fresh items in the way a promotion does, with its own label
+        SELECT e.pred AS pred, '{}'::jsonb AS vals, e.n AS n, 'exploration' AS label,
+               false AS uses_user INTO promo
+          FROM pyrec._exploration(v, exploration, k) e;
+        IF promo.n = 0 THEN
+            exploration := NULL;
+        END IF;
+    END IF;
+    BEGIN
+        IF promotion IS NOT NULL OR exploration IS NOT NULL THEN
+            RETURN QUERY SELECT * FROM pyrec._promoted(v, uvec, how, seen, k, ukey, f.pred, f.vals,
+                                                        promo.pred, promo.vals, promo.n, promo.label);
+        ELSIF uvec IS NOT NULL THEN
+            RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'dot',
+                                                  CASE WHEN v.ann THEN f.pred_ann ELSE f.pred END,
+                                                  v.ann, how)
+              USING uvec, seen, k, ukey, f.vals, NULL::text;
+        ELSE
+            -- unknown user (or one who arrived after training): the most popular unseen items
+            RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'popularity', f.pred,
+                                                  p_source => 'popular')
+              USING uvec, seen, k, ukey, f.vals, NULL::text;
+        END IF;
+    EXCEPTION
+        WHEN invalid_text_representation OR invalid_datetime_format OR datetime_field_overflow
+             OR numeric_value_out_of_range OR invalid_parameter_value THEN
+            IF filter IS NULL THEN
+                RAISE;
+            END IF;
+            RAISE EXCEPTION 'a filter value does not fit its field: %', pyrec._shown(SQLERRM)
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'check that each value in params has the type of the field it is compared with';
+        WHEN undefined_table OR undefined_column THEN
+            IF filter IS NULL THEN
+                RAISE;
+            END IF;
+            RAISE EXCEPTION 'filter of model "%" refers to a relation or column that is gone: %',
+                            (SELECT m.name FROM pyrec.models m WHERE m.model_id = v.model_id), SQLERRM
+                USING ERRCODE = 'undefined_table',
+                      HINT = 'recreate the filter (pyrec.drop_filter / pyrec.create_filter) after changing the tables';
+    END;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec._serve(pyrec._versions, text, integer, text, jsonb, boolean, jsonb, jsonb, boolean, text[], text[]) IS
+'recommend() (or recommend_for_items(), given the items) from a given version: filters, seen and excluded items, fold-in, promotions, exploration';
+DROP FUNCTION pyrec._experiment_serve(text, text, text, integer, text, jsonb, boolean, jsonb, jsonb);
+CREATE FUNCTION pyrec._experiment_serve(experiment text, model text, user_id text, k integer,
+                                        filter text, params jsonb, exclude_seen boolean,
+                                        promotion jsonb, exploration jsonb,
+                                        exclude_items text[] DEFAULT NULL,
+                                        given_items text[] DEFAULT NULL)
+RETURNS TABLE (item_id text, score real, rank integer, source text)
+LANGUAGE plpgsql VOLATILE
+SET search_path FROM CURRENT
+AS $fn$
+DECLARE
+    e pyrec._experiments;
+    var jsonb;
+    vname text;
+BEGIN
+    SELECT * INTO e FROM pyrec._experiments x WHERE x.name = experiment;  -- inline: hot path
+    IF NOT FOUND THEN
+        e := pyrec._experiment(experiment);  -- raises the error
+    END IF;
+    IF e.status <> 'running' THEN
+        RAISE EXCEPTION 'experiment "%" is stopped', experiment
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'call recommend without experiment, or start a new experiment';
+    END IF;
+    IF model IS NOT NULL AND NOT model = ANY (e.models) THEN
+        RAISE EXCEPTION 'model "%" is not part of experiment "%"', pyrec._shown(model), experiment
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('its variants serve %s; pass model => NULL to let the experiment choose',
+                                array_to_string(e.models, ', '));
+    END IF;
+    IF current_setting('transaction_read_only')::boolean THEN
+        RAISE EXCEPTION 'experiment "%" logs impressions, which a read-only transaction cannot', experiment
+            USING ERRCODE = 'read_only_sql_transaction',
+                  HINT = 'serve experiment traffic from the primary outside READ ONLY transactions; recommend() without experiment works anywhere';
+    END IF;
+    var := pyrec._variant(e, user_id);
+    vname := var->>'name';
+    -- when the log row is all this transaction writes, its commit need not wait for the WAL
+    -- flush (a crash may lose the last few impressions, never anything else)
+    IF pg_catalog.pg_current_xact_id_if_assigned() IS NULL THEN
+        PERFORM pg_catalog.set_config('synchronous_commit', 'off', true);
+    END IF;
+    -- one statement serves and logs: a variant's own filter, promotion or exploration
+    -- replaces the request's
+    RETURN QUERY
+    WITH r AS MATERIALIZED (
+        SELECT * FROM pyrec._serve(pyrec._active_version(var->>'model'), user_id, k,
+                        CASE WHEN var ? 'filter' THEN var->>'filter' ELSE filter END,
+                        CASE WHEN var ? 'filter' THEN var->'params' ELSE params END,
+                        exclude_seen,
+                        CASE WHEN var ? 'promotion' THEN var->'promotion' ELSE promotion END,
+                        CASE WHEN var ? 'exploration' THEN var->'exploration' ELSE exploration END,
+                        var->>'serve' IS DISTINCT FROM 'popular', exclude_items, given_items)),
+    logged AS (
+        INSERT INTO pyrec.impressions (experiment_id, variant, user_id, items, scores)
+        SELECT e.experiment_id, vname, _experiment_serve.user_id,
+               coalesce(array_agg(r.item_id ORDER BY r.rank), '{}'),
+               coalesce(array_agg(r.score ORDER BY r.rank), '{}') FROM r)
+    SELECT r.item_id, r.score, r.rank, vname || ':' || r.source FROM r ORDER BY r.rank;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec._experiment_serve(text, text, text, integer, text, jsonb, boolean, jsonb, jsonb, text[], text[]) IS
+'recommend() (or recommend_for_items()) for an experiment: the user''s (session''s) variant serves and the impression is logged';
+DROP FUNCTION pyrec.recommend(text, text, integer, text, jsonb, boolean, jsonb, jsonb, text);
+DROP FUNCTION pyrec.recommend(text, bigint, integer, text, jsonb, boolean, jsonb, jsonb, text);
+CREATE FUNCTION pyrec.recommend(
+    model text,
+    user_id text,
+    k integer DEFAULT 10,
+    filter text DEFAULT NULL,
+    params jsonb DEFAULT NULL,
+    exclude_seen boolean DEFAULT true,
+    promotion jsonb DEFAULT NULL,
+    exploration jsonb DEFAULT NULL,
+    experiment text DEFAULT NULL,
+    exclude_items text[] DEFAULT NULL
+) RETURNS TABLE (item_id text, score real, rank integer, source text)
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+BEGIN
+    IF user_id IS NULL THEN
+        RAISE EXCEPTION 'user_id must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'pass the user''s id as text, for example pyrec.recommend(''movies'', ''42'', 10)';
+    END IF;
+    PERFORM pyrec._check_k(k, 'k', p_rows => 'items');
+    IF experiment IS NOT NULL THEN  -- the user's variant serves, and the impression is logged
+        RETURN QUERY SELECT * FROM pyrec._experiment_serve(experiment, model, user_id, k, filter,
+                                                            params, exclude_seen, promotion, exploration,
+                                                            exclude_items);
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT * FROM pyrec._serve(pyrec._active_version(model), user_id, k, filter, params,
+                                            exclude_seen, promotion, exploration, true, exclude_items);
+END
+$fn$;
+COMMENT ON FUNCTION pyrec.recommend(text, text, integer, text, jsonb, boolean, jsonb, jsonb, text, text[]) IS
+'Top-k items for a user from the model''s active version (or the user''s variant of an experiment), leaving out exclude_items; source says what answered: model, fold-in (live history the version has not seen), attributes, popular, promotion or exploration';
+CREATE FUNCTION pyrec.recommend(model text, user_id bigint, k integer DEFAULT 10,
+                                filter text DEFAULT NULL, params jsonb DEFAULT NULL,
+                                exclude_seen boolean DEFAULT true, promotion jsonb DEFAULT NULL,
+                                exploration jsonb DEFAULT NULL, experiment text DEFAULT NULL,
+                                exclude_items text[] DEFAULT NULL)
+RETURNS TABLE (item_id text, score real, rank integer, source text)
+LANGUAGE sql STABLE
+AS $fn$ SELECT * FROM pyrec.recommend(model, user_id::text, k, filter, params, exclude_seen, promotion,
+                                      exploration, experiment, exclude_items) $fn$;
+COMMENT ON FUNCTION pyrec.recommend(text, bigint, integer, text, jsonb, boolean, jsonb, jsonb, text, text[]) IS
+'Top-k items for a user with an integer id';
+CREATE FUNCTION pyrec.recommend_for_items(
+    model text,
+    items text[],
+    k integer DEFAULT 10,
+    filter text DEFAULT NULL,
+    params jsonb DEFAULT NULL,
+    exclude_items text[] DEFAULT NULL,
+    promotion jsonb DEFAULT NULL,
+    exploration jsonb DEFAULT NULL,
+    experiment text DEFAULT NULL,
+    session_id text DEFAULT NULL
+) RETURNS TABLE (item_id text, score real, rank integer, source text)
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+BEGIN
+    IF items IS NULL THEN
+        RAISE EXCEPTION 'items must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'pass the session''s or cart''s item ids, for example pyrec.recommend_for_items(''movies'', ARRAY[''50'', ''181''], 10)';
+    END IF;
+    IF cardinality(items) > 10000 THEN
+        RAISE EXCEPTION 'items holds % ids, at most 10000 are folded in at once', cardinality(items)
+            USING ERRCODE = 'program_limit_exceeded', HINT = 'pass the latest items of the session';
+    END IF;
+    PERFORM pyrec._check_k(k, 'k', p_rows => 'items');
+    IF experiment IS NOT NULL THEN  -- the session's variant serves, and the impression is logged
+        IF session_id IS NULL THEN
+            RAISE EXCEPTION 'an experiment needs session_id' USING ERRCODE = 'null_value_not_allowed',
+                HINT = 'variants are assigned by the id of the session (or cart, or visitor): pass session_id';
+        END IF;
+        RETURN QUERY SELECT * FROM pyrec._experiment_serve(experiment, model, session_id, k, filter,
+                                                            params, true, promotion, exploration,
+                                                            exclude_items, items);
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT * FROM pyrec._serve(pyrec._active_version(model), NULL, k, filter, params,
+                                            true, promotion, exploration, true, exclude_items, items);
+END
+$fn$;
+COMMENT ON FUNCTION pyrec.recommend_for_items(text, text[], integer, text, jsonb, text[], jsonb, jsonb, text, text) IS
+'Top-k items for a list of items (an anonymous session, a cart): the list folded in as a history and left out of the answer; source says what answered: fold-in, popular (no listed item is known to the version), promotion or exploration';
+DROP FUNCTION pyrec.similar_items(text, text, integer, text, jsonb);
+DROP FUNCTION pyrec.similar_items(text, bigint, integer, text, jsonb);
+CREATE FUNCTION pyrec.similar_items(
+    model text,
+    item text,
+    k integer DEFAULT 10,
+    filter text DEFAULT NULL,
+    params jsonb DEFAULT NULL,
+    exclude_items text[] DEFAULT NULL
+) RETURNS TABLE (item_id text, score real, rank integer, source text)
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+DECLARE
+    v pyrec._versions;
+    f record;
+    anchor record;
+    -- the item itself, and what the caller has shown already (pagination)
+    left_out text[] := ARRAY[item] || ARRAY(SELECT x FROM unnest(exclude_items) x WHERE x IS NOT NULL);
+BEGIN
+    IF item IS NULL THEN
+        RAISE EXCEPTION 'item must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'pass the item''s id as text, for example pyrec.similar_items(''movies'', ''50'', 10)';
+    END IF;
+    PERFORM pyrec._check_k(k, 'k');
+    v := pyrec._active_version(model);
+    f := pyrec._prepare_filter(v, filter, params, 'ItemID', 'similar_items', false, true);
+    EXECUTE format('SELECT embedding, history FROM pyrec.%I WHERE item_id = $1', v.items_table)
+       INTO anchor USING item;
+    IF anchor IS NULL THEN
+        -- an item the version does not know: the most popular others (as recommend does)
+        RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'popularity', f.pred,
+                                              p_source => 'popular')
+          USING NULL::vector, left_out, k, NULL::text, f.vals, item;
+    ELSIF anchor.history IS NOT NULL THEN
+        -- item-item recipes: the score the item's history row gives every other item
+        RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'dot', f.pred, p_source => 'model')
+          USING anchor.history, left_out, k, NULL::text, f.vals, item;
+    ELSE
+        -- factor models: cosine similarity of item vectors
+        RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'cosine', f.pred, p_source => 'model')
+          USING anchor.embedding, left_out, k, NULL::text, f.vals, item;
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec.similar_items(text, text, integer, text, jsonb, text[]) IS
+'Items most similar to an item ("viewed X also viewed"), leaving out exclude_items; filters may use CurrentItem fields';
+CREATE FUNCTION pyrec.similar_items(model text, item bigint, k integer DEFAULT 10,
+                                    filter text DEFAULT NULL, params jsonb DEFAULT NULL,
+                                    exclude_items text[] DEFAULT NULL)
+RETURNS TABLE (item_id text, score real, rank integer, source text)
+LANGUAGE sql STABLE
+AS $fn$ SELECT * FROM pyrec.similar_items(model, item::text, k, filter, params, exclude_items) $fn$;
+COMMENT ON FUNCTION pyrec.similar_items(text, bigint, integer, text, jsonb, text[]) IS
+'Items most similar to an item with an integer id';
+CREATE OR REPLACE FUNCTION pyrec.rank_items(
+    model text,
+    user_id text,
+    item_ids text[],
+    filter text DEFAULT NULL,
+    params jsonb DEFAULT NULL
+) RETURNS TABLE (item_id text, score real, rank integer, source text)
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+DECLARE
+    v pyrec._versions;
+    f record;
+    uvec vector;
+    how text;
+    ukey text;
+BEGIN
+    IF user_id IS NULL OR item_ids IS NULL THEN
+        RAISE EXCEPTION 'user_id and item_ids must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'for example pyrec.rank_items(''movies'', ''42'', ARRAY[''1'', ''50'', ''181''])';
+    END IF;
+    IF cardinality(item_ids) > 10000 THEN
+        RAISE EXCEPTION 'item_ids holds % items, at most 10000 are ranked at once', cardinality(item_ids)
+            USING ERRCODE = 'program_limit_exceeded', HINT = 'rank the list in parts';
+    END IF;
+    v := pyrec._active_version(model);
+    f := pyrec._prepare_filter(v, filter, params, 'ItemID', 'rank_items', true, false);
+    IF f.uses_user THEN
+        ukey := pyrec._user_key(v.model_id, user_id);
+    END IF;
+    SELECT u.vec, u.how INTO uvec, how
+      FROM pyrec._user_vector(v, user_id,
+               CASE WHEN v.fold = 'none' THEN '{}' ELSE pyrec._seen_items(v.model_id, user_id) END) u;
+    -- every given item comes back once, in list order among equals: items the version does
+    -- not know, or the live catalog no longer offers, rank last with a NULL score (source
+    -- 'unknown'), never silently dropped; items the filter rules out are dropped, as in
+    -- recommend. A given list is short: its items are tested one by one (the per-row forms)
+    RETURN QUERY EXECUTE format(
+        'WITH given AS (SELECT g.id, min(g.pos) AS pos FROM unnest($2) WITH ORDINALITY g(id, pos)
+                         WHERE g.id IS NOT NULL GROUP BY g.id),
+              scored AS (
+                SELECT g.id, g.pos, i.item_id IS NOT NULL AS known,
+                       CASE WHEN $1 IS NULL THEN i.popularity ELSE (-(i.embedding <#> $1))::real END AS s
+                  FROM given g LEFT JOIN pyrec.%I i ON i.item_id = g.id AND (%s)
+                 WHERE i.item_id IS NULL OR (%s))
+         SELECT s.id, s.s, (row_number() OVER (ORDER BY s.known DESC, s.s DESC NULLS LAST, s.pos))::integer,
+                CASE WHEN NOT s.known THEN ''unknown'' WHEN $1 IS NULL THEN ''popular'' ELSE %L END
+           FROM scored s ORDER BY 3', v.items_table, f.live_ann, f.pred_ann, how)
+      USING uvec, item_ids, NULL::integer, ukey, f.vals, NULL::text;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec.rank_items(text, text, text[], text, jsonb) IS
+'Personalized ranking of a given list of items; unknown items rank last with a NULL score';
+CREATE OR REPLACE FUNCTION pyrec.users_for_item(
+    model text,
+    item_id text,
+    n integer DEFAULT 100,
+    filter text DEFAULT NULL,
+    params jsonb DEFAULT NULL,
+    exclude_seen boolean DEFAULT true
+) RETURNS TABLE (user_id text, score real, rank integer)
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+DECLARE
+    v pyrec._versions;
+    m pyrec.models;
+    f record;
+    ivec vector;
+    seen text[] := '{}';
+    live text;
+    offered boolean;
+BEGIN
+    IF item_id IS NULL THEN
+        RAISE EXCEPTION 'item_id must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'for example pyrec.users_for_item(''movies'', ''50'', 100)';
+    END IF;
+    PERFORM pyrec._check_k(n, 'n', 1000000);
+    v := pyrec._active_version(model);
+    f := pyrec._prepare_filter(v, filter, params, 'UserID', 'users_for_item', false, true);
+    EXECUTE format('SELECT embedding FROM pyrec.%I WHERE item_id = $1', v.items_table)
+       INTO ivec USING item_id;
+    IF ivec IS NULL THEN
+        RAISE EXCEPTION 'item "%" is not in version % of model "%"', pyrec._shown(item_id), v.version, model
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'segments need an item the model was trained with; retrain to include new items';
+    END IF;
+    live := (SELECT l.pred_ann FROM pyrec._live_items(v.model_id) l);
+    IF live <> 'true' THEN
+        EXECUTE format('SELECT bool_and(%s) FROM (SELECT $1::text AS item_id) i', live) INTO offered USING item_id;
+        IF NOT offered THEN
+            RAISE EXCEPTION 'item "%" is no longer offered by the items relation of model "%"',
+                            pyrec._shown(item_id), model
+                USING ERRCODE = 'undefined_object',
+                      HINT = 'its row was deleted or marked unavailable: segments are built for the live catalog';
+        END IF;
+    END IF;
+    IF exclude_seen THEN  -- users who already interacted with the item, read live
+        SELECT * INTO m FROM pyrec.models WHERE models.model_id = v.model_id;
+        BEGIN
+            EXECUTE format('SELECT coalesce(array_agg(DISTINCT %I::text), ''{}'') FROM %s WHERE %I = $1::%s',
+                           m.columns->>'user', m.interactions, m.columns->>'item', m.columns->>'item_type')
+               INTO seen USING item_id;
+        EXCEPTION
+            WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+                seen := '{}';
+            WHEN undefined_table OR undefined_column OR invalid_schema_name OR undefined_function THEN
+                RAISE EXCEPTION 'interactions relation % of model "%" no longer matches its definition: %',
+                                m.interactions, m.name, SQLERRM
+                    USING ERRCODE = 'undefined_table',
+                          HINT = 'restore the relation and its mapped columns, or drop and recreate the model';
+        END;
+    END IF;
+    RETURN QUERY EXECUTE pyrec._top_k_sql(v.users_table, 'UserID', 'dot', f.pred)
+      USING ivec, seen, n, NULL::text, f.vals, item_id;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec.users_for_item(text, text, integer, text, jsonb, boolean) IS
+'User segment: the users most likely to interact with an item (who have not yet, by default)';
+CREATE OR REPLACE FUNCTION pyrec.frequently_bought_together(
+    model text,
+    item text,
+    k integer DEFAULT 10,
+    filter text DEFAULT NULL,
+    params jsonb DEFAULT NULL,
+    time_window interval DEFAULT '1 hour'
+) RETURNS TABLE (item_id text, score real, rank integer, source text)
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+DECLARE
+    v pyrec._versions;
+    m pyrec.models;
+    f record;
+    together text;
+BEGIN
+    IF item IS NULL THEN
+        RAISE EXCEPTION 'item must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'for example pyrec.frequently_bought_together(''shop'', ''sku-1'', 5)';
+    END IF;
+    PERFORM pyrec._check_k(k, 'k');
+    v := pyrec._active_version(model);
+    SELECT * INTO m FROM pyrec.models WHERE models.model_id = v.model_id;
+    f := pyrec._prepare_filter(v, filter, params, 'ItemID', 'frequently_bought_together', false, true);
+    -- counted live from the interactions: within a session/basket column when there is one,
+    -- else within time_window of the same user's events with the item
+    IF m.columns->>'session' IS NOT NULL THEN
+        together := format(
+            'SELECT x.%1$I::text AS item_id, count(DISTINCT x.%2$I) AS n FROM %3$s x
+              WHERE x.%2$I IN (SELECT a.%2$I FROM %3$s a WHERE a.%1$I = $6::%4$s AND a.%2$I IS NOT NULL)
+                AND x.%1$I <> $6::%4$s GROUP BY 1',
+            m.columns->>'item', m.columns->>'session', m.interactions, m.columns->>'item_type');
+    ELSIF m.columns->>'timestamp' IS NOT NULL THEN
+        together := format(
+            'SELECT x.%1$I::text AS item_id, count(DISTINCT x.%2$I) AS n FROM %3$s x
+               JOIN %3$s a ON a.%2$I = x.%2$I AND a.%1$I = $6::%4$s
+                AND x.%5$I BETWEEN a.%5$I - $7 AND a.%5$I + $7
+              WHERE x.%1$I <> $6::%4$s GROUP BY 1',
+            m.columns->>'item', m.columns->>'user', m.interactions, m.columns->>'item_type',
+            m.columns->>'timestamp');
+        IF time_window IS NULL OR time_window <= interval '0' THEN
+            RAISE EXCEPTION 'time_window must be a positive interval, got %', coalesce(time_window::text, 'NULL')
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'items bought within time_window of the item count as together, for example ''1 hour''';
+        END IF;
+        IF m.columns->>'timestamp_type' NOT IN ('timestamp with time zone', 'timestamp without time zone', 'date') THEN
+            RAISE EXCEPTION 'frequently_bought_together needs a session column or a timestamp column of a time type'
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'map a session/basket/order column: options => ''{"columns": {"session": "order_id"}}''';
+        END IF;
+    ELSE
+        RAISE EXCEPTION 'model "%" has no session and no timestamp column', model
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'map a session/basket/order column: options => ''{"columns": {"session": "order_id"}}''';
+    END IF;
+    BEGIN
+        RETURN QUERY EXECUTE format(
+            'SELECT i.item_id, i.n::real, (row_number() OVER (ORDER BY i.n DESC, i.item_id))::integer, ''co-occurrence''
+               FROM (%s) i WHERE (%s) ORDER BY i.n DESC, i.item_id LIMIT $3', together, f.pred_ann)
+          USING NULL::vector, NULL::text[], k, NULL::text, f.vals, item, time_window;
+    EXCEPTION
+        WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+            RETURN;  -- an id that cannot exist in the item column: bought with nothing
+        WHEN undefined_table OR undefined_column OR invalid_schema_name OR undefined_function THEN
+            RAISE EXCEPTION 'interactions relation % of model "%" no longer matches its definition: %',
+                            m.interactions, m.name, SQLERRM
+                USING ERRCODE = 'undefined_table',
+                      HINT = 'restore the relation and its mapped columns, or drop and recreate the model';
+    END;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec.frequently_bought_together(text, text, integer, text, jsonb, interval) IS
+'Items most often in the same session/basket as an item (else within time_window of it), counted live';
+REVOKE ALL ON FUNCTION pyrec._live_items(integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pyrec._live_items(integer) TO pyrec_admin;
+GRANT EXECUTE ON FUNCTION pyrec._live_items(integer) TO pyrec_reader;
+REVOKE ALL ON FUNCTION pyrec._prepare_filter(pyrec._versions, text, jsonb, text, text, boolean, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pyrec._prepare_filter(pyrec._versions, text, jsonb, text, text, boolean, boolean) TO pyrec_admin;
+GRANT EXECUTE ON FUNCTION pyrec._prepare_filter(pyrec._versions, text, jsonb, text, text, boolean, boolean) TO pyrec_reader;
+REVOKE ALL ON FUNCTION pyrec._items_vector(pyrec._versions, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pyrec._items_vector(pyrec._versions, text[]) TO pyrec_admin;
+GRANT EXECUTE ON FUNCTION pyrec._items_vector(pyrec._versions, text[]) TO pyrec_reader;
+REVOKE ALL ON FUNCTION pyrec._serve(pyrec._versions, text, integer, text, jsonb, boolean, jsonb, jsonb, boolean, text[], text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pyrec._serve(pyrec._versions, text, integer, text, jsonb, boolean, jsonb, jsonb, boolean, text[], text[]) TO pyrec_admin;
+GRANT EXECUTE ON FUNCTION pyrec._serve(pyrec._versions, text, integer, text, jsonb, boolean, jsonb, jsonb, boolean, text[], text[]) TO pyrec_reader;
+REVOKE ALL ON FUNCTION pyrec._experiment_serve(text, text, text, integer, text, jsonb, boolean, jsonb, jsonb, text[], text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pyrec._experiment_serve(text, text, text, integer, text, jsonb, boolean, jsonb, jsonb, text[], text[]) TO pyrec_admin;
+GRANT EXECUTE ON FUNCTION pyrec._experiment_serve(text, text, text, integer, text, jsonb, boolean, jsonb, jsonb, text[], text[]) TO pyrec_reader;
+REVOKE ALL ON FUNCTION pyrec.recommend(text, text, integer, text, jsonb, boolean, jsonb, jsonb, text, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pyrec.recommend(text, text, integer, text, jsonb, boolean, jsonb, jsonb, text, text[]) TO pyrec_admin;
+GRANT EXECUTE ON FUNCTION pyrec.recommend(text, text, integer, text, jsonb, boolean, jsonb, jsonb, text, text[]) TO pyrec_reader;
+REVOKE ALL ON FUNCTION pyrec.recommend(text, bigint, integer, text, jsonb, boolean, jsonb, jsonb, text, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pyrec.recommend(text, bigint, integer, text, jsonb, boolean, jsonb, jsonb, text, text[]) TO pyrec_admin;
+GRANT EXECUTE ON FUNCTION pyrec.recommend(text, bigint, integer, text, jsonb, boolean, jsonb, jsonb, text, text[]) TO pyrec_reader;
+REVOKE ALL ON FUNCTION pyrec.recommend_for_items(text, text[], integer, text, jsonb, text[], jsonb, jsonb, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pyrec.recommend_for_items(text, text[], integer, text, jsonb, text[], jsonb, jsonb, text, text) TO pyrec_admin;
+GRANT EXECUTE ON FUNCTION pyrec.recommend_for_items(text, text[], integer, text, jsonb, text[], jsonb, jsonb, text, text) TO pyrec_reader;
+REVOKE ALL ON FUNCTION pyrec.similar_items(text, text, integer, text, jsonb, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pyrec.similar_items(text, text, integer, text, jsonb, text[]) TO pyrec_admin;
+GRANT EXECUTE ON FUNCTION pyrec.similar_items(text, text, integer, text, jsonb, text[]) TO pyrec_reader;
+REVOKE ALL ON FUNCTION pyrec.similar_items(text, bigint, integer, text, jsonb, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pyrec.similar_items(text, bigint, integer, text, jsonb, text[]) TO pyrec_admin;
+GRANT EXECUTE ON FUNCTION pyrec.similar_items(text, bigint, integer, text, jsonb, text[]) TO pyrec_reader;
+UPDATE pyrec.models m
+   SET columns = m.columns || jsonb_build_object('items_available', (
+       SELECT a.attname::text FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = pg_catalog.to_regclass(m.items) AND a.attnum > 0 AND NOT a.attisdropped
+          AND a.attname IN ('available', 'in_stock', 'active', 'is_available', 'is_active')
+          AND pg_catalog.format_type(a.atttypid, a.atttypmod)
+              ~ '^(boolean|text|character varying|character|name|citext)'
+        ORDER BY array_position(ARRAY['available', 'in_stock', 'active', 'is_available', 'is_active'],
+                                a.attname::text)
+        LIMIT 1))
+ WHERE m.items IS NOT NULL AND NOT m.columns ? 'items_available';

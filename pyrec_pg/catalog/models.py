@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -55,11 +56,16 @@ OPTION_KEYS = {
     "window_days",
     "recency_half_life_days",
     "use_event_value",
+    "event_value_threshold",
 }
 PROTOCOLS = ("random_per_user", "random_per_item", "time")
-COLUMN_KEYS = {*INTERACTION_COLUMNS, "items_id", "users_id", "items_created"}
+COLUMN_KEYS = {*INTERACTION_COLUMNS, "items_id", "users_id", "items_created", "items_available"}
 # when an item entered the catalog: what exploration's item_age_cutoff_days reads
 ITEM_CREATED = ("created_at", "creation_timestamp", "added_at", "published_at", "release_date")
+# whether an item may be served now (false withdraws it, as deleting its row does): boolean,
+# or text holding Personalize's "True"/"False"
+ITEM_AVAILABLE = ("available", "in_stock", "active", "is_available", "is_active")
+AVAILABLE_TYPES = ("boolean", *TEXT_TYPES)
 
 
 @dataclass(frozen=True)
@@ -211,6 +217,15 @@ def resolve_columns(
                 )
             created = None
         out["items_created"] = created
+        available = _pick(items, "items_available", mapping.get("items_available"), ITEM_AVAILABLE)
+        if available is not None and not items.columns[available].startswith(AVAILABLE_TYPES):
+            if "items_available" in mapping:
+                raise DatatypeMismatch(
+                    f'items_available column "{available}" has type {items.columns[available]}',
+                    hint='map a boolean column, or a text column holding "True"/"False"',
+                )
+            available = None
+        out["items_available"] = available
     if users is not None:
         out["users_id"] = _key_column(users, "users_id", mapping.get("users_id"), out["user"])
     return out
@@ -267,12 +282,43 @@ def validate_options(options: dict[str, Any], recipe: str) -> None:
             "options.event_types must be a non-empty list of event type names",
             hint='for example {"event_types": ["purchase"]}',
         )
+    threshold = options.get("event_value_threshold")
+    if threshold is not None:
+        values = list(threshold.values()) if isinstance(threshold, dict) else [threshold]
+        if not values or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            for v in values
+        ):
+            raise InvalidParameter(
+                "options.event_value_threshold must be a number, or a JSON object mapping"
+                " event types to numbers",
+                hint='for example {"event_value_threshold": 4} or'
+                ' {"event_value_threshold": {"rating": 4}}',
+            )
     protocol = options.get("protocol", "random_per_user")
     if protocol not in PROTOCOLS:
         raise InvalidParameter(
             f'unknown evaluation protocol "{protocol}"', hint=f"protocols: {', '.join(PROTOCOLS)}"
         )
     recipe_params(recipe, options.get("params", {}))  # raises on bad recipe parameters
+
+
+def check_threshold(options: dict[str, Any], columns: dict[str, Any]) -> None:
+    """An event value threshold needs the event value column (and, per type, the type's)."""
+    threshold = options.get("event_value_threshold")
+    if threshold is None:
+        return
+    if columns.get("event_value") is None:
+        raise UndefinedColumn(
+            "options.event_value_threshold needs an event value column",
+            hint='map one: options => \'{"columns": {"event_value": "<column>"}}\'',
+        )
+    if isinstance(threshold, dict) and columns.get("event_type") is None:
+        raise UndefinedColumn(
+            "options.event_value_threshold per event type needs an event type column",
+            hint='map one: options => \'{"columns": {"event_type": "<column>"}}\','
+            " or give one threshold for every event",
+        )
 
 
 def create_model(
@@ -311,6 +357,7 @@ def create_model(
     item_rel = resolve_relation(db, items, "items") if items else None
     user_rel = resolve_relation(db, users, "users") if users else None
     columns = resolve_columns(inter, item_rel, user_rel, options.get("columns", {}))
+    check_threshold(options, columns)
     db.run(
         "INSERT INTO pyrec.models (name, recipe, interactions, items, users, columns, options)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -378,7 +425,7 @@ def check_sources(db: Db, model: Model) -> None:
     cols = model.columns
     roles = {
         "interactions": (model.interactions, [*INTERACTION_COLUMNS]),
-        "items": (model.items, ["items_id", "items_created"]),
+        "items": (model.items, ["items_id", "items_created", "items_available"]),
         "users": (model.users, ["users_id"]),
     }
     for role, (qualified, mapped) in roles.items():

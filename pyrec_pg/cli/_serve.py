@@ -1,4 +1,4 @@
-"""Serving commands: recommend, similar (always SQL), batch, segments (server or this client)."""
+"""Serving commands: recommend, recommend-items, similar (always SQL), batch, segments."""
 
 from __future__ import annotations
 
@@ -31,8 +31,28 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return _items(
         args,
         "SELECT rank, item_id, score::float8, source FROM pyrec.recommend(%s, %s::text, %s,"
-        " filter => %s, params => %s::jsonb, exclude_seen => %s) ORDER BY rank",
-        [args.model, args.user, args.k, args.filter, _jsonb(params), not args.keep_seen],
+        " filter => %s, params => %s::jsonb, exclude_seen => %s, exclude_items => %s::text[])"
+        " ORDER BY rank",
+        [
+            args.model,
+            args.user,
+            args.k,
+            args.filter,
+            _jsonb(params),
+            not args.keep_seen,
+            args.exclude,
+        ],
+    )
+
+
+def cmd_recommend_items(args: argparse.Namespace) -> int:
+    params = parse_json("--params", args.params, PARAMS_EXAMPLE)
+    return _items(
+        args,
+        "SELECT rank, item_id, score::float8, source FROM pyrec.recommend_for_items(%s,"
+        " %s::text[], %s, filter => %s, params => %s::jsonb, exclude_items => %s::text[])"
+        " ORDER BY rank",
+        [args.model, args.items, args.k, args.filter, _jsonb(params), args.exclude],
     )
 
 
@@ -41,8 +61,8 @@ def cmd_similar(args: argparse.Namespace) -> int:
     return _items(
         args,
         "SELECT rank, item_id, score::float8, source FROM pyrec.similar_items(%s, %s::text, %s,"
-        " filter => %s, params => %s::jsonb) ORDER BY rank",
-        [args.model, args.item, args.k, args.filter, _jsonb(params)],
+        " filter => %s, params => %s::jsonb, exclude_items => %s::text[]) ORDER BY rank",
+        [args.model, args.item, args.k, args.filter, _jsonb(params), args.exclude],
     )
 
 
@@ -117,6 +137,15 @@ def _serving_options(p: argparse.ArgumentParser, k: int, count: str = "-k") -> N
     )
 
 
+def _exclude_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--exclude",
+        action="append",
+        metavar="ITEM",
+        help="leave this item out (repeat it; e.g. the items of the previous page)",
+    )
+
+
 def register(sub: Subparsers) -> None:
     p = command(
         sub,
@@ -138,6 +167,24 @@ def register(sub: Subparsers) -> None:
     p.add_argument("user", help="the user's id (as text)")
     _serving_options(p, 10)
     p.add_argument("--keep-seen", action="store_true", help="also items the user interacted with")
+    _exclude_option(p)
+
+    p = command(
+        sub,
+        "recommend-items",
+        cmd_recommend_items,
+        "top-k items for a list of items: a cart, an anonymous session (pyrec.recommend_for_items)",
+        [
+            "pyrec recommend-items movies 50 181 172 --dsn 'dbname=mydb'",
+            "pyrec recommend-items movies 50 181 -k 5 --exclude 1 --exclude 98",
+        ],
+        description="The items are folded in as one history and left out of the answer; if"
+        " the model knows none of them, popular items are returned.",
+    )
+    p.add_argument("model")
+    p.add_argument("items", nargs="+", help="the items' ids (as text)")
+    _serving_options(p, 10)
+    _exclude_option(p)
 
     p = command(
         sub,
@@ -153,6 +200,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument("model")
     p.add_argument("item", help="the item's id (as text)")
     _serving_options(p, 10)
+    _exclude_option(p)
 
     p = command(
         sub,

@@ -171,6 +171,9 @@ def _compare_models(db: Db, a: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _fold_in(db: Db, a: dict[str, Any]) -> str | None:
+    if a.get("items") is not None:  # a list of items instead of a user's history
+        items = [str(i) for i in a["items"]]
+        return foldin.fold_in_items(db, int(a["model_id"]), int(a["version"]), items)
     return foldin.fold_in(db, int(a["model_id"]), int(a["version"]), str(a["user_id"]))
 
 

@@ -85,6 +85,9 @@ class CompiledFilter:
     scalar_params: list[str] = field(default_factory=list)
     # the same predicate testing Items/Users fields per candidate (an HNSW scan tests few)
     sql_per_row: str | None = None
+    # parameters only EXCLUDE expressions read: an expression missing one of its own is
+    # dropped (Personalize's rule), so a request need not give them
+    optional_params: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -97,6 +100,7 @@ class CompiledFilter:
             "uses_item": self.uses_item,
             "scalar_params": self.scalar_params,
             "sql_per_row": self.sql_per_row,
+            "optional_params": self.optional_params,
         }
 
 
@@ -617,6 +621,7 @@ def _compile(db: Db, model: Model, text: str, clauses: list[Clause]) -> Compiled
         comp.uses_item,
         sorted(comp.scalar_params),
         sql_per_row if sql_per_row != sql else None,
+        _optional_params(clauses),
     )
     for key, (typ, node) in comp.constant_types.items():
         if not typ.startswith(TEXT_TYPES):
@@ -625,9 +630,33 @@ def _compile(db: Db, model: Model, text: str, clauses: list[Clause]) -> Compiled
     return compiled
 
 
+def _clause_params(c: Clause) -> list[str]:
+    """The $PARAMETERS an expression reads, in its condition or its IF guard, in order."""
+    nodes = [c.condition] + ([c.guard] if c.guard is not None else [])
+    names = [str(p.name) for n in nodes for p in n.find_all(exp.Placeholder)]
+    return list(dict.fromkeys(names))
+
+
+def _optional_params(clauses: list[Clause]) -> list[str]:
+    needed = {p for c in clauses if c.action == "INCLUDE" for p in _clause_params(c)}
+    excluded = [p for c in clauses if c.action == "EXCLUDE" for p in _clause_params(c)]
+    return [p for p in dict.fromkeys(excluded) if p not in needed]
+
+
 def _predicate(comp: _Compiler, clauses: list[Clause]) -> str:
     includes = [comp.clause(c) for c in clauses if c.action == "INCLUDE"]
-    excludes = [comp.clause(c) for c in clauses if c.action == "EXCLUDE"]
+    excludes = []
+    for c in clauses:
+        if c.action != "EXCLUDE":
+            continue
+        member = comp.clause(c)
+        names = _clause_params(c)
+        if names:
+            # an EXCLUDE expression runs only when all its parameters were given, else it
+            # is dropped with the rest applied (Personalize's rule; INCLUDE needs them all)
+            given = ", ".join(comp.db.literal(n) for n in names)
+            member = f"($5 ?& ARRAY[{given}]::text[] AND {member})"
+        excludes.append(member)
     parts = []
     if includes:
         parts.append("(" + " OR ".join(includes) + ")")

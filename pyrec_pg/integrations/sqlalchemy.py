@@ -49,6 +49,7 @@ __all__ = [
     "frequently_bought_together",
     "rank_items",
     "recommend",
+    "recommend_for_items",
     "similar_items",
     "train",
     "users_for_item",
@@ -136,6 +137,7 @@ def recommend(
     promotion: Json | None = None,
     exploration: Json | None = None,
     experiment: Text | None = None,
+    exclude_items: Sequence[str | int] | Expr | None = None,
     name: str | None = None,
 ) -> TableValuedAlias:
     """`pyrec.recommend(...)` as a FROM clause with columns item_id, score, rank, source.
@@ -154,6 +156,41 @@ def recommend(
             "promotion": (promotion, JSONB()),
             "exploration": (exploration, JSONB()),
             "experiment": (experiment, sa.Text()),
+            "exclude_items": (_ids(exclude_items), ARRAY(sa.Text())),
+        },
+        name,
+    )
+
+
+def recommend_for_items(
+    model: Text | None,
+    items: Sequence[str | int] | Expr,
+    k: Int | None = None,
+    *,
+    filter: Text | None = None,
+    params: Json | None = None,
+    exclude_items: Sequence[str | int] | Expr | None = None,
+    promotion: Json | None = None,
+    exploration: Json | None = None,
+    experiment: Text | None = None,
+    session_id: Text | None = None,
+    name: str | None = None,
+) -> TableValuedAlias:
+    """`pyrec.recommend_for_items(...)`: top-k items for a cart or an anonymous session (the
+    listed items folded in as a history); columns as recommend()."""
+    return _call(
+        "recommend_for_items",
+        ITEMS,
+        [(model, sa.Text()), (_ids(items), ARRAY(sa.Text()))],
+        {
+            "k": (k, sa.Integer()),
+            "filter": (filter, sa.Text()),
+            "params": (params, JSONB()),
+            "exclude_items": (_ids(exclude_items), ARRAY(sa.Text())),
+            "promotion": (promotion, JSONB()),
+            "exploration": (exploration, JSONB()),
+            "experiment": (experiment, sa.Text()),
+            "session_id": (session_id, sa.Text()),
         },
         name,
     )
@@ -166,6 +203,7 @@ def similar_items(
     *,
     filter: Text | None = None,
     params: Json | None = None,
+    exclude_items: Sequence[str | int] | Expr | None = None,
     name: str | None = None,
 ) -> TableValuedAlias:
     """`pyrec.similar_items(...)`: columns item_id, score, rank, source."""
@@ -173,9 +211,21 @@ def similar_items(
         "similar_items",
         ITEMS,
         [(model, sa.Text()), (item, sa.Text())],
-        {"k": (k, sa.Integer()), "filter": (filter, sa.Text()), "params": (params, JSONB())},
+        {
+            "k": (k, sa.Integer()),
+            "filter": (filter, sa.Text()),
+            "params": (params, JSONB()),
+            "exclude_items": (_ids(exclude_items), ARRAY(sa.Text())),
+        },
         name,
     )
+
+
+def _ids(ids: Sequence[str | int] | Expr | None) -> list[str] | Expr | None:
+    """Item ids as pyrec's text ids (integers accepted), or an SQL expression as it is."""
+    if ids is None or not isinstance(ids, Sequence) or isinstance(ids, str):
+        return ids  # type: ignore[return-value]
+    return [str(i) for i in ids]
 
 
 def rank_items(

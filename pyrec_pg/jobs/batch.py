@@ -200,14 +200,18 @@ def filtered_out(
     out: Output,
     target: str = "ItemID",
 ) -> npt.NDArray[np.int32]:
-    """Codes (in `codes`) of the items, or users for target UserID, the filter rules out."""
+    """Codes (in `codes`) of the items, or users for target UserID, the filter rules out; items
+    the live catalog no longer offers are ruled out too."""
+    live = live_items(db, model) if target == "ItemID" else "true"
     if flt is None:
         if params is not None:
             raise InvalidParameter(
                 "params were given without a filter",
                 hint="params fill the $PARAMETERS of the filter argument",
             )
-        return np.zeros(0, dtype=np.int32)
+        if live == "true":
+            return np.zeros(0, dtype=np.int32)
+        return _ruled_out(db, version, codes, live, "{}", target)
     compiled = json.loads(
         db.scalar(
             "SELECT pyrec._resolve_filter($1, $2)::text", [model.model_id, flt], ["int4", "text"]
@@ -238,17 +242,32 @@ def filtered_out(
         [json.dumps(compiled), None if params is None else json.dumps(params)],
         ["text", "text"],
     )
+    pred = compiled["sql"] if live == "true" else f"({live}) AND ({compiled['sql']})"
+    return _ruled_out(db, version, codes, pred, vals, target)
+
+
+def _ruled_out(
+    db: Db, version: Version, codes: dict[str, int], pred: str, vals: str, target: str
+) -> npt.NDArray[np.int32]:
     role = "item" if target == "ItemID" else "user"
     table = db.ident("pyrec", (version.users_table if role == "user" else version.items_table))
     alias = role[0]  # the compiled predicate's alias: i for items, u for users
     allowed = db.rows(
-        f"SELECT {alias}.{role}_id AS id FROM {table} {alias} WHERE ({compiled['sql']})",
+        f"SELECT {alias}.{role}_id AS id FROM {table} {alias} WHERE ({pred})",
         [None, None, None, None, vals, None],
         ["text", "text[]", "int4", "text", "jsonb", "text"],
     )
     mask = np.ones(len(codes), dtype=bool)
     mask[[codes[r["id"]] for r in allowed]] = False
     return np.flatnonzero(mask).astype(np.int32)
+
+
+def live_items(db: Db, model: Model) -> str:
+    """The live catalog's test of candidate items `i` (pyrec._live_items): "true" when the
+    model has no items relation, or the database's pyrec SQL predates the live catalog."""
+    if not db.scalar("SELECT to_regprocedure('pyrec._live_items(integer)') IS NOT NULL"):
+        return "true"
+    return str(db.scalar("SELECT pred FROM pyrec._live_items($1)", [model.model_id], ["int4"]))
 
 
 def check_k(k: Any, what: str = "k", meaning: str = "the number of items per user") -> int:

@@ -20,6 +20,7 @@ from pyrec_pg.store.codec import vector_dtype, vector_literals, vector_schema
 class _State:
     sql: str
     many_sql: str  # the pairs of many users at once: (batch position, item id, weight)
+    items_sql: str  # the vectors of given items ($1 text[]): a list folded in as a history
     consts: str
     newest: float
     alpha: float
@@ -76,9 +77,14 @@ def _state(db: Db, model_id: int, version: int) -> _State | None:
         f" AND {user}::text = ANY ($3) GROUP BY 1, 2) h"
         f" JOIN unnest($3::text[]) WITH ORDINALITY b(id, n) ON b.id = h.u WHERE h.w > 0"
     )
+    items_sql = (
+        f"SELECT string_agg({vector_schema(db)}.vector_send(i.embedding), ''::bytea)"
+        f" FROM {db.ident('pyrec', row['items_table'])} i WHERE i.item_id = ANY ($1)"
+    )
     return _State(
         sql=sql,
         many_sql=many_sql,
+        items_sql=items_sql,
         consts=consts,
         newest=float(state.get("newest") or 0.0),
         alpha=float(state["alpha"]),
@@ -155,4 +161,18 @@ def fold_in(db: Db, model_id: int, version: int, user_id: str) -> str | None:
     x = Als.recalculate_user(
         state.gram, rows["v"].astype(np.float64), rows["w"].astype(np.float64), state.alpha
     )
+    return vector_literals(x.astype(np.float32)[None, :])[0]
+
+
+def fold_in_items(db: Db, model_id: int, version: int, items: list[str]) -> str | None:
+    """A vector for a list of items (a cart, an anonymous session) as pgvector text: the list
+    folded in as a history of one event each; None when the version knows none of them."""
+    state = _cached(db, model_id, version)
+    if state is None or not items:
+        return None
+    packed = db.scalar(state.items_sql, [items], ["text[]"])
+    if not packed:
+        return None
+    y = np.frombuffer(bytes(packed), dtype=vector_dtype(state.dims))["v"].astype(np.float64)
+    x = Als.recalculate_user(state.gram, y, np.ones(len(y)), state.alpha)
     return vector_literals(x.astype(np.float32)[None, :])[0]

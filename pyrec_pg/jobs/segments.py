@@ -11,7 +11,15 @@ from pyrec_pg.catalog.models import check_sources, get_model
 from pyrec_pg.catalog.runs import Run
 from pyrec_pg.catalog.versions import Version, active_version
 from pyrec_pg.db import Db
-from pyrec_pg.jobs.batch import Output, batch_ids, check_k, filtered_out, run_job, seen_pairs
+from pyrec_pg.jobs.batch import (
+    Output,
+    batch_ids,
+    check_k,
+    filtered_out,
+    live_items,
+    run_job,
+    seen_pairs,
+)
 from pyrec_pg.ml.topk import top_k
 from pyrec_pg.store.codec import vector_dtype, vector_schema
 from pyrec_pg.store.vectors import read_vectors
@@ -62,6 +70,18 @@ def batch_users_for_items(
         run.phase("reading", 0)
         item_ids = batch_ids(db, model, version, items, role="item")
         vectors, known = read_vectors(db, version.items_table, "item_id", item_ids, version.dims)
+        live = live_items(db, model)
+        in_version = int(known.sum())
+        if live != "true":  # items the live catalog no longer offers get no segment
+            offered = {
+                r["item_id"]
+                for r in db.rows(
+                    f"SELECT i.item_id FROM unnest($1::text[]) i(item_id) WHERE {live}",
+                    [item_ids],
+                    ["text[]"],
+                )
+            }
+            known = known & np.asarray([i in offered for i in item_ids], dtype=bool)
         user_ids, users = _users(db, version)
         codes = {u: c for c, u in enumerate(user_ids)}
         excluded = filtered_out(db, model, version, codes, flt, params, SEGMENTS, "UserID")
@@ -111,7 +131,8 @@ def batch_users_for_items(
             run.phase("writing", 10 + 80 * done / max(len(scored), 1), written)
         return {
             "items": len(item_ids),
-            "items_without_vectors": len(item_ids) - len(scored),
+            "items_without_vectors": len(item_ids) - in_version,
+            "items_withdrawn": in_version - len(scored),
             "rows": written,
         }
 

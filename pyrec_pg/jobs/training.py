@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pyrec_pg.catalog.models import Model, get_model, validate_options
+from pyrec_pg.catalog.models import Model, check_threshold, get_model, validate_options
 from pyrec_pg.catalog.runs import Run, abandoned
 from pyrec_pg.catalog.versions import Trained
 from pyrec_pg.db import Db, settings
@@ -50,6 +50,7 @@ def _plan(model: Model, overrides: dict[str, Any] | None) -> _Plan:
         raise InvalidParameter("training options must be a JSON object")
     options = {**model.options, **overrides}
     validate_options(options, model.recipe)
+    check_threshold(options, model.columns)
     recipe = recipe_params(model.recipe, options.get("params", {}))
     data_options = getattr(recipe, "data_options", None)
     if data_options is not None:  # e.g. trending reads events weighted by recency

@@ -63,6 +63,22 @@ def where_sql(db: Db, model: Model, options: dict[str, Any]) -> str:
     epoch = _epoch(db, model)
     if options.get("window_days") and epoch is not None:
         conds.append(f"{epoch} >= $2 - {float(options['window_days']) * 86400.0!r}")
+    threshold = options.get("event_value_threshold")
+    ev = cols.get("event_value")
+    least = None
+    # events valued under the threshold are ignored (Personalize's eventValueThreshold); an
+    # event without a value is not under it. Per type: the types not listed keep every event
+    if isinstance(threshold, dict) and et is not None:
+        cases = " ".join(
+            f"WHEN {db.literal(str(t).lower())} THEN {float(v)!r}::float8"
+            for t, v in threshold.items()
+        )
+        least = f"CASE lower({db.ident(et)}::text) {cases} END"
+    elif isinstance(threshold, int | float):
+        least = f"{float(threshold)!r}::float8"
+    if least is not None and ev is not None:
+        value = f"{db.ident(ev)}::float8"
+        conds.append(f"({value} IS NULL OR {least} IS NULL OR {value} >= {least})")
     return " AND ".join(conds)
 
 

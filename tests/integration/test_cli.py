@@ -321,6 +321,23 @@ def test_serving_matches_the_sql_api(trained: Conn) -> None:
     similar = ok_json("similar", "movies", "50", "-k", "4", "--dsn", dsn)
     assert similar == sql_rows("SELECT * FROM pyrec.similar_items('movies', '50', 4)")
     assert ok("similar", "movies", "50", "-k", "4", "--dsn", dsn).count("\n") == 6
+    page = ok_json("similar", "movies", "50", "-k", "4", "--exclude", "181", "--dsn", dsn)
+    assert page == sql_rows(
+        "SELECT * FROM pyrec.similar_items('movies', '50', 4, exclude_items => ARRAY['181'])"
+    )
+    cart = ok_json(
+        "recommend-items", "movies", "50", "181", "-k", "3", "--exclude", "1", "--dsn", dsn
+    )
+    assert cart == sql_rows(
+        "SELECT * FROM pyrec.recommend_for_items('movies', ARRAY['50', '181'], 3,"
+        " exclude_items => ARRAY['1'])"
+    )
+    assert {r["source"] for r in cart} == {"fold-in"}
+    shown = [r["item_id"] for r in ok_json("recommend", "movies", "42", "-k", "3", "--dsn", dsn)]
+    more = ok_json(
+        "recommend", "movies", "42", "-k", "3", *(f"--exclude={i}" for i in shown), "--dsn", dsn
+    )
+    assert not {r["item_id"] for r in more} & set(shown)
 
     err = fails(2, "recommend", "nope", "42", "--dsn", dsn)
     assert err.splitlines() == [

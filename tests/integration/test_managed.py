@@ -47,7 +47,7 @@ REPLACED = {
 ADDED = {
     "_unsupported(text)",
     "_chol_solve(double precision[],double precision[],integer)",
-    "_fold_in_plpgsql(integer,integer,text)",
+    "_fold_in_plpgsql(integer,integer,text,text[])",
     "_user_from_attributes_plpgsql(integer,integer,text)",
 }
 ROUTINES = """
@@ -197,6 +197,9 @@ SERVING = [
     ("SELECT * FROM pyrec.recommend('movies', '43', 10, 'no_horror')", "fold-in"),  # new event
     ("SELECT * FROM pyrec.recommend('movies', '6000', 10)", "attributes"),  # a new viewer
     ("SELECT * FROM pyrec.rank_items('movies', '5000', ARRAY['1', '98', '127'])", "fold-in"),
+    ("SELECT * FROM pyrec.recommend_for_items('movies', ARRAY['50', '181', '172'], 10)", "fold-in"),
+    ("SELECT * FROM pyrec.recommend('movies', '42', 5, exclude_items => ARRAY['174', '1'])", None),
+    ("SELECT * FROM pyrec.similar_items('movies', '3', 10)", "model"),  # 2 is withdrawn
 ]
 
 
@@ -210,11 +213,14 @@ def test_serving_answers_as_the_extension(mg: Conn, ext: Conn, query: str, sourc
         )
         conn.execute("INSERT INTO viewers SELECT 6000, age, gender, occupation, zip FROM viewers"
                      " WHERE viewer_id = 7")
+        conn.execute("ALTER TABLE ratings DROP CONSTRAINT IF EXISTS ratings_movie_id_fkey")
+        conn.execute("DELETE FROM movies WHERE movie_id = 2")  # withdrawn: served by neither
     try:
         ours, theirs = _served(mg, query), _served(ext, query)
         _same(ours, theirs)
         if source is not None:
             assert {r[3] for r in ours} == {source}
+        assert "2" not in {r[0] for r in ours if r[3] != "unknown"}
     finally:
         mg.execute("ROLLBACK")
         ext.execute("ROLLBACK")

@@ -164,6 +164,19 @@ def test_similar_rank_and_segments_equal_the_sql(engine: sa.Engine, trained: Con
             pyrec.because_you_interacted("movies", 42, 4, anchors=2),
             "pyrec.because_you_interacted('movies', '42', 4, 2)",
         ),
+        (
+            pyrec.recommend_for_items("movies", [50, "181"], 5, exclude_items=["1"]),
+            "pyrec.recommend_for_items('movies', ARRAY['50', '181'], 5,"
+            " exclude_items => ARRAY['1'])",
+        ),
+        (
+            pyrec.similar_items("movies", 50, 5, exclude_items=[181, "172"]),
+            "pyrec.similar_items('movies', '50', 5, exclude_items => ARRAY['181', '172'])",
+        ),
+        (
+            pyrec.recommend("movies", 42, 5, exclude_items=["98"]),
+            "pyrec.recommend('movies', '42', 5, exclude_items => ARRAY['98'])",
+        ),
     ]
     with engine.connect() as conn:
         for fn, sql in cases:

@@ -31,7 +31,9 @@ AS $fn$
 BEGIN
     IF fn = 'fold_in' THEN
         RETURN jsonb_build_object('result', pyrec._fold_in_plpgsql((arguments->>'model_id')::integer,
-                   (arguments->>'version')::integer, arguments->>'user_id')::text);
+                   (arguments->>'version')::integer, arguments->>'user_id',
+                   CASE WHEN arguments ? 'items'
+                        THEN ARRAY(SELECT jsonb_array_elements_text(arguments->'items')) END)::text);
     ELSIF fn = 'user_from_attributes' THEN
         RETURN jsonb_build_object('result', pyrec._user_from_attributes_plpgsql((arguments->>'model_id')::integer,
                    (arguments->>'version')::integer, arguments->>'user_id')::text);

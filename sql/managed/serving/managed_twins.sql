@@ -66,7 +66,8 @@ $fn$;
 COMMENT ON FUNCTION pyrec._chol_solve(double precision[], double precision[], integer) IS
 'Solves a x = b for a symmetric positive definite k x k matrix (row-major); NULL if it is not';
 
-CREATE FUNCTION pyrec._fold_in_plpgsql(model_id integer, version integer, user_id text) RETURNS vector
+CREATE FUNCTION pyrec._fold_in_plpgsql(model_id integer, version integer, user_id text,
+                                       items text[] DEFAULT NULL) RETURNS vector
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
 AS $fn$
@@ -101,9 +102,13 @@ BEGIN
     END IF;
     k := v.dims;
     alpha := (v.fold_state->>'alpha')::double precision;
+    -- the user's weighted history, or a given list of items (recommend_for_items), one event each
     EXECUTE format('SELECT array_agg(h.embedding::real[]), array_agg(sqrt($4 * h.w)::real),'
-                   ' array_agg((1 + $4 * h.w)::real), count(*)::integer FROM (%s) h', f.history_sql)
-       INTO y, s, c, n USING f.consts, f.newest, user_id, alpha;
+                   ' array_agg((1 + $4 * h.w)::real), count(*)::integer FROM (%s) h',
+                   CASE WHEN items IS NULL THEN f.history_sql
+                        ELSE format('SELECT 1::float8 AS w, i.embedding FROM pyrec.%I i'
+                                    ' WHERE i.item_id = ANY ($5)', v.items_table) END)
+       INTO y, s, c, n USING f.consts, f.newest, user_id, alpha, items;
     IF n = 0 THEN
         RETURN NULL;  -- no known item in the live history
     END IF;
@@ -124,8 +129,8 @@ BEGIN
     RETURN x::real[]::vector;
 END
 $fn$;
-COMMENT ON FUNCTION pyrec._fold_in_plpgsql(integer, integer, text) IS
-'Managed flavour: an ALS user vector solved from the user''s live history (pyrec_pg.jobs.foldin.fold_in in plpgsql)';
+COMMENT ON FUNCTION pyrec._fold_in_plpgsql(integer, integer, text, text[]) IS
+'Managed flavour: an ALS user vector solved from the user''s live history, or from a list of items (pyrec_pg.jobs.foldin.fold_in and fold_in_items in plpgsql)';
 
 CREATE FUNCTION pyrec._user_from_attributes_plpgsql(model_id integer, version integer, user_id text)
 RETURNS vector

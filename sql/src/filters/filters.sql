@@ -57,8 +57,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'for example params => ''{"GENRES": ["Comedy", "Drama"]}''';
     END IF;
+    -- an EXCLUDE expression whose parameters are not all given is dropped (the compiled SQL
+    -- tests for them), so only the others must have values
     missing := ARRAY(SELECT p FROM jsonb_array_elements_text(compiled->'params') p
-                      WHERE params IS NULL OR NOT params ? p);
+                      WHERE (params IS NULL OR NOT params ? p)
+                        AND NOT coalesce(compiled->'optional_params', '[]') ? p);
     IF cardinality(missing) > 0 THEN
         RAISE EXCEPTION 'filter parameter $% has no value', pyrec._shown(missing[1])
             USING ERRCODE = 'undefined_parameter',

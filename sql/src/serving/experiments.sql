@@ -50,7 +50,9 @@ COMMENT ON FUNCTION pyrec.experiment_variant(text, text) IS 'The variant of an e
 
 CREATE FUNCTION pyrec._experiment_serve(experiment text, model text, user_id text, k integer,
                                         filter text, params jsonb, exclude_seen boolean,
-                                        promotion jsonb, exploration jsonb)
+                                        promotion jsonb, exploration jsonb,
+                                        exclude_items text[] DEFAULT NULL,
+                                        given_items text[] DEFAULT NULL)
 RETURNS TABLE (item_id text, score real, rank integer, source text)
 LANGUAGE plpgsql VOLATILE
 SET search_path FROM CURRENT
@@ -97,7 +99,7 @@ BEGIN
                         exclude_seen,
                         CASE WHEN var ? 'promotion' THEN var->'promotion' ELSE promotion END,
                         CASE WHEN var ? 'exploration' THEN var->'exploration' ELSE exploration END,
-                        var->>'serve' IS DISTINCT FROM 'popular')),
+                        var->>'serve' IS DISTINCT FROM 'popular', exclude_items, given_items)),
     logged AS (
         INSERT INTO pyrec.impressions (experiment_id, variant, user_id, items, scores)
         SELECT e.experiment_id, vname, _experiment_serve.user_id,
@@ -106,5 +108,5 @@ BEGIN
     SELECT r.item_id, r.score, r.rank, vname || ':' || r.source FROM r ORDER BY r.rank;
 END
 $fn$;
-COMMENT ON FUNCTION pyrec._experiment_serve(text, text, text, integer, text, jsonb, boolean, jsonb, jsonb) IS
-'recommend() for an experiment: the user''s variant serves and the impression is logged';
+COMMENT ON FUNCTION pyrec._experiment_serve(text, text, text, integer, text, jsonb, boolean, jsonb, jsonb, text[], text[]) IS
+'recommend() (or recommend_for_items()) for an experiment: the user''s (session''s) variant serves and the impression is logged';

@@ -88,6 +88,29 @@ $fn$;
 COMMENT ON FUNCTION pyrec._user_vector(pyrec._versions, text, text[]) IS
 'A user''s vector: the trained one, or one folded in from live history the version has not seen';
 
+CREATE FUNCTION pyrec._items_vector(v pyrec._versions, items text[], OUT vec vector, OUT how text)
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+BEGIN
+    -- a list of items (a cart, an anonymous session) folded in as one history, weight 1 each
+    IF cardinality(items) = 0 THEN
+        RETURN;
+    ELSIF v.fold = 'sum' THEN
+        EXECUTE format('SELECT sum(history) FROM pyrec.%I WHERE item_id = ANY ($1)', v.items_table)
+           INTO vec USING items;
+    ELSIF v.fold = 'least_squares' THEN
+        vec := (pyrec._result(pyrec._call('fold_in', jsonb_build_object(
+                   'model_id', v.model_id, 'version', v.version, 'items', to_jsonb(items)))) #>> '{}')::vector;
+    END IF;
+    IF vec IS NOT NULL THEN
+        how := 'fold-in';
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION pyrec._items_vector(pyrec._versions, text[]) IS
+'A vector for a list of items (recommend_for_items): the list folded in as a history the version has not seen';
+
 CREATE FUNCTION pyrec._promotion(v pyrec._versions, promotion jsonb, k integer,
                                  OUT pred text, OUT vals jsonb, OUT n integer, OUT label text,
                                  OUT uses_user boolean)
@@ -234,7 +257,9 @@ CREATE FUNCTION pyrec._serve(
     exclude_seen boolean,
     promotion jsonb,
     exploration jsonb,
-    personalized boolean
+    personalized boolean,
+    exclude_items text[] DEFAULT NULL,
+    given_items text[] DEFAULT NULL
 ) RETURNS TABLE (item_id text, score real, rank integer, source text)
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
@@ -252,17 +277,32 @@ DECLARE
     ukey text;
     promo record;
 BEGIN
-    f := pyrec._prepare_filter(v, filter, params, 'ItemID', 'recommend', true, false);
+    IF given_items IS NULL THEN
+        f := pyrec._prepare_filter(v, filter, params, 'ItemID', 'recommend', true, false);
+    ELSE  -- no user: CurrentUser fields and Interactions have nothing to read
+        f := pyrec._prepare_filter(v, filter, params, 'ItemID', 'recommend_for_items', false, false);
+    END IF;
     IF f.uses_user THEN
         ukey := pyrec._user_key(v.model_id, user_id);
     END IF;
-    IF exclude_seen OR v.fold <> 'none' THEN
-        history := pyrec._seen_items(v.model_id, user_id);
-    END IF;
-    IF exclude_seen THEN
+    IF given_items IS NOT NULL THEN
+        -- the listed items are the history, and are not recommended back
+        history := ARRAY(SELECT DISTINCT g FROM unnest(given_items) g WHERE g IS NOT NULL);
         seen := history;
+    ELSIF exclude_seen OR v.fold <> 'none' THEN
+        history := pyrec._seen_items(v.model_id, user_id);
+        IF exclude_seen THEN
+            seen := history;
+        END IF;
     END IF;
-    IF personalized THEN  -- else the popular answer (an experiment's control variant)
+    IF exclude_items IS NOT NULL THEN  -- what the caller has shown already (pagination)
+        seen := seen || ARRAY(SELECT x FROM unnest(exclude_items) x WHERE x IS NOT NULL);
+    END IF;
+    IF NOT personalized THEN
+        NULL;  -- the popular answer (an experiment's control variant)
+    ELSIF given_items IS NOT NULL THEN
+        SELECT u.vec, u.how INTO uvec, how FROM pyrec._items_vector(v, history) u;
+    ELSE
         SELECT u.vec, u.how INTO uvec, how FROM pyrec._user_vector(v, user_id, history) u;
     END IF;
     IF v.ann AND how IS DISTINCT FROM 'model' THEN
@@ -324,8 +364,8 @@ BEGIN
     END;
 END
 $fn$;
-COMMENT ON FUNCTION pyrec._serve(pyrec._versions, text, integer, text, jsonb, boolean, jsonb, jsonb, boolean) IS
-'recommend() from a given version: filters, seen items, fold-in, promotions, exploration';
+COMMENT ON FUNCTION pyrec._serve(pyrec._versions, text, integer, text, jsonb, boolean, jsonb, jsonb, boolean, text[], text[]) IS
+'recommend() (or recommend_for_items(), given the items) from a given version: filters, seen and excluded items, fold-in, promotions, exploration';
 
 CREATE FUNCTION pyrec.recommend(
     model text,
@@ -336,7 +376,8 @@ CREATE FUNCTION pyrec.recommend(
     exclude_seen boolean DEFAULT true,
     promotion jsonb DEFAULT NULL,
     exploration jsonb DEFAULT NULL,
-    experiment text DEFAULT NULL
+    experiment text DEFAULT NULL,
+    exclude_items text[] DEFAULT NULL
 ) RETURNS TABLE (item_id text, score real, rank integer, source text)
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
@@ -349,26 +390,70 @@ BEGIN
     PERFORM pyrec._check_k(k, 'k', p_rows => 'items');
     IF experiment IS NOT NULL THEN  -- the user's variant serves, and the impression is logged
         RETURN QUERY SELECT * FROM pyrec._experiment_serve(experiment, model, user_id, k, filter,
-                                                            params, exclude_seen, promotion, exploration);
+                                                            params, exclude_seen, promotion, exploration,
+                                                            exclude_items);
         RETURN;
     END IF;
     RETURN QUERY SELECT * FROM pyrec._serve(pyrec._active_version(model), user_id, k, filter, params,
-                                            exclude_seen, promotion, exploration, true);
+                                            exclude_seen, promotion, exploration, true, exclude_items);
 END
 $fn$;
-COMMENT ON FUNCTION pyrec.recommend(text, text, integer, text, jsonb, boolean, jsonb, jsonb, text) IS
-'Top-k items for a user from the model''s active version (or the user''s variant of an experiment); source says what answered: model, fold-in (live history the version has not seen), attributes, popular, promotion or exploration';
+COMMENT ON FUNCTION pyrec.recommend(text, text, integer, text, jsonb, boolean, jsonb, jsonb, text, text[]) IS
+'Top-k items for a user from the model''s active version (or the user''s variant of an experiment), leaving out exclude_items; source says what answered: model, fold-in (live history the version has not seen), attributes, popular, promotion or exploration';
 
 CREATE FUNCTION pyrec.recommend(model text, user_id bigint, k integer DEFAULT 10,
                                 filter text DEFAULT NULL, params jsonb DEFAULT NULL,
                                 exclude_seen boolean DEFAULT true, promotion jsonb DEFAULT NULL,
-                                exploration jsonb DEFAULT NULL, experiment text DEFAULT NULL)
+                                exploration jsonb DEFAULT NULL, experiment text DEFAULT NULL,
+                                exclude_items text[] DEFAULT NULL)
 RETURNS TABLE (item_id text, score real, rank integer, source text)
 LANGUAGE sql STABLE
 AS $fn$ SELECT * FROM pyrec.recommend(model, user_id::text, k, filter, params, exclude_seen, promotion,
-                                      exploration, experiment) $fn$;
-COMMENT ON FUNCTION pyrec.recommend(text, bigint, integer, text, jsonb, boolean, jsonb, jsonb, text) IS
+                                      exploration, experiment, exclude_items) $fn$;
+COMMENT ON FUNCTION pyrec.recommend(text, bigint, integer, text, jsonb, boolean, jsonb, jsonb, text, text[]) IS
 'Top-k items for a user with an integer id';
+
+CREATE FUNCTION pyrec.recommend_for_items(
+    model text,
+    items text[],
+    k integer DEFAULT 10,
+    filter text DEFAULT NULL,
+    params jsonb DEFAULT NULL,
+    exclude_items text[] DEFAULT NULL,
+    promotion jsonb DEFAULT NULL,
+    exploration jsonb DEFAULT NULL,
+    experiment text DEFAULT NULL,
+    session_id text DEFAULT NULL
+) RETURNS TABLE (item_id text, score real, rank integer, source text)
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+BEGIN
+    IF items IS NULL THEN
+        RAISE EXCEPTION 'items must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'pass the session''s or cart''s item ids, for example pyrec.recommend_for_items(''movies'', ARRAY[''50'', ''181''], 10)';
+    END IF;
+    IF cardinality(items) > 10000 THEN
+        RAISE EXCEPTION 'items holds % ids, at most 10000 are folded in at once', cardinality(items)
+            USING ERRCODE = 'program_limit_exceeded', HINT = 'pass the latest items of the session';
+    END IF;
+    PERFORM pyrec._check_k(k, 'k', p_rows => 'items');
+    IF experiment IS NOT NULL THEN  -- the session's variant serves, and the impression is logged
+        IF session_id IS NULL THEN
+            RAISE EXCEPTION 'an experiment needs session_id' USING ERRCODE = 'null_value_not_allowed',
+                HINT = 'variants are assigned by the id of the session (or cart, or visitor): pass session_id';
+        END IF;
+        RETURN QUERY SELECT * FROM pyrec._experiment_serve(experiment, model, session_id, k, filter,
+                                                            params, true, promotion, exploration,
+                                                            exclude_items, items);
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT * FROM pyrec._serve(pyrec._active_version(model), NULL, k, filter, params,
+                                            true, promotion, exploration, true, exclude_items, items);
+END
+$fn$;
+COMMENT ON FUNCTION pyrec.recommend_for_items(text, text[], integer, text, jsonb, text[], jsonb, jsonb, text, text) IS
+'Top-k items for a list of items (an anonymous session, a cart): the list folded in as a history and left out of the answer; source says what answered: fold-in, popular (no listed item is known to the version), promotion or exploration';
 
 -- The unqualified recommend(user_id, k, filter) of the SQL API, for the default model.
 CREATE FUNCTION public.recommend(user_id text, k integer DEFAULT 10, filter text DEFAULT NULL,

@@ -6,7 +6,8 @@ CREATE FUNCTION pyrec.similar_items(
     item text,
     k integer DEFAULT 10,
     filter text DEFAULT NULL,
-    params jsonb DEFAULT NULL
+    params jsonb DEFAULT NULL,
+    exclude_items text[] DEFAULT NULL
 ) RETURNS TABLE (item_id text, score real, rank integer, source text)
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
@@ -15,6 +16,8 @@ DECLARE
     v pyrec._versions;
     f record;
     anchor record;
+    -- the item itself, and what the caller has shown already (pagination)
+    left_out text[] := ARRAY[item] || ARRAY(SELECT x FROM unnest(exclude_items) x WHERE x IS NOT NULL);
 BEGIN
     IF item IS NULL THEN
         RAISE EXCEPTION 'item must not be null' USING ERRCODE = 'null_value_not_allowed',
@@ -29,27 +32,28 @@ BEGIN
         -- an item the version does not know: the most popular others (as recommend does)
         RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'popularity', f.pred,
                                               p_source => 'popular')
-          USING NULL::vector, ARRAY[item], k, NULL::text, f.vals, item;
+          USING NULL::vector, left_out, k, NULL::text, f.vals, item;
     ELSIF anchor.history IS NOT NULL THEN
         -- item-item recipes: the score the item's history row gives every other item
         RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'dot', f.pred, p_source => 'model')
-          USING anchor.history, ARRAY[item], k, NULL::text, f.vals, item;
+          USING anchor.history, left_out, k, NULL::text, f.vals, item;
     ELSE
         -- factor models: cosine similarity of item vectors
         RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'cosine', f.pred, p_source => 'model')
-          USING anchor.embedding, ARRAY[item], k, NULL::text, f.vals, item;
+          USING anchor.embedding, left_out, k, NULL::text, f.vals, item;
     END IF;
 END
 $fn$;
-COMMENT ON FUNCTION pyrec.similar_items(text, text, integer, text, jsonb) IS
-'Items most similar to an item ("viewed X also viewed"); filters may use CurrentItem fields';
+COMMENT ON FUNCTION pyrec.similar_items(text, text, integer, text, jsonb, text[]) IS
+'Items most similar to an item ("viewed X also viewed"), leaving out exclude_items; filters may use CurrentItem fields';
 
 CREATE FUNCTION pyrec.similar_items(model text, item bigint, k integer DEFAULT 10,
-                                    filter text DEFAULT NULL, params jsonb DEFAULT NULL)
+                                    filter text DEFAULT NULL, params jsonb DEFAULT NULL,
+                                    exclude_items text[] DEFAULT NULL)
 RETURNS TABLE (item_id text, score real, rank integer, source text)
 LANGUAGE sql STABLE
-AS $fn$ SELECT * FROM pyrec.similar_items(model, item::text, k, filter, params) $fn$;
-COMMENT ON FUNCTION pyrec.similar_items(text, bigint, integer, text, jsonb) IS
+AS $fn$ SELECT * FROM pyrec.similar_items(model, item::text, k, filter, params, exclude_items) $fn$;
+COMMENT ON FUNCTION pyrec.similar_items(text, bigint, integer, text, jsonb, text[]) IS
 'Items most similar to an item with an integer id';
 
 CREATE FUNCTION pyrec.rank_items(
@@ -86,19 +90,20 @@ BEGIN
       FROM pyrec._user_vector(v, user_id,
                CASE WHEN v.fold = 'none' THEN '{}' ELSE pyrec._seen_items(v.model_id, user_id) END) u;
     -- every given item comes back once, in list order among equals: items the version does
-    -- not know rank last with a NULL score (source 'unknown'), never silently dropped; items
-    -- the filter rules out are dropped, as in recommend
+    -- not know, or the live catalog no longer offers, rank last with a NULL score (source
+    -- 'unknown'), never silently dropped; items the filter rules out are dropped, as in
+    -- recommend. A given list is short: its items are tested one by one (the per-row forms)
     RETURN QUERY EXECUTE format(
         'WITH given AS (SELECT g.id, min(g.pos) AS pos FROM unnest($2) WITH ORDINALITY g(id, pos)
                          WHERE g.id IS NOT NULL GROUP BY g.id),
               scored AS (
                 SELECT g.id, g.pos, i.item_id IS NOT NULL AS known,
                        CASE WHEN $1 IS NULL THEN i.popularity ELSE (-(i.embedding <#> $1))::real END AS s
-                  FROM given g LEFT JOIN pyrec.%I i ON i.item_id = g.id
+                  FROM given g LEFT JOIN pyrec.%I i ON i.item_id = g.id AND (%s)
                  WHERE i.item_id IS NULL OR (%s))
          SELECT s.id, s.s, (row_number() OVER (ORDER BY s.known DESC, s.s DESC NULLS LAST, s.pos))::integer,
                 CASE WHEN NOT s.known THEN ''unknown'' WHEN $1 IS NULL THEN ''popular'' ELSE %L END
-           FROM scored s ORDER BY 3', v.items_table, f.pred, how)
+           FROM scored s ORDER BY 3', v.items_table, f.live_ann, f.pred_ann, how)
       USING uvec, item_ids, NULL::integer, ukey, f.vals, NULL::text;
 END
 $fn$;
@@ -122,6 +127,8 @@ DECLARE
     f record;
     ivec vector;
     seen text[] := '{}';
+    live text;
+    offered boolean;
 BEGIN
     IF item_id IS NULL THEN
         RAISE EXCEPTION 'item_id must not be null' USING ERRCODE = 'null_value_not_allowed',
@@ -136,6 +143,16 @@ BEGIN
         RAISE EXCEPTION 'item "%" is not in version % of model "%"', pyrec._shown(item_id), v.version, model
             USING ERRCODE = 'undefined_object',
                   HINT = 'segments need an item the model was trained with; retrain to include new items';
+    END IF;
+    live := (SELECT l.pred_ann FROM pyrec._live_items(v.model_id) l);
+    IF live <> 'true' THEN
+        EXECUTE format('SELECT bool_and(%s) FROM (SELECT $1::text AS item_id) i', live) INTO offered USING item_id;
+        IF NOT offered THEN
+            RAISE EXCEPTION 'item "%" is no longer offered by the items relation of model "%"',
+                            pyrec._shown(item_id), model
+                USING ERRCODE = 'undefined_object',
+                      HINT = 'its row was deleted or marked unavailable: segments are built for the live catalog';
+        END IF;
     END IF;
     IF exclude_seen THEN  -- users who already interacted with the item, read live
         SELECT * INTO m FROM pyrec.models WHERE models.model_id = v.model_id;
@@ -313,7 +330,7 @@ BEGIN
     BEGIN
         RETURN QUERY EXECUTE format(
             'SELECT i.item_id, i.n::real, (row_number() OVER (ORDER BY i.n DESC, i.item_id))::integer, ''co-occurrence''
-               FROM (%s) i WHERE (%s) ORDER BY i.n DESC, i.item_id LIMIT $3', together, f.pred)
+               FROM (%s) i WHERE (%s) ORDER BY i.n DESC, i.item_id LIMIT $3', together, f.pred_ann)
           USING NULL::vector, NULL::text[], k, NULL::text, f.vals, item, time_window;
     EXCEPTION
         WHEN invalid_text_representation OR numeric_value_out_of_range THEN
