@@ -1655,3 +1655,22 @@ UPDATE pyrec.models m
                                 a.attname::text)
         LIMIT 1))
  WHERE m.items IS NOT NULL AND NOT m.columns ? 'items_available';
+-- Named filters with a parameter in an EXCLUDE expression are compiled again, so they drop
+-- that expression when the parameter is missing; one that no longer compiles (its relation
+-- changed) keeps its stored form and says so.
+DO $do$
+DECLARE
+    f record;
+BEGIN
+    FOR f IN SELECT x.model_id, x.name, x.expression FROM pyrec._filters x
+              WHERE x.expression ~* 'EXCLUDE[^|]*\$' LOOP
+        BEGIN
+            UPDATE pyrec._filters x SET compiled = pyrec._result(pyrec._filter(f.model_id, f.expression))
+             WHERE x.model_id = f.model_id AND x.name = f.name;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE NOTICE 'filter "%" keeps the form it was stored in (%); recreate it to drop EXCLUDE expressions whose parameters are missing',
+                         f.name, SQLERRM;
+        END;
+    END LOOP;
+END
+$do$;

@@ -10,16 +10,14 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.integration import test_filters
 from tests.integration.helpers import raises_pg
-from tests.integration.test_filters import (  # noqa: F401 (db, shop_dsn: fixtures)
-    PERSONALIZE_DOCS,
-    Case,
-    db,
-    recommend,
-    shop_dsn,
-)
+from tests.integration.test_filters import PERSONALIZE_DOCS, Case, recommend
 
 Conn = psycopg.Connection[Any]
+# the filter tests' "shop" model (Personalize's example fields), in a database of this module
+shop_dsn = test_filters.shop_dsn
+db = test_filters.db
 SMALL = '{"params": {"factors": 16, "iterations": 4}, "holdout": 0}'
 
 
@@ -97,9 +95,8 @@ def test_a_deleted_item_vanishes_in_the_same_transaction(served: Conn) -> None:
             [item],
         ).fetchall()
         assert ranked[-1] == (item, None, "unknown")
-        with raises_pg(served, "42704", "no longer offered", "live catalog"):
-            with served.transaction():
-                served.execute("SELECT * FROM pyrec.users_for_item('movies', %s)", [item])
+        with raises_pg(served, "42704", "no longer offered", "live catalog"), served.transaction():
+            served.execute("SELECT * FROM pyrec.users_for_item('movies', %s)", [item])
     # rolled back: the item is served again
     assert everywhere(served, item)["recommend"] == before["recommend"]
     # batch jobs run outside transaction blocks: the same, committed (its ratings kept)

@@ -145,6 +145,24 @@ def test_updated_models_retrain_and_keep_their_schedule(
         assert c.execute("SELECT pyrec.unschedule_training('movies')").fetchone() == (True,)
 
 
+def test_named_filters_follow_the_missing_parameter_rule_after_the_update(
+    walk: tuple[Cluster, dict[str, Any]],
+) -> None:
+    cluster, _ = walk
+    with psycopg.connect(cluster.dsn(DB), autocommit=True) as c:
+        plain = c.execute("SELECT item_id FROM pyrec.recommend('movies', '42', 10)").fetchall()
+        # stored before the update: compiled again, so a missing $G drops the EXCLUDE
+        dropped = c.execute(
+            "SELECT item_id FROM pyrec.recommend('movies', '42', 10, 'skip_genres')"
+        ).fetchall()
+        assert dropped == plain
+        given = c.execute(
+            "SELECT item_id FROM pyrec.recommend('movies', '42', 10, 'skip_genres',"
+            " '{\"G\": [\"Drama\"]}')"
+        ).fetchall()
+        assert given != plain
+
+
 def test_updated_schema_equals_a_fresh_install(walk: tuple[Cluster, dict[str, Any]]) -> None:
     cluster, seen = walk
     old = seen["old"]

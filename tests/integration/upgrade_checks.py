@@ -228,7 +228,7 @@ EXPERIMENT = '[{"name": "control", "share": 50, "serve": "popular"}, {"name": "a
 
 def populate(c: psycopg.Connection[Any]) -> None:
     """What SERVING asks about, on the MovieLens tables: "movies" trained twice (two
-    versions), "popular", the filter "no_horror", the experiment "home"."""
+    versions), "popular", the filters "no_horror" and "skip_genres", the experiment "home"."""
     c.execute(
         "SELECT pyrec.create_model('movies', 'ratings', items => 'movies',"
         f" users => 'viewers', options => '{FAST}')"
@@ -239,6 +239,10 @@ def populate(c: psycopg.Connection[Any]) -> None:
     c.execute(
         "SELECT pyrec.create_filter('movies', 'no_horror',"
         " 'EXCLUDE ItemID WHERE Items.genre IN (\"Horror\")')"
+    )
+    c.execute(
+        "SELECT pyrec.create_filter('movies', 'skip_genres',"
+        " 'EXCLUDE ItemID WHERE Items.genre IN ($G)')"
     )
     c.execute("SELECT pyrec.create_experiment('home', %s, model => 'movies')", [EXPERIMENT])
 

@@ -140,6 +140,8 @@ ALLOWED_NODES: tuple[type[exp.Expr], ...] = (
     exp.JSONPathKey,
     exp.Parameter,
     exp.Literal,
+    # $5 ?& ARRAY['key', ...]::text[]: an EXCLUDE expression runs only when its params are given
+    exp.JSONBContainsAllTopKeys,
     # functions (checked by name below)
     exp.Coalesce,
     exp.Lower,
@@ -236,7 +238,11 @@ def assert_whitelist_shaped(sql: str, model: Model, target: str, keys: set[str])
         assert isinstance(node, ALLOWED_NODES), where
         parent = node.parent
         if isinstance(node, exp.Literal):
-            if node.is_string:
+            if node.is_string and isinstance(parent, exp.Array):
+                guard = parent.parent.parent if parent.parent else None
+                assert isinstance(guard, exp.JSONBContainsAllTopKeys), where
+                assert node.name in keys, where
+            elif node.is_string:
                 assert isinstance(parent, exp.Anonymous) and parent.name == "_values", where
                 assert parent.expressions.index(node) == 1 and node.name in keys, where
             elif isinstance(parent, exp.Parameter):
@@ -251,7 +257,7 @@ def assert_whitelist_shaped(sql: str, model: Model, target: str, keys: set[str])
             assert node.name in keys, where
         elif isinstance(node, exp.JSONPath):
             assert [type(e) for e in node.expressions] == [exp.JSONPathRoot, exp.JSONPathKey]
-        elif isinstance(node, exp.JSONExtractScalar):
+        elif isinstance(node, exp.JSONExtractScalar | exp.JSONBContainsAllTopKeys):
             assert node.this.sql("postgres") == "$5", where
         elif isinstance(node, exp.Parameter):
             assert isinstance(node.this, exp.Literal), where

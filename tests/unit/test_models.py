@@ -192,7 +192,8 @@ def test_unknown_option_hint_lists_options() -> None:
     with pytest.raises(InvalidParameter) as info:
         validate_options({"zzz": 1}, "als")
     assert info.value.hint == (
-        "options are: columns, event_types, event_weights, exclude_seen, holdout, params,"
+        "options are: columns, event_types, event_value_threshold, event_weights, exclude_seen,"
+        " holdout, params,"
         " protocol, recency_half_life_days, seed, use_event_value, window_days"
     )
 
