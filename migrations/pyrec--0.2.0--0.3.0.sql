@@ -414,7 +414,8 @@ GRANT EXECUTE ON FUNCTION pyrec._check_k(integer, text, integer, text) TO pyrec_
 -- == One candidate query (pyrec._top_k_sql) and one parameter order ($1 to $8) for the
 -- == serving functions' scans: recommend, similar_items, users_for_item, users_for_items.
 CREATE FUNCTION pyrec._top_k_sql(p_table text, p_target text, p_measure text, p_pred text,
-                                 p_ann boolean DEFAULT false, p_source text DEFAULT NULL)
+                                 p_ann boolean DEFAULT false, p_source text DEFAULT NULL,
+                                 p_first text DEFAULT NULL, p_then text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE
 AS $fn$
@@ -422,36 +423,57 @@ DECLARE
     v_key text := CASE p_target WHEN 'ItemID' THEN 'item_id' ELSE 'user_id' END;
     v_alias text := CASE p_target WHEN 'ItemID' THEN 'i' ELSE 'u' END;
     v_by_vector boolean := p_measure IN ('dot', 'cosine');
+    v_dist text := CASE p_measure WHEN 'dot' THEN v_alias || '.embedding <#> $1'
+                                  WHEN 'cosine' THEN v_alias || '.embedding <=> $1'
+                                  ELSE v_alias || '.popularity' END;
+    v_order text := CASE WHEN v_by_vector AND p_ann THEN 'd'
+                         WHEN v_by_vector THEN format('d, %s.%s', v_alias, v_key)
+                         ELSE format('d DESC, %s.%s', v_alias, v_key) END;
+    v_scan text;
+    v_candidates text;
 BEGIN
     -- the filter is part of the candidate scan, so k rows come back whenever k allowed ones
     -- exist (not "top k, then drop"); "IS TRUE" keeps its subqueries filters of a vector
     -- scan: pulled up into a join, they would stop the HNSW index scan. An HNSW index orders
     -- by distance alone (ties at the cut are arbitrary); the rank still breaks ties by id.
+    v_scan := 'SELECT %1$s.%2$s, %3$s AS d FROM pyrec.%4$I %1$s WHERE %1$s.%2$s <> ALL ($2) AND %5$s'
+              ' ORDER BY %6$s LIMIT %7$s';
+    IF p_first IS NULL OR p_then IS NULL OR p_then = 'true' OR p_ann THEN
+        v_candidates := format(v_scan, v_alias, v_key, v_dist, p_table,
+                               CASE WHEN v_by_vector THEN format('((%s) IS TRUE)', p_pred) ELSE format('(%s)', p_pred) END,
+                               v_order, '$3');
+    ELSE
+        v_candidates := format(
+            'WITH c AS MATERIALIZED (%1$s),
+                  ok AS MATERIALIZED (SELECT %2$s.%3$s, %2$s.d FROM c %2$s WHERE (%4$s) IS TRUE ORDER BY %5$s LIMIT $3),
+                  done AS (SELECT (SELECT count(*) FROM ok) >= $3 OR (SELECT count(*) FROM c) < $3 + 100 AS yes)
+             SELECT * FROM ok WHERE (SELECT yes FROM done)
+             UNION ALL
+             SELECT * FROM (%6$s) f WHERE NOT (SELECT yes FROM done)',
+            format(v_scan, v_alias, v_key, v_dist, p_table,
+                   CASE WHEN v_by_vector THEN format('((%s) IS TRUE)', p_first) ELSE format('(%s)', p_first) END,
+                   v_order, '$3 + 100'),
+            v_alias, v_key, p_then, v_order,
+            format(v_scan, v_alias, v_key, v_dist, p_table,
+                   CASE WHEN v_by_vector THEN format('((%s) IS TRUE)', p_pred) ELSE format('(%s)', p_pred) END,
+                   v_order, '$3'));
+    END IF;
     RETURN format(
         'SELECT t.%1$s, %2$s, (row_number() OVER (ORDER BY t.d%3$s, t.%1$s))::integer%4$s
-           FROM (SELECT %5$s.%1$s, %6$s AS d FROM pyrec.%7$I %5$s
-                  WHERE %5$s.%1$s <> ALL ($2) AND %8$s ORDER BY %9$s LIMIT $3) t
+           FROM (%5$s) t
           ORDER BY 3',
         v_key,
         CASE p_measure WHEN 'dot' THEN '(-t.d)::real' WHEN 'cosine' THEN '(1 - t.d)::real' ELSE 't.d' END,
         CASE WHEN v_by_vector THEN '' ELSE ' DESC' END,
         CASE WHEN p_source IS NULL THEN '' ELSE ', ' || quote_literal(p_source) END,
-        v_alias,
-        CASE p_measure WHEN 'dot' THEN v_alias || '.embedding <#> $1'
-                       WHEN 'cosine' THEN v_alias || '.embedding <=> $1'
-                       ELSE v_alias || '.popularity' END,
-        p_table,
-        CASE WHEN v_by_vector THEN format('((%s) IS TRUE)', p_pred) ELSE format('(%s)', p_pred) END,
-        CASE WHEN v_by_vector AND p_ann THEN 'd'
-             WHEN v_by_vector THEN format('d, %s.%s', v_alias, v_key)
-             ELSE format('d DESC, %s.%s', v_alias, v_key) END);
+        v_candidates);
 END
 $fn$;
-COMMENT ON FUNCTION pyrec._top_k_sql(text, text, text, text, boolean, text) IS
+COMMENT ON FUNCTION pyrec._top_k_sql(text, text, text, text, boolean, text, text, text) IS
 'The top-k scan over a version''s item or user vectors that the serving functions run, with a filter in the scan; binds $1 to $6 in the serving order';
-REVOKE ALL ON FUNCTION pyrec._top_k_sql(text, text, text, text, boolean, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION pyrec._top_k_sql(text, text, text, text, boolean, text) TO pyrec_admin;
-GRANT EXECUTE ON FUNCTION pyrec._top_k_sql(text, text, text, text, boolean, text) TO pyrec_reader;
+REVOKE ALL ON FUNCTION pyrec._top_k_sql(text, text, text, text, boolean, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pyrec._top_k_sql(text, text, text, text, boolean, text, text, text) TO pyrec_admin;
+GRANT EXECUTE ON FUNCTION pyrec._top_k_sql(text, text, text, text, boolean, text, text, text) TO pyrec_reader;
 -- (pyrec.similar_items: written once, with its 0.3.0 body, in the live catalog section below)
 -- (pyrec.users_for_item: written once, with its 0.3.0 body, in the live catalog section below)
 CREATE OR REPLACE FUNCTION pyrec.users_for_items(
@@ -979,7 +1001,7 @@ DROP FUNCTION pyrec._prepare_filter(pyrec._versions, text, jsonb, text, text, bo
 CREATE FUNCTION pyrec._prepare_filter(
     v pyrec._versions, filter text, params jsonb, target text, fn text,
     allow_user boolean, allow_item boolean, OUT pred text, OUT vals jsonb, OUT uses_user boolean,
-    OUT pred_ann text, OUT live text, OUT live_ann text)
+    OUT pred_ann text, OUT live text, OUT live_ann text, OUT filter_pred text)
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
 AS $fn$
@@ -992,6 +1014,7 @@ BEGIN
     uses_user := false;
     live := 'true';
     live_ann := 'true';
+    filter_pred := 'true';
     IF target = 'ItemID' THEN  -- items: only those the live catalog still offers
         SELECT l.pred, l.pred_ann INTO live, live_ann FROM pyrec._live_items(v.model_id) l;
     END IF;
@@ -1032,6 +1055,7 @@ BEGIN
     pred := v_compiled->>'sql';
     -- an HNSW scan tests a few candidates: the per-row form looks their fields up one by one
     pred_ann := coalesce(v_compiled->>'sql_per_row', pred);
+    filter_pred := pred;
     IF live <> 'true' THEN
         pred := format('(%s) AND (%s)', live, pred);
         pred_ann := format('(%s) AND (%s)', live_ann, pred_ann);
@@ -1039,7 +1063,7 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION pyrec._prepare_filter(pyrec._versions, text, jsonb, text, text, boolean, boolean) IS
-'Resolves and checks a filter for a serving function: the predicate (and its per-row form for HNSW scans) and the values it reads; for items, with the live catalog''s test (also alone, as live)';
+'Resolves and checks a filter for a serving function: the predicate (and its per-row form for HNSW scans) and the values it reads; for items, with the live catalog''s test (also alone, as live, and the filter without it, as filter_pred)';
 CREATE OR REPLACE FUNCTION pyrec._filter_values(compiled jsonb, params jsonb) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE
 SET search_path FROM CURRENT
@@ -1186,12 +1210,13 @@ BEGIN
         ELSIF uvec IS NOT NULL THEN
             RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'dot',
                                                   CASE WHEN v.ann THEN f.pred_ann ELSE f.pred END,
-                                                  v.ann, how)
+                                                  v.ann, how, f.filter_pred, f.live_ann)
               USING uvec, seen, k, ukey, f.vals, NULL::text;
         ELSE
             -- unknown user (or one who arrived after training): the most popular unseen items
             RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'popularity', f.pred,
-                                                  p_source => 'popular')
+                                                  p_source => 'popular', p_first => f.filter_pred,
+                                                  p_then => f.live_ann)
               USING uvec, seen, k, ukey, f.vals, NULL::text;
         END IF;
     EXCEPTION
@@ -1398,15 +1423,18 @@ BEGIN
     IF anchor IS NULL THEN
         -- an item the version does not know: the most popular others (as recommend does)
         RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'popularity', f.pred,
-                                              p_source => 'popular')
+                                              p_source => 'popular', p_first => f.filter_pred,
+                                              p_then => f.live_ann)
           USING NULL::vector, left_out, k, NULL::text, f.vals, item;
     ELSIF anchor.history IS NOT NULL THEN
         -- item-item recipes: the score the item's history row gives every other item
-        RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'dot', f.pred, p_source => 'model')
+        RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'dot', f.pred, p_source => 'model',
+                                              p_first => f.filter_pred, p_then => f.live_ann)
           USING anchor.history, left_out, k, NULL::text, f.vals, item;
     ELSE
         -- factor models: cosine similarity of item vectors
-        RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'cosine', f.pred, p_source => 'model')
+        RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'cosine', f.pred, p_source => 'model',
+                                              p_first => f.filter_pred, p_then => f.live_ann)
           USING anchor.embedding, left_out, k, NULL::text, f.vals, item;
     END IF;
 END

@@ -112,6 +112,26 @@ def test_a_deleted_item_vanishes_in_the_same_transaction(served: Conn) -> None:
     assert items_of(served, "SELECT DISTINCT item_id FROM seg") == ["50"]
 
 
+@pytest.mark.parametrize("withdrawn", [3, 150])
+def test_full_scans_stay_exact_however_many_top_items_are_withdrawn(
+    trained: Conn, withdrawn: int
+) -> None:
+    # full scans test the live catalog on the best k + 100 first, else scan again with it
+    queries = {
+        "similar": "SELECT item_id FROM pyrec.similar_items('movies', '50', %s)",
+        "recommend": "SELECT item_id FROM pyrec.recommend('movies', '42', %s)",
+        "popular": "SELECT item_id FROM pyrec.recommend('movies', 'nobody', %s)",
+    }
+    for name, query in queries.items():
+        ranked = items_of(trained, query, [withdrawn + 10])
+        with trained.transaction(force_rollback=True):
+            trained.execute("ALTER TABLE ratings DROP CONSTRAINT IF EXISTS ratings_movie_id_fkey")
+            trained.execute(
+                "DELETE FROM movies WHERE movie_id = ANY (%s::int[])", [ranked[:withdrawn]]
+            )
+            assert items_of(trained, query, [10]) == ranked[withdrawn:], name
+
+
 def test_users_for_items_reads_only_offered_items(trained: Conn) -> None:
     genre = 'INCLUDE ItemID WHERE Items.genre IN ("Film-Noir")'
     before = trained.execute(

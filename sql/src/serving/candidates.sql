@@ -16,9 +16,14 @@
 
 -- measure: 'dot' (inner product, higher scores first), 'cosine' (1 - cosine distance) or
 -- 'popularity' (the trained popularity, for users without a vector); target: 'ItemID' scans
--- the version's items (alias i, as compiled item filters expect), 'UserID' its users (alias u)
+-- the version's items (alias i, as compiled item filters expect), 'UserID' its users (alias u).
+-- p_first and p_then split p_pred for full scans (not HNSW ones): p_first is tested in the
+-- scan, p_then (a per-row test, the live catalog's) only on the best k + 100 candidates, and
+-- when fewer than k of them pass it the scan runs again with p_pred whole: a test that reads a
+-- whole table then runs only when its hash would pay off
 CREATE FUNCTION pyrec._top_k_sql(p_table text, p_target text, p_measure text, p_pred text,
-                                 p_ann boolean DEFAULT false, p_source text DEFAULT NULL)
+                                 p_ann boolean DEFAULT false, p_source text DEFAULT NULL,
+                                 p_first text DEFAULT NULL, p_then text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE
 AS $fn$
@@ -26,30 +31,51 @@ DECLARE
     v_key text := CASE p_target WHEN 'ItemID' THEN 'item_id' ELSE 'user_id' END;
     v_alias text := CASE p_target WHEN 'ItemID' THEN 'i' ELSE 'u' END;
     v_by_vector boolean := p_measure IN ('dot', 'cosine');
+    v_dist text := CASE p_measure WHEN 'dot' THEN v_alias || '.embedding <#> $1'
+                                  WHEN 'cosine' THEN v_alias || '.embedding <=> $1'
+                                  ELSE v_alias || '.popularity' END;
+    v_order text := CASE WHEN v_by_vector AND p_ann THEN 'd'
+                         WHEN v_by_vector THEN format('d, %s.%s', v_alias, v_key)
+                         ELSE format('d DESC, %s.%s', v_alias, v_key) END;
+    v_scan text;
+    v_candidates text;
 BEGIN
     -- the filter is part of the candidate scan, so k rows come back whenever k allowed ones
     -- exist (not "top k, then drop"); "IS TRUE" keeps its subqueries filters of a vector
     -- scan: pulled up into a join, they would stop the HNSW index scan. An HNSW index orders
     -- by distance alone (ties at the cut are arbitrary); the rank still breaks ties by id.
+    v_scan := 'SELECT %1$s.%2$s, %3$s AS d FROM pyrec.%4$I %1$s WHERE %1$s.%2$s <> ALL ($2) AND %5$s'
+              ' ORDER BY %6$s LIMIT %7$s';
+    IF p_first IS NULL OR p_then IS NULL OR p_then = 'true' OR p_ann THEN
+        v_candidates := format(v_scan, v_alias, v_key, v_dist, p_table,
+                               CASE WHEN v_by_vector THEN format('((%s) IS TRUE)', p_pred) ELSE format('(%s)', p_pred) END,
+                               v_order, '$3');
+    ELSE
+        v_candidates := format(
+            'WITH c AS MATERIALIZED (%1$s),
+                  ok AS MATERIALIZED (SELECT %2$s.%3$s, %2$s.d FROM c %2$s WHERE (%4$s) IS TRUE ORDER BY %5$s LIMIT $3),
+                  done AS (SELECT (SELECT count(*) FROM ok) >= $3 OR (SELECT count(*) FROM c) < $3 + 100 AS yes)
+             SELECT * FROM ok WHERE (SELECT yes FROM done)
+             UNION ALL
+             SELECT * FROM (%6$s) f WHERE NOT (SELECT yes FROM done)',
+            format(v_scan, v_alias, v_key, v_dist, p_table,
+                   CASE WHEN v_by_vector THEN format('((%s) IS TRUE)', p_first) ELSE format('(%s)', p_first) END,
+                   v_order, '$3 + 100'),
+            v_alias, v_key, p_then, v_order,
+            format(v_scan, v_alias, v_key, v_dist, p_table,
+                   CASE WHEN v_by_vector THEN format('((%s) IS TRUE)', p_pred) ELSE format('(%s)', p_pred) END,
+                   v_order, '$3'));
+    END IF;
     RETURN format(
         'SELECT t.%1$s, %2$s, (row_number() OVER (ORDER BY t.d%3$s, t.%1$s))::integer%4$s
-           FROM (SELECT %5$s.%1$s, %6$s AS d FROM pyrec.%7$I %5$s
-                  WHERE %5$s.%1$s <> ALL ($2) AND %8$s ORDER BY %9$s LIMIT $3) t
+           FROM (%5$s) t
           ORDER BY 3',
         v_key,
         CASE p_measure WHEN 'dot' THEN '(-t.d)::real' WHEN 'cosine' THEN '(1 - t.d)::real' ELSE 't.d' END,
         CASE WHEN v_by_vector THEN '' ELSE ' DESC' END,
         CASE WHEN p_source IS NULL THEN '' ELSE ', ' || quote_literal(p_source) END,
-        v_alias,
-        CASE p_measure WHEN 'dot' THEN v_alias || '.embedding <#> $1'
-                       WHEN 'cosine' THEN v_alias || '.embedding <=> $1'
-                       ELSE v_alias || '.popularity' END,
-        p_table,
-        CASE WHEN v_by_vector THEN format('((%s) IS TRUE)', p_pred) ELSE format('(%s)', p_pred) END,
-        CASE WHEN v_by_vector AND p_ann THEN 'd'
-             WHEN v_by_vector THEN format('d, %s.%s', v_alias, v_key)
-             ELSE format('d DESC, %s.%s', v_alias, v_key) END);
+        v_candidates);
 END
 $fn$;
-COMMENT ON FUNCTION pyrec._top_k_sql(text, text, text, text, boolean, text) IS
+COMMENT ON FUNCTION pyrec._top_k_sql(text, text, text, text, boolean, text, text, text) IS
 'The top-k scan over a version''s item or user vectors that the serving functions run, with a filter in the scan; binds $1 to $6 in the serving order';

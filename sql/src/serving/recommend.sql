@@ -336,12 +336,13 @@ BEGIN
         ELSIF uvec IS NOT NULL THEN
             RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'dot',
                                                   CASE WHEN v.ann THEN f.pred_ann ELSE f.pred END,
-                                                  v.ann, how)
+                                                  v.ann, how, f.filter_pred, f.live_ann)
               USING uvec, seen, k, ukey, f.vals, NULL::text;
         ELSE
             -- unknown user (or one who arrived after training): the most popular unseen items
             RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'popularity', f.pred,
-                                                  p_source => 'popular')
+                                                  p_source => 'popular', p_first => f.filter_pred,
+                                                  p_then => f.live_ann)
               USING uvec, seen, k, ukey, f.vals, NULL::text;
         END IF;
     EXCEPTION

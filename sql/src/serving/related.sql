@@ -31,15 +31,18 @@ BEGIN
     IF anchor IS NULL THEN
         -- an item the version does not know: the most popular others (as recommend does)
         RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'popularity', f.pred,
-                                              p_source => 'popular')
+                                              p_source => 'popular', p_first => f.filter_pred,
+                                              p_then => f.live_ann)
           USING NULL::vector, left_out, k, NULL::text, f.vals, item;
     ELSIF anchor.history IS NOT NULL THEN
         -- item-item recipes: the score the item's history row gives every other item
-        RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'dot', f.pred, p_source => 'model')
+        RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'dot', f.pred, p_source => 'model',
+                                              p_first => f.filter_pred, p_then => f.live_ann)
           USING anchor.history, left_out, k, NULL::text, f.vals, item;
     ELSE
         -- factor models: cosine similarity of item vectors
-        RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'cosine', f.pred, p_source => 'model')
+        RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'cosine', f.pred, p_source => 'model',
+                                              p_first => f.filter_pred, p_then => f.live_ann)
           USING anchor.embedding, left_out, k, NULL::text, f.vals, item;
     END IF;
 END
