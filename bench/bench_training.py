@@ -1,32 +1,38 @@
-"""Training end to end on synthetic data: CALL pyrec.train vs COPY out, implicit, COPY back in.
+"""Training end to end on synthetic data: CALL pyrec.train vs the pipeline a user would write.
 
-pyrec: CALL pyrec.train on an "als" model over <prefix>_interactions (64 factors, 15
-iterations, holdout 0: no evaluation fit), from the table to active pgvector tables, wall
-clock from the client, in a session that has already imported pyrec_pg and implicit (the
-peer's imports are not timed either). Its phases are polled from pyrec._runs by a second session.
+The first lines printed name the machine, the versions and the server settings; the cluster
+runs with production durability (fsync, synchronous_commit and full_page_writes on) unless
+--fast says otherwise, and then the first line says so.
 
-The peer, measured in the same run on the same data and machine, is the pipeline a user would
-otherwise run, in a fresh process with OPENBLAS_NUM_THREADS=1 (as implicit recommends):
-  1. COPY (SELECT user_id, item_id, count(*) ... GROUP BY 1, 2) TO STDOUT in binary, parsed
-     with numpy, ids mapped to rows and columns, a scipy CSR user x item matrix built
-     ("group-by"); or, the second peer ("raw"), COPY (SELECT user_id, item_id ...) of every
-     row, the counts summed by scipy on the way to CSR (what pyrec does in the server);
-  2. fit implicit's AlternatingLeastSquares (conjugate gradient, 3 steps, 2 threads, float32)
-     at the same factors, iterations and regularization;
-  3. COPY the user and item factors in pgvector's text form '[x,y,...]' into two new tables
-     with a vector(64) column, then add primary keys and ANALYZE, in one transaction.
+Data: pyrec_pg.dev.synthetic at each --sizes (Zipf popularity, 20 taste clusters), loaded by
+COPY; ids are bigint, and (--ids int,text, the default) a text copy of the same rows with ids
+'cust-<n>' / 'sku-<n>' in a second table, so both id types train the same matrix.
+
+pyrec: CALL pyrec.train on an "als" model (64 factors, 15 iterations, holdout 0: no evaluation
+fit), from the table to active pgvector tables, wall clock from the client, in a session that
+has already imported pyrec_pg and implicit (the peer's imports are not timed either); its
+phases are polled from pyrec._runs by a second session.
+
+The peer, measured in the same run on the same data, is given its best: in a fresh process,
+  1. psql's COPY (SELECT user, item FROM t) TO STDOUT (FORMAT csv) into a pipe (the COPY loop
+     in C, not one Python message per row), parsed by pandas.read_csv(engine="pyarrow"), ids
+     numbered by pandas.factorize, a scipy CSR matrix of counts (duplicates summed);
+  2. implicit's AlternatingLeastSquares (conjugate gradient, float32) at the same factors,
+     iterations and regularization, with as many threads as pyrec's ALS uses (every core);
+  3. one binary COPY each of the user and item factors into new tables with a vector(64)
+     column (rows built by numpy, not formatted as text), then primary keys and ANALYZE, in
+     one transaction.
 Confidence: pyrec uses c = 1 + alpha * count (alpha 2). implicit (0.7, cpu/_als.pyx) takes its
-alpha times the matrix value as c itself (b += c y, A += (c - 1) y y'), so the peer passes
-1 + 2 * count with implicit's alpha = 1: both fit the same objective.
+alpha times the matrix value as c itself, so the peer passes 1 + 2 * count with implicit's
+alpha = 1: both fit the same objective.
 
-Peak memory: the training backend's VmHWM (peak RSS; it includes shared buffers it touched)
-and its private memory (RssAnon) sampled every 20 ms from a thread, per phase; the peer
-process's VmHWM (not ru_maxrss: after fork it starts at the parent's, which held the loaded
-data) and its backend's VmHWM. Both backends are fresh sessions, so VmHWM is this run's.
-Then 1% new events (TABLESAMPLE of the rows, moved to a neighbouring item) and one
-CALL pyrec.train(model, mode => 'update'): a warm start from the active version with a third of
-the sweeps, timed beside the full training (--no-update skips it).
-Run: .venv/bin/python -m bench.bench_training [--sizes 1M,10M] [--repeat N] [--seed S]
+Each figure: --repeat runs (default 3) of each pipeline, interleaved so drift hits both, shown
+as min / median / max. Peak memory: the training backend's VmHWM (peak RSS; it includes
+shared buffers it touched) and its private memory (RssAnon) sampled every 20 ms, per phase,
+with bytes per (user, item) pair; the peer process's VmHWM and its backend's. Then 1% new
+events and one CALL pyrec.train(model, mode => 'update') per id type (--no-update skips it).
+Run: .venv/bin/python -m bench.bench_training [--sizes 1M,10M] [--ids int,text] [--repeat 3]
+     smoke: --sizes 100k --repeat 1
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import gc
 import itertools
 import json
 import os
+import platform
 import subprocess
 import sys
 import threading
@@ -51,7 +58,7 @@ import scipy.sparse as sp
 from psycopg import sql
 
 from pyrec_pg.dev import synthetic
-from pyrec_pg.dev.cluster import Cluster
+from pyrec_pg.dev.cluster import PG_BIN, Cluster
 
 from .common import median
 
@@ -60,27 +67,13 @@ FACTORS = 64
 ITERATIONS = 15
 REGULARIZATION = 30.0  # pyrec's als defaults
 ALPHA = 2.0
-THREADS = 2
+THREADS = os.cpu_count() or 1  # pyrec's ALS uses every core (params.threads 0)
 SAMPLE_SECONDS = 0.02
-ROWS_PER_WRITE = 20_000
-# one row of COPY ... (FORMAT binary) of (bigint, bigint, bigint): field count, then length + value
-BINARY_ROW = np.dtype(
-    [
-        ("n", ">i2"),
-        ("lu", ">i4"),
-        ("u", ">i8"),
-        ("li", ">i4"),
-        ("i", ">i8"),
-        ("lc", ">i4"),
-        ("c", ">i8"),
-    ]
-)
-# the raw peer's row: (bigint, bigint)
-RAW_ROW = np.dtype([("n", ">i2"), ("lu", ">i4"), ("u", ">i8"), ("li", ">i4"), ("i", ">i8")])
-PEERS = ("group-by", "raw")
-BINARY_HEADER = 19  # signature (11), flags (4), header extension length (4, zero)
 MB = 1024 * 1024
 PHASES = ("starting", "reading", "evaluating", "training", "writing")  # pyrec._runs.phase
+DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+COPY_TRAILER = b"\xff\xff"
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 
 
 def proc_status(pid: int) -> dict[str, int]:
@@ -133,29 +126,42 @@ class Run:
 
 
 @dataclass
-class Size:
+class Case:
+    """One size and id type: its runs of both pipelines."""
+
     n: int
+    ids: str  # int | text
     setup: dict[str, float]
     pyrec: list[Run] = field(default_factory=list)
-    peer: list[Run] = field(default_factory=list)  # the group-by peer
-    raw: list[Run] = field(default_factory=list)  # the raw-rows peer
+    peer: list[Run] = field(default_factory=list)
     update: list[float] = field(default_factory=list)  # CALL pyrec.train(mode => 'update')
 
+    @property
+    def table(self) -> str:
+        return f"syn_{self.n}_{self.ids}"
 
-def run_update(dsn: str, n: int) -> float:
+    @property
+    def model(self) -> str:
+        return f"bench_{self.n}_{self.ids}"
+
+
+def run_update(dsn: str, case: Case) -> float:
     """1% new events (existing users, other items), then an update training: seconds."""
-    table = sql.Identifier(f"syn_{n}_interactions")
+    t = sql.Identifier(case.table)
+    other = "item_id % (SELECT max(item_id) FROM {t}) + 1"
+    if case.ids == "text":
+        other = "'sku-' || ((substr(item_id, 5)::bigint + 1) % 1000)"
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
             sql.SQL(
-                "INSERT INTO {t} SELECT user_id, item_id % (SELECT max(item_id) FROM {t}) + 1,"
-                " event_type, now() FROM {t} TABLESAMPLE BERNOULLI (1) REPEATABLE (7)"
-            ).format(t=table)
+                "INSERT INTO {t} SELECT user_id, " + other + " FROM {t}"
+                " TABLESAMPLE BERNOULLI (1) REPEATABLE (7)"
+            ).format(t=t)
         )
-        conn.execute(sql.SQL("VACUUM ANALYZE {}").format(table))
+        conn.execute(sql.SQL("VACUUM ANALYZE {}").format(t))
         conn.execute("SELECT pyrec._python()")
         started = time.perf_counter()
-        conn.execute("CALL pyrec.train(%s, mode => 'update')", [f"bench_{n}"])
+        conn.execute("CALL pyrec.train(%s, mode => 'update')", [case.model])
         return time.perf_counter() - started
 
 
@@ -196,10 +202,10 @@ def run_pyrec(dsn: str, model: str) -> Run:
     )
 
 
-def run_peer(dsn: str, table: str, out: str, how: str) -> Run:
+def run_peer(dsn: str, table: str, out: str, ids: str) -> Run:
     """The peer pipeline in a fresh process (so its memory peak is its own)."""
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "bench.bench_training", "--peer", dsn, table, out, how]
+    cmd = [sys.executable, "-m", "bench.bench_training", "--peer", dsn, table, out, ids]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"peer pipeline failed:\n{done.stdout}{done.stderr}")
@@ -214,67 +220,88 @@ def run_peer(dsn: str, table: str, out: str, how: str) -> Run:
     )
 
 
-def copy_out(
-    conn: psycopg.Connection[Any], table: str, how: str
-) -> tuple[sp.csr_matrix, Any, Any]:
-    """(user, item, count) through binary COPY into a CSR confidence matrix: aggregated by
-    GROUP BY in the query, or ("raw") every row shipped and the counts summed by scipy."""
-    select = "user_id, item_id FROM {}" if how == "raw" else (
-        "user_id, item_id, count(*) FROM {} GROUP BY 1, 2"
+def read_pairs(dsn: str, table: str, ids: str) -> tuple[sp.csr_matrix, Any, Any]:
+    """Every (user, item) row through psql's COPY into a pipe, parsed by pandas (pyarrow),
+    numbered by pandas.factorize, counted into a CSR confidence matrix."""
+    import pandas as pd
+
+    query = f"\\copy (SELECT user_id, item_id FROM {table}) TO STDOUT (FORMAT csv)"
+    cmd = [str(PG_BIN / "psql"), "-X", "-q", "-d", dsn, "-c", query]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE) as psql:
+        kind = str if ids == "text" else "int64"
+        frame = pd.read_csv(
+            psql.stdout, engine="pyarrow", header=None, names=["u", "i"], dtype=kind
+        )
+    if psql.returncode != 0:
+        raise RuntimeError(f"psql exited with {psql.returncode}")
+    u, users = pd.factorize(frame["u"])
+    i, items = pd.factorize(frame["i"])
+    del frame
+    ones = np.ones(u.size, dtype=np.float32)
+    counts = sp.csr_matrix((ones, (u, i)), shape=(users.size, items.size))  # sums duplicates
+    counts.data = np.float32(1.0) + np.float32(ALPHA) * counts.data
+    return counts, np.asarray(users), np.asarray(items)
+
+
+def copy_binary(ids: Any, vecs: npt.NDArray[np.float32], text: bool) -> bytes:
+    """Rows (id, vector) in COPY's binary format, pgvector's vector_recv layout for the vector."""
+    dims = vecs.shape[1]
+    tail = np.empty(
+        len(vecs), dtype=[("len", ">i4"), ("dim", ">i2"), ("unused", ">i2"), ("v", ">f4", dims)]
     )
-    query = sql.SQL(f"COPY (SELECT {select}) TO STDOUT (FORMAT binary)").format(
-        sql.Identifier(table)
-    )
-    buf = bytearray()
-    with conn.cursor() as cur, cur.copy(query) as copy:
-        for chunk in copy:
-            buf += chunk
-    layout = RAW_ROW if how == "raw" else BINARY_ROW
-    count = (len(buf) - BINARY_HEADER - 2) // layout.itemsize  # 2: the trailer, -1
-    rows = np.frombuffer(buf, layout, offset=BINARY_HEADER, count=count)
-    assert (rows["n"] == len(layout.names) // 2).all() and (rows["lu"] == 8).all()
-    users, u = np.unique(rows["u"], return_inverse=True)
-    items, i = np.unique(rows["i"], return_inverse=True)
-    shape = (users.size, items.size)
-    if how == "raw":  # duplicates are summed on the way to CSR
-        counts = sp.coo_matrix((np.ones(u.size, np.float32), (u, i)), shape=shape).tocsr()
-        counts.data = np.float32(1.0) + np.float32(ALPHA) * counts.data
-        matrix = counts
-    else:
-        confidence = (1.0 + ALPHA * rows["c"]).astype(np.float32)
-        matrix = sp.csr_matrix((confidence, (u, i)), shape=shape)
-    return matrix, users.astype(np.int64), items.astype(np.int64)
+    tail["len"], tail["dim"], tail["unused"], tail["v"] = 4 + 4 * dims, dims, 0, vecs
+    if not text:
+        head = np.empty(len(vecs), dtype=[("n", ">i2"), ("len", ">i4"), ("id", ">i8")])
+        head["n"], head["len"], head["id"] = 2, 8, ids
+        rows = np.empty(len(vecs), dtype=[("h", head.dtype), ("t", tail.dtype)])
+        rows["h"], rows["t"] = head, tail
+        return COPY_HEADER + rows.tobytes() + COPY_TRAILER
+    encoded = [str(x).encode() for x in ids.tolist()]
+    lengths = np.fromiter((len(e) for e in encoded), dtype=">i4", count=len(encoded))
+    fields = np.full(len(encoded), 2, dtype=">i2").tobytes()
+    fixed = tail.tobytes()
+    step = tail.dtype.itemsize
+    parts = [COPY_HEADER]
+    for r, e in enumerate(encoded):  # variable-length ids: one join per row
+        parts += [fields[2 * r : 2 * r + 2], lengths[r : r + 1].tobytes(), e]
+        parts.append(fixed[r * step : (r + 1) * step])
+    parts.append(COPY_TRAILER)
+    return b"".join(parts)
 
 
 def write_vectors(
     conn: psycopg.Connection[Any], table: str, key: str, ids: Any, vecs: npt.NDArray[Any]
 ) -> None:
+    text = ids.dtype.kind in "OUS"
     t = sql.Identifier(table)
     conn.execute(
-        sql.SQL("CREATE TABLE {} ({} bigint NOT NULL, embedding vector({}) NOT NULL)").format(
-            t, sql.Identifier(key), sql.Literal(vecs.shape[1])
+        sql.SQL("CREATE TABLE {} ({} {} NOT NULL, embedding vector({}) NOT NULL)").format(
+            t,
+            sql.Identifier(key),
+            sql.SQL("text" if text else "bigint"),
+            sql.Literal(vecs.shape[1]),
         )
     )
-    line = "%d\t[" + ",".join(["%.9g"] * vecs.shape[1]) + "]\n"  # float32 round-trips in 9
-    with conn.cursor() as cur, cur.copy(sql.SQL("COPY {} FROM STDIN").format(t)) as copy:
-        for lo in range(0, ids.size, ROWS_PER_WRITE):
-            hi = lo + ROWS_PER_WRITE
-            rows = zip(ids[lo:hi].tolist(), vecs[lo:hi].tolist(), strict=True)
-            copy.write("".join([line % (k, *v) for k, v in rows]))
+    with (
+        conn.cursor() as cur,
+        cur.copy(sql.SQL("COPY {} FROM STDIN (FORMAT binary)").format(t)) as copy,
+    ):
+        copy.write(copy_binary(ids, vecs.astype(np.float32), text))
     conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(t, sql.Identifier(key)))
     conn.execute(sql.SQL("ANALYZE {}").format(t))
 
 
-def peer_main(dsn: str, table: str, out: str, how: str) -> None:
+def peer_main(dsn: str, table: str, out: str, ids: str) -> None:
     """Child process: run the peer pipeline, print its timings and memory as one JSON line."""
     import implicit  # type: ignore[import-untyped]
     import implicit.als  # type: ignore[import-untyped]
+    import pandas  # noqa: F401 (imported before the clock starts, as pyrec's are)
 
     after_imports = proc_status(os.getpid()).get("VmRSS", 0)
     with psycopg.connect(dsn) as conn:
         pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
         t0 = time.perf_counter()
-        matrix, users, items = copy_out(conn, table, how)
+        matrix, users, items = read_pairs(dsn, table, ids)
         t1 = time.perf_counter()
         model = implicit.als.AlternatingLeastSquares(
             factors=FACTORS,
@@ -298,7 +325,11 @@ def peer_main(dsn: str, table: str, out: str, how: str) -> None:
         json.dumps(
             {
                 "total": t3 - t0,
-                "steps": {"copy out + CSR": t1 - t0, "fit (implicit)": t2 - t1, "write": t3 - t2},
+                "steps": {
+                    "read (psql + pandas)": t1 - t0,
+                    "fit (implicit)": t2 - t1,
+                    "write (binary COPY)": t3 - t2,
+                },
                 "peak": proc_status(os.getpid()).get("VmHWM", 0),
                 "after_imports": after_imports,
                 "backend_peak": backend_peak,
@@ -309,29 +340,44 @@ def peer_main(dsn: str, table: str, out: str, how: str) -> None:
     )
 
 
-def load_size(dsn: str, n: int, seed: int) -> dict[str, float]:
-    """Generate and load <n> synthetic interactions; setup, not part of either pipeline."""
-    prefix = f"syn_{n}"
+def load_size(dsn: str, n: int, seed: int, id_types: list[str]) -> dict[str, float]:
+    """Generate and load <n> synthetic interactions (and their text-id copy): setup, not timed."""
     t0 = time.perf_counter()
     data = synthetic.generate(n, seed=seed)
     t1 = time.perf_counter()
     with psycopg.connect(dsn) as conn:
-        synthetic.load(conn, data, prefix=prefix, replace=True)
+        synthetic.load(conn, data, prefix=f"syn_{n}", replace=True)
     t2 = time.perf_counter()
     del data
     gc.collect()
     with psycopg.connect(dsn, autocommit=True) as conn:
-        # hint bits and visibility map set once here, so neither pipeline pays for them
-        conn.execute(sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(f"{prefix}_interactions")))
+        source = sql.Identifier(f"syn_{n}_interactions")
+        if "int" in id_types:
+            conn.execute(
+                sql.SQL("CREATE TABLE {} AS SELECT user_id, item_id FROM {}").format(
+                    sql.Identifier(f"syn_{n}_int"), source
+                )
+            )
+        if "text" in id_types:
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE {} AS SELECT 'cust-' || user_id AS user_id,"
+                    " 'sku-' || item_id AS item_id FROM {}"
+                ).format(sql.Identifier(f"syn_{n}_text"), source)
+            )
+        conn.execute(sql.SQL("DROP TABLE {}").format(source))
         options = json.dumps(
             {"holdout": 0, "params": {"factors": FACTORS, "iterations": ITERATIONS}}
         )
-        conn.execute(
-            "SELECT pyrec.create_model(%s, %s, options => %s)",
-            [f"bench_{n}", f"{prefix}_interactions", options],
-        )
+        for ids in id_types:
+            # hint bits and visibility map set once here, so neither pipeline pays for them
+            conn.execute(sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(f"syn_{n}_{ids}")))
+            conn.execute(
+                "SELECT pyrec.create_model(%s, %s, options => %s)",
+                [f"bench_{n}_{ids}", f"syn_{n}_{ids}", options],
+            )
     t3 = time.perf_counter()
-    return {"generate": t1 - t0, "load (COPY)": t2 - t1, "VACUUM ANALYZE": t3 - t2}
+    return {"generate": t1 - t0, "load (COPY)": t2 - t1, "copies + VACUUM ANALYZE": t3 - t2}
 
 
 def label(n: int) -> str:
@@ -344,108 +390,142 @@ def parse_size(text: str) -> int:
     return int(float(text.rstrip("KM")) * scale)
 
 
+def spread(xs: list[float]) -> str:
+    return f"{min(xs):7.2f} / {median(xs):7.2f} / {max(xs):7.2f}"
+
+
 def line(name: str, xs: list[float], peer: float | None = None) -> str:
-    ratio = f"  {median(xs) / peer:6.2f}x peer" if peer else ""
-    runs = " ".join(f"{x:.2f}" for x in xs)
-    return f"  {name:<46} median {median(xs):8.2f} s  (runs: {runs}){ratio}"
+    ratio = f"  {median(xs) / peer:5.2f}x the peer" if peer else ""
+    return f"  {name:<44} {spread(xs)} s{ratio}"
 
 
 def mb(xs: list[int]) -> str:
     return f"{median([float(x) for x in xs]) / MB:,.0f} MB"
 
 
-def report(size: Size) -> None:
-    p, q = size.pyrec, size.peer
+def report(case: Case) -> None:
+    p, q = case.pyrec, case.peer
     users, items, pairs = p[0].shape
-    print(f"\n{label(size.n)} interactions: {users} users x {items} items, {pairs} pairs")
+    print(
+        f"\n{label(case.n)} interactions, {case.ids} ids: {users} users x {items} items,"
+        f" {pairs} pairs; min / median / max of {len(p)} runs"
+    )
     if q[0].shape != p[0].shape:
         print(f"  !! the peer saw {q[0].shape} (users, items, pairs)")
-    print("  setup, not timed: " + ", ".join(f"{k} {v:.1f} s" for k, v in size.setup.items()))
-    peer_total = min(median([r.total for r in q]), median([r.total for r in size.raw]))
-    print(line("pyrec: CALL pyrec.train (vs the faster peer)", [r.total for r in p], peer_total))
+    print("  setup, not timed: " + ", ".join(f"{k} {v:.1f} s" for k, v in case.setup.items()))
+    peer_total = median([r.total for r in q])
+    print(line("pyrec: CALL pyrec.train", [r.total for r in p], peer_total))
     for phase in p[0].steps:
-        xs = [r.steps.get(phase, 0.0) for r in p]
-        print(line(f"    phase {phase}", xs))
-    for how, runs in (("group-by", q), ("raw", size.raw)):
-        print(line(f"peer ({how}): COPY out + implicit + COPY in", [r.total for r in runs]))
-        for step in runs[0].steps:
-            print(line(f"    {step}", [r.steps[step] for r in runs]))
-        ratio = median([r.total for r in p]) / median([r.total for r in runs])
-        print(f"  ratio pyrec / peer ({how}) (median totals): {ratio:.2f}x")
-    if size.update:
+        print(line(f"    phase {phase}", [r.steps.get(phase, 0.0) for r in p]))
+    print(line("peer: psql COPY + pandas + implicit + COPY", [r.total for r in q]))
+    for step in q[0].steps:
+        print(line(f"    {step}", [r.steps[step] for r in q]))
+    if case.update:
         full = median([r.total for r in p])
         print(
-            line("pyrec: CALL pyrec.train(mode => 'update')", size.update)
-            + f"  {median(size.update) / full:.2f}x the full training"
-            f" (warm start, {max(2, ITERATIONS // 3)} sweeps, after 1% new events)"
+            line("pyrec: CALL pyrec.train(mode => 'update')", case.update)
+            + f"  {median(case.update) / full:.2f}x the full training"
         )
     anon = ", ".join(
         f"{ph} {mb([r.anon.get(ph, 0) for r in p])}" for ph in PHASES if p[0].anon.get(ph)
     )
     print(
         f"  peak memory, pyrec training backend: VmHWM {mb([r.peak for r in p])}"
-        f" (RSS {mb([r.baseline for r in p])} before the CALL);"
-        f" private (RssAnon) peak by phase: {anon}"
+        f" (RSS {mb([r.baseline for r in p])} before the CALL: {per_pair(p):.0f} bytes per"
+        f" pair above it); private (RssAnon) peak by phase: {anon}"
     )
-    for how, runs in (("group-by", q), ("raw", size.raw)):
-        print(
-            f"  peak memory, peer ({how}) process: VmHWM {mb([r.peak for r in runs])}"
-            f" ({mb([r.baseline for r in runs])} after imports); its backend's VmHWM"
-            f" {mb([r.backend_peak for r in runs])}",
-            flush=True,
-        )
+    print(
+        f"  peak memory, peer process: VmHWM {mb([r.peak for r in q])}"
+        f" ({mb([r.baseline for r in q])} after imports); its backend's VmHWM"
+        f" {mb([r.backend_peak for r in q])}",
+        flush=True,
+    )
+
+
+def per_pair(runs: list[Run]) -> float:
+    """The training backend's peak above its RSS before the CALL, per (user, item) pair."""
+    return median([float(r.peak - r.baseline) for r in runs]) / runs[0].shape[2]
+
+
+def header(dsn: str, fast: bool) -> None:
+    import implicit  # type: ignore[import-untyped]
+    import pandas as pd
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT current_setting('server_version'),"
+            " (SELECT extversion FROM pg_extension WHERE extname = 'vector'),"
+            " (SELECT extversion FROM pg_extension WHERE extname = 'pyrec'),"
+            " current_setting('shared_buffers'), current_setting('fsync'),"
+            " current_setting('synchronous_commit'), current_setting('full_page_writes')"
+        ).fetchone()
+    assert row is not None
+    if fast:
+        print("!! durability off for this run: fsync, synchronous_commit, full_page_writes off")
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    print(
+        f"training, table to served embeddings; {platform.node()}: {os.cpu_count()} CPUs,"
+        f" {mem:.0f} GiB, {platform.platform()}; PostgreSQL {row[0]}, pgvector {row[1]},"
+        f" pyrec {row[2]}; shared_buffers {row[3]}, fsync {row[4]}, synchronous_commit"
+        f" {row[5]}, full_page_writes {row[6]}; Python {platform.python_version()},"
+        f" numpy {np.__version__}, implicit {implicit.__version__}, pandas {pd.__version__}",
+        flush=True,
+    )
+    print(
+        f"als: {FACTORS} factors, {ITERATIONS} iterations, regularization {REGULARIZATION},"
+        f" confidence 1 + {ALPHA} * count, holdout 0, {THREADS} threads in both pipelines;"
+        f" load average at start: {Path('/proc/loadavg').read_text().strip()}",
+        flush=True,
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1M,10M", help="comma-separated, e.g. 1M or 1M,10M")
-    ap.add_argument("--repeat", type=int, help="runs of each pipeline (default 3 up to 1M, else 1)")
+    ap.add_argument("--ids", default="int,text", help="id types: int, text or both")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each pipeline")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fast", action="store_true", help="durability off (printed first)")
     ap.add_argument(
         "--no-update", dest="update", action="store_false", help="skip the update training"
     )
-    # child: dsn, table, out prefix, group-by | raw
+    # child: dsn, table, out prefix, int | text
     ap.add_argument("--peer", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.peer:
         peer_main(*args.peer)
         return
     sizes = [parse_size(s) for s in args.sizes.split(",")]
-    print(
-        f"table to served embeddings: als, {FACTORS} factors, {ITERATIONS} iterations,"
-        f" regularization {REGULARIZATION}, confidence 1 + {ALPHA} * count, holdout 0;"
-        f" peer: binary COPY out + implicit ALS (CG, {THREADS} threads) + text COPY into"
-        f" vector({FACTORS}) tables; {os.cpu_count()} CPUs",
-        flush=True,
-    )
-    print(f"load average at start: {Path('/proc/loadavg').read_text().strip()}", flush=True)
+    id_types = [t.strip() for t in args.ids.split(",")]
     started = time.perf_counter()
-    results: list[Size] = []
-    with Cluster() as cluster:
+    results: list[Case] = []
+    with Cluster(settings=None if args.fast else DURABLE) as cluster:
         dsn = cluster.dsn()
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION pyrec CASCADE")
+        header(dsn, args.fast)
         for n in sizes:
-            size = Size(n, load_size(dsn, n, args.seed))
-            repeat = args.repeat or (3 if n <= 1_000_000 else 1)
-            for r in range(repeat):  # interleaved, so drift hits both alike
-                size.pyrec.append(run_pyrec(dsn, f"bench_{n}"))
-                table = f"syn_{n}_interactions"
-                size.peer.append(run_peer(dsn, table, f"peer_{n}_r{r}", "group-by"))
-                size.raw.append(run_peer(dsn, table, f"raw_{n}_r{r}", "raw"))
-            if args.update:
-                size.update.append(run_update(dsn, n))
-            report(size)
-            results.append(size)
-    print("\nsummary (median seconds, table to served embeddings):")
+            setup = load_size(dsn, n, args.seed, id_types)
+            cases = [Case(n, ids, setup) for ids in id_types]
+            for r in range(args.repeat):  # interleaved, so drift hits both alike
+                for case in cases:
+                    case.pyrec.append(run_pyrec(dsn, case.model))
+                    case.peer.append(run_peer(dsn, case.table, f"peer_{case.table}_r{r}", case.ids))
+            for case in cases:
+                if args.update:
+                    case.update.append(run_update(dsn, case))
+                report(case)
+                results.append(case)
+    print("\nsummary (median seconds, table to served embeddings; ratio = pyrec / peer):")
     print(
-        f"  {'size':>6} {'pyrec':>9} {'group-by':>9} {'raw':>9} {'ratio':>7}"
-        "  (vs the faster peer; target: ratio <= 1)"
+        f"  {'size':>6} {'ids':>5} {'pyrec':>9} {'peer':>9} {'ratio':>7} {'B/pair':>7}"
+        "  (B/pair: pyrec's backend peak above its RSS before the CALL, per pair)"
     )
-    for s in results:
-        a = median([r.total for r in s.pyrec])
-        b, c = median([r.total for r in s.peer]), median([r.total for r in s.raw])
-        print(f"  {label(s.n):>6} {a:9.2f} {b:9.2f} {c:9.2f} {a / min(b, c):6.2f}x")
+    for c in results:
+        a, b = median([r.total for r in c.pyrec]), median([r.total for r in c.peer])
+        print(
+            f"  {label(c.n):>6} {c.ids:>5} {a:9.2f} {b:9.2f} {a / b:6.2f}x {per_pair(c.pyrec):7.0f}"
+        )
     print(
         f"whole run {time.perf_counter() - started:.0f} s;"
         f" load average at end: {Path('/proc/loadavg').read_text().strip()}"
