@@ -118,11 +118,13 @@ def load(
         newest = float(db.scalar(f"SELECT max({epoch}) FROM {model.interactions}") or 0.0)
     args = [json.dumps(consts), newest]
     integer_ids = cols.get("user_type") in INTEGER_TYPES and cols.get("item_type") in INTEGER_TYPES
-    if integer_ids and not with_times:
+    coded = None
+    if not with_times:
         # no GROUP BY: the rows ship as they are and numpy sums the pairs (the hash
-        # aggregate was ~80% of reading at 10M rows)
-        coded = _load_integer_rows(db, model, source, None if weight == ONE else weight, args)
-    else:
+        # aggregate was ~80% of reading at 10M rows); ids of other types ship as 64-bit
+        # hashes of their text, the same speed (None on a hash collision: then by SQL)
+        coded = _load_rows(db, model, source, None if weight == ONE else weight, args)
+    if coded is None and (with_times or not integer_ids):
         # training is maintenance work: hash the pairs in memory up to maintenance_work_mem
         # (an error aborts the transaction, which undoes the local setting too)
         work_mem = db.scalar("SELECT current_setting('work_mem')")
@@ -171,19 +173,23 @@ def _matrices(
     return sp.csr_matrix((w, (u, i)), shape=shape), times
 
 
-def _load_integer_rows(
+def _load_rows(
     db: Db, model: Model, source: str, weight: str | None, args: list[Any]
 ) -> Coded | None:
-    """Integer ids, no event times needed: every row ships as it is (native ids, and its
-    weight unless all are 1) and numpy sums the pairs; pairs whose weights sum to <= 0 go,
-    as HAVING sum(weight) > 0 drops them in SQL."""
+    """No event times needed: every row ships as it is (its ids, and its weight unless all
+    are 1) and numpy sums the pairs; pairs whose weights sum to <= 0 go, as HAVING
+    sum(weight) > 0 drops them in SQL. Integer ids ship natively; others as the 64-bit hash
+    of their text, resolved by one list of the distinct ids (None if two ids share a hash)."""
     send = {}
     for key in ("user", "item"):
         col = db.ident(model.columns[key])
-        if model.columns[f"{key}_type"] in ("smallint", "integer"):
+        typ = model.columns[f"{key}_type"]
+        if typ in ("smallint", "integer"):
             send[key] = (f"int4send({col}::int4)", ">i4")
-        else:
+        elif typ in INTEGER_TYPES:
             send[key] = (f"int8send({col}::int8)", ">i8")
+        else:
+            send[key] = (f"int8send(hashtextextended({col}::text, 0))", ">i8")
     w = f"string_agg(float8send(coalesce({weight}, 0)), ''::bytea)" if weight else "NULL::bytea"
     row = db.one(
         f"SELECT string_agg({send['user'][0]}, ''::bytea) AS u,"
@@ -211,7 +217,16 @@ def _load_integer_rows(
             return None
         du, di, values = du[keep_u], di[keep_i], kept.data
         u, i = kept.row.astype(np.int64), kept.col.astype(np.int64)
-    (users, ru), (items, ri) = _text_order(db, du), _text_order(db, di)
+    ordered = []
+    for key, distinct in (("user", du), ("item", di)):
+        if model.columns[f"{key}_type"] in INTEGER_TYPES:
+            ordered.append(_text_order(db, distinct))
+            continue
+        found = _hashed_order(db, source, db.ident(model.columns[key]), distinct, args)
+        if found is None:
+            return None
+        ordered.append(found)
+    (users, ru), (items, ri) = ordered
     # duplicates (several rows of one pair) are summed on the way to CSR
     matrix = sp.coo_matrix((values, (ru[u], ri[i])), shape=(du.size, di.size)).tocsr()
     times = sp.csr_matrix((np.zeros(matrix.nnz), matrix.indices, matrix.indptr), matrix.shape)
@@ -273,6 +288,36 @@ def _text_order(db: Db, distinct: Ints) -> tuple[list[str], Ints]:
     rank = np.empty(distinct.size, dtype=np.int64)
     rank[np.asarray(row["pos"], dtype=np.int64)] = np.arange(distinct.size)
     return list(row["ids"]), rank
+
+
+def _hashed_order(
+    db: Db, source: str, col: str, distinct: Ints, args: list[Any]
+) -> tuple[list[str], Ints] | None:
+    """As _text_order, for ids shipped as hashtextextended(id::text, 0): the distinct ids of
+    the rows read, listed once in text order with their hashes, matched to `distinct` (sorted
+    hashes, maybe fewer: pairs whose weights cancel out are gone); None when two ids share a
+    hash, or a hash has no id (the rows changed between the two reads)."""
+    row = db.one(
+        f"SELECT array_agg(d.t ORDER BY d.t) AS ids,"
+        f" array_agg(hashtextextended(d.t, 0) ORDER BY d.t) AS h"
+        f" FROM (SELECT DISTINCT {col}::text AS t FROM {source}) d",
+        args,
+        ["jsonb", "float8"],
+    )
+    if row is None or not row["ids"]:
+        return None
+    hashes = np.asarray(row["h"], dtype=np.int64)
+    order = np.argsort(hashes, kind="stable")  # hashes[order] ascending, as `distinct` is
+    ranked = hashes[order]
+    if np.any(ranked[1:] == ranked[:-1]):
+        return None
+    at = np.minimum(np.searchsorted(ranked, distinct), ranked.size - 1)
+    if not np.array_equal(ranked[at], distinct):
+        return None
+    positions = order[at]  # each distinct hash's id: its position in text order
+    kept = np.sort(positions)
+    ids = list(row["ids"])
+    return [ids[p] for p in kept.tolist()], np.searchsorted(kept, positions).astype(np.int64)
 
 
 def _load_any_ids(db: Db, grouped: str, args: list[Any]) -> Coded | None:

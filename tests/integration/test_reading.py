@@ -66,7 +66,7 @@ def _table(conn: Conn, id_type: str) -> None:
 
 
 @pytest.mark.pg
-@pytest.mark.parametrize("id_type", ["smallint", "integer", "bigint"])
+@pytest.mark.parametrize("id_type", ["smallint", "integer", "bigint", "text", "varchar(12)"])
 @pytest.mark.parametrize(
     "options",
     [
