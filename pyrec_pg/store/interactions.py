@@ -200,32 +200,44 @@ def _load_rows(
     )
     if row is None or not row["u"]:
         return None
-    du, u = _distinct(np.frombuffer(row["u"], dtype=send["user"][1]).astype(np.int64))
-    di, i = _distinct(np.frombuffer(row["i"], dtype=send["item"][1]).astype(np.int64))
+    # per key: its distinct values (integer ids; for hashed ids, their positions in the
+    # text-ordered list of ids), each row's code among them, and that list (hashed ids)
+    keys: list[tuple[Ints, Ints, list[str] | None]] = []
+    for key, name in (("user", "u"), ("item", "i")):
+        raw = np.frombuffer(row[name], dtype=send[key][1]).astype(np.int64)
+        if model.columns[f"{key}_type"] in INTEGER_TYPES:
+            keys.append((*_distinct(raw), None))
+            continue
+        found = _hashed_codes(db, source, db.ident(model.columns[key]), raw, args)
+        if found is None:
+            return None
+        names, codes = found
+        keys.append((np.arange(len(names), dtype=np.int64), codes, names))
+    (du, u, user_names), (di, i, item_names) = keys
     values = np.ones(u.size) if row["w"] is None else np.frombuffer(row["w"], ">f8").astype(float)
     rows_read = int(row["n"])
+    summed = sp.coo_matrix((values, (u, i)), shape=(du.size, di.size)).tocsr()
     if row["w"] is not None:  # negative event weights can cancel a pair out
-        summed = sp.coo_matrix((values, (u, i)), shape=(du.size, di.size)).tocsr()
         counts = sp.coo_matrix((np.ones(u.size), (u, i)), shape=summed.shape).tocsr()
         rows_read = int(counts.data[summed.data > 0].sum())  # as sum(count(*)) over the kept
         summed.data[summed.data <= 0] = 0.0
         summed.eliminate_zeros()
-        keep_u = np.diff(summed.indptr) > 0
-        keep_i = np.bincount(summed.indices, minlength=di.size) > 0
+    # ids left without a pair (their weights cancelled out; for hashed ids, also ids listed
+    # by the second read only, from rows committed in between) are dropped
+    keep_u = np.diff(summed.indptr) > 0
+    keep_i = np.bincount(summed.indices, minlength=di.size) > 0
+    if not (keep_u.all() and keep_i.all()):
         kept = summed[keep_u][:, keep_i].tocoo()
         if kept.nnz == 0:
             return None
         du, di, values = du[keep_u], di[keep_i], kept.data
         u, i = kept.row.astype(np.int64), kept.col.astype(np.int64)
-    ordered = []
-    for key, distinct in (("user", du), ("item", di)):
-        if model.columns[f"{key}_type"] in INTEGER_TYPES:
+    ordered: list[tuple[list[str], Ints]] = []
+    for distinct, listed in ((du, user_names), (di, item_names)):
+        if listed is None:
             ordered.append(_text_order(db, distinct))
-            continue
-        found = _hashed_order(db, source, db.ident(model.columns[key]), distinct, args)
-        if found is None:
-            return None
-        ordered.append(found)
+        else:  # positions in text order, still ascending: the order is kept
+            ordered.append(([listed[k] for k in distinct.tolist()], np.arange(distinct.size)))
     (users, ru), (items, ri) = ordered
     # duplicates (several rows of one pair) are summed on the way to CSR
     matrix = sp.coo_matrix((values, (ru[u], ri[i])), shape=(du.size, di.size)).tocsr()
@@ -290,13 +302,13 @@ def _text_order(db: Db, distinct: Ints) -> tuple[list[str], Ints]:
     return list(row["ids"]), rank
 
 
-def _hashed_order(
-    db: Db, source: str, col: str, distinct: Ints, args: list[Any]
+def _hashed_codes(
+    db: Db, source: str, col: str, raw: Ints, args: list[Any]
 ) -> tuple[list[str], Ints] | None:
-    """As _text_order, for ids shipped as hashtextextended(id::text, 0): the distinct ids of
-    the rows read, listed once in text order with their hashes, matched to `distinct` (sorted
-    hashes, maybe fewer: pairs whose weights cancel out are gone); None when two ids share a
-    hash, or a hash has no id (the rows changed between the two reads)."""
+    """Ids shipped as hashtextextended(id::text, 0), resolved by one list of the distinct ids
+    of the rows read in text order with their hashes: (that list, each row's position in
+    it). None when two ids share a hash, or a row's hash has no id (the rows changed between
+    the two reads): the caller then codes the ids in SQL."""
     row = db.one(
         f"SELECT array_agg(d.t ORDER BY d.t) AS ids,"
         f" array_agg(hashtextextended(d.t, 0) ORDER BY d.t) AS h"
@@ -307,17 +319,14 @@ def _hashed_order(
     if row is None or not row["ids"]:
         return None
     hashes = np.asarray(row["h"], dtype=np.int64)
-    order = np.argsort(hashes, kind="stable")  # hashes[order] ascending, as `distinct` is
+    order = np.argsort(hashes, kind="stable")  # the few distinct ids are sorted, not the rows
     ranked = hashes[order]
     if np.any(ranked[1:] == ranked[:-1]):
         return None
-    at = np.minimum(np.searchsorted(ranked, distinct), ranked.size - 1)
-    if not np.array_equal(ranked[at], distinct):
+    at = np.minimum(np.searchsorted(ranked, raw), ranked.size - 1)
+    if not np.array_equal(ranked[at], raw):
         return None
-    positions = order[at]  # each distinct hash's id: its position in text order
-    kept = np.sort(positions)
-    ids = list(row["ids"])
-    return [ids[p] for p in kept.tolist()], np.searchsorted(kept, positions).astype(np.int64)
+    return list(row["ids"]), order[at].astype(np.int64)
 
 
 def _load_any_ids(db: Db, grouped: str, args: list[Any]) -> Coded | None:

@@ -1,4 +1,4 @@
-"""interactions.build and _distinct: id indexing and the summed user-item matrix."""
+"""interactions.build, _distinct and _hashed_codes: id indexing and the summed matrix."""
 
 from __future__ import annotations
 
@@ -6,7 +6,38 @@ import numpy as np
 import pytest
 
 from pyrec_pg.ml.interactions import build
-from pyrec_pg.store.interactions import _distinct
+from pyrec_pg.store.interactions import _distinct, _hashed_codes
+
+
+class _Distinct:
+    """A database whose DISTINCT query returns `ids` in text order, with the given hashes."""
+
+    def __init__(self, hashes: dict[str, int]) -> None:
+        self.ids = sorted(hashes)
+        self.hashes = hashes
+
+    def one(self, sql: str, args: object, types: object) -> dict[str, list[object]]:
+        return {"ids": list(self.ids), "h": [self.hashes[i] for i in self.ids]}
+
+
+def test_hashed_ids_resolve_to_their_text_in_text_order() -> None:
+    hashes = {"b": 40, "a": -7, "10": 99, "9": 3, "z": 12}
+    rows = ["z", "10", "a", "z", "b", "9"]
+    raw = np.asarray([hashes[k] for k in rows], dtype=np.int64)
+    found = _hashed_codes(_Distinct(hashes), "t", "c", raw, [])  # type: ignore[arg-type]
+    assert found is not None
+    ids, codes = found
+    assert ids == ["10", "9", "a", "b", "z"]  # text order
+    assert [ids[c] for c in codes] == rows
+
+
+def test_a_hash_collision_or_an_unknown_hash_gives_up() -> None:
+    collide = {"a": 5, "b": 5, "c": 9}
+    raw = np.asarray([5, 9, 9], dtype=np.int64)
+    assert _hashed_codes(_Distinct(collide), "t", "c", raw, []) is None  # type: ignore[arg-type]
+    fine = {"a": 5, "c": 9}
+    unknown = np.asarray([5, 7], dtype=np.int64)  # a row whose id the second read lacks
+    assert _hashed_codes(_Distinct(fine), "t", "c", unknown, []) is None  # type: ignore[arg-type]
 
 
 def test_build_indexes_sorted_distinct_ids_and_sums_duplicates() -> None:
