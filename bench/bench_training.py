@@ -30,7 +30,8 @@ Each figure: --repeat runs (default 3) of each pipeline, interleaved so drift hi
 as min / median / max. Peak memory: the training backend's VmHWM (peak RSS; it includes
 shared buffers it touched) and its private memory (RssAnon) sampled every 20 ms, per phase,
 with bytes per (user, item) pair; the peer process's VmHWM and its backend's. Then 1% new
-events and one CALL pyrec.train(model, mode => 'update') per id type (--no-update skips it).
+events and one CALL pyrec.train(model, mode => 'update') per id type, --repeat times (each
+after 1% more events; --no-update skips them).
 Run: .venv/bin/python -m bench.bench_training [--sizes 1M,10M] [--ids int,text] [--repeat 3]
      smoke: --sizes 100k --repeat 1
 """
@@ -512,7 +513,7 @@ def main() -> None:
                     case.pyrec.append(run_pyrec(dsn, case.model))
                     case.peer.append(run_peer(dsn, case.table, f"peer_{case.table}_r{r}", case.ids))
             for case in cases:
-                if args.update:
+                for _ in range(args.repeat if args.update else 0):  # 1% more events each
                     case.update.append(run_update(dsn, case))
                 report(case)
                 results.append(case)

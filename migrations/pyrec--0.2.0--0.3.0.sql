@@ -429,7 +429,10 @@ DECLARE
     v_order text := CASE WHEN v_by_vector AND p_ann THEN 'd'
                          WHEN v_by_vector THEN format('d, %s.%s', v_alias, v_key)
                          ELSE format('d DESC, %s.%s', v_alias, v_key) END;
+    -- a test in a vector scan stays a filter of it ("IS TRUE", below)
+    v_test text := CASE WHEN v_by_vector THEN '((%s) IS TRUE)' ELSE '(%s)' END;
     v_scan text;
+    v_full text;  -- the one scan with the whole test
     v_candidates text;
 BEGIN
     -- the filter is part of the candidate scan, so k rows come back whenever k allowed ones
@@ -438,10 +441,9 @@ BEGIN
     -- by distance alone (ties at the cut are arbitrary); the rank still breaks ties by id.
     v_scan := 'SELECT %1$s.%2$s, %3$s AS d FROM pyrec.%4$I %1$s WHERE %1$s.%2$s <> ALL ($2) AND %5$s'
               ' ORDER BY %6$s LIMIT %7$s';
+    v_full := format(v_scan, v_alias, v_key, v_dist, p_table, format(v_test, p_pred), v_order, '$3');
     IF p_first IS NULL OR p_then IS NULL OR p_then = 'true' OR p_ann THEN
-        v_candidates := format(v_scan, v_alias, v_key, v_dist, p_table,
-                               CASE WHEN v_by_vector THEN format('((%s) IS TRUE)', p_pred) ELSE format('(%s)', p_pred) END,
-                               v_order, '$3');
+        v_candidates := v_full;
     ELSE
         v_candidates := format(
             'WITH c AS MATERIALIZED (%1$s),
@@ -450,13 +452,8 @@ BEGIN
              SELECT * FROM ok WHERE (SELECT yes FROM done)
              UNION ALL
              SELECT * FROM (%6$s) f WHERE NOT (SELECT yes FROM done)',
-            format(v_scan, v_alias, v_key, v_dist, p_table,
-                   CASE WHEN v_by_vector THEN format('((%s) IS TRUE)', p_first) ELSE format('(%s)', p_first) END,
-                   v_order, '$3 + 100'),
-            v_alias, v_key, p_then, v_order,
-            format(v_scan, v_alias, v_key, v_dist, p_table,
-                   CASE WHEN v_by_vector THEN format('((%s) IS TRUE)', p_pred) ELSE format('(%s)', p_pred) END,
-                   v_order, '$3'));
+            format(v_scan, v_alias, v_key, v_dist, p_table, format(v_test, p_first), v_order, '$3 + 100'),
+            v_alias, v_key, p_then, v_order, v_full);
     END IF;
     RETURN format(
         'SELECT t.%1$s, %2$s, (row_number() OVER (ORDER BY t.d%3$s, t.%1$s))::integer%4$s
@@ -1001,18 +998,18 @@ DROP FUNCTION pyrec._prepare_filter(pyrec._versions, text, jsonb, text, text, bo
 CREATE FUNCTION pyrec._prepare_filter(
     v pyrec._versions, filter text, params jsonb, target text, fn text,
     allow_user boolean, allow_item boolean, OUT pred text, OUT vals jsonb, OUT uses_user boolean,
-    OUT pred_ann text, OUT live text, OUT live_ann text, OUT filter_pred text)
+    OUT pred_ann text, OUT live_ann text, OUT filter_pred text)
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
 AS $fn$
 DECLARE
     v_compiled jsonb;
+    live text := 'true';  -- the live catalog's test, hash form (pred holds it)
 BEGIN
     pred := 'true';
     pred_ann := 'true';
     vals := '{}';
     uses_user := false;
-    live := 'true';
     live_ann := 'true';
     filter_pred := 'true';
     IF target = 'ItemID' THEN  -- items: only those the live catalog still offers
@@ -1063,7 +1060,7 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION pyrec._prepare_filter(pyrec._versions, text, jsonb, text, text, boolean, boolean) IS
-'Resolves and checks a filter for a serving function: the predicate (and its per-row form for HNSW scans) and the values it reads; for items, with the live catalog''s test (also alone, as live, and the filter without it, as filter_pred)';
+'Resolves and checks a filter for a serving function: the predicate (and its per-row form for HNSW scans) and the values it reads; for items, with the live catalog''s test (also alone in its per-row form, as live_ann, and the filter without it, as filter_pred)';
 CREATE OR REPLACE FUNCTION pyrec._filter_values(compiled jsonb, params jsonb) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE
 SET search_path FROM CURRENT

@@ -68,18 +68,18 @@ COMMENT ON FUNCTION pyrec._live_items(integer) IS
 CREATE FUNCTION pyrec._prepare_filter(
     v pyrec._versions, filter text, params jsonb, target text, fn text,
     allow_user boolean, allow_item boolean, OUT pred text, OUT vals jsonb, OUT uses_user boolean,
-    OUT pred_ann text, OUT live text, OUT live_ann text, OUT filter_pred text)
+    OUT pred_ann text, OUT live_ann text, OUT filter_pred text)
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
 AS $fn$
 DECLARE
     v_compiled jsonb;
+    live text := 'true';  -- the live catalog's test, hash form (pred holds it)
 BEGIN
     pred := 'true';
     pred_ann := 'true';
     vals := '{}';
     uses_user := false;
-    live := 'true';
     live_ann := 'true';
     filter_pred := 'true';
     IF target = 'ItemID' THEN  -- items: only those the live catalog still offers
@@ -130,4 +130,4 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION pyrec._prepare_filter(pyrec._versions, text, jsonb, text, text, boolean, boolean) IS
-'Resolves and checks a filter for a serving function: the predicate (and its per-row form for HNSW scans) and the values it reads; for items, with the live catalog''s test (also alone, as live, and the filter without it, as filter_pred)';
+'Resolves and checks a filter for a serving function: the predicate (and its per-row form for HNSW scans) and the values it reads; for items, with the live catalog''s test (also alone in its per-row form, as live_ann, and the filter without it, as filter_pred)';
