@@ -1639,6 +1639,46 @@ END
 $fn$;
 COMMENT ON FUNCTION pyrec.frequently_bought_together(text, text, integer, text, jsonb, interval) IS
 'Items most often in the same session/basket as an item (else within time_window of it), counted live';
+CREATE OR REPLACE FUNCTION pyrec._promotion(v pyrec._versions, promotion jsonb, k integer,
+                                 OUT pred text, OUT vals jsonb, OUT n integer, OUT label text,
+                                 OUT uses_user boolean)
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+DECLARE
+    f record;
+    extra text[];
+BEGIN
+    IF jsonb_typeof(promotion) IS DISTINCT FROM 'object' OR promotion->>'filter' IS NULL THEN
+        RAISE EXCEPTION 'promotion must be a JSON object with a filter' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'for example {"name": "summer", "filter": "INCLUDE ItemID WHERE Items.genre IN (\"Comedy\")", "percent": 20}';
+    END IF;
+    SELECT array_agg(key) INTO extra FROM jsonb_object_keys(promotion) key
+     WHERE key NOT IN ('name', 'filter', 'percent', 'params');
+    IF extra IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown promotion field "%"', pyrec._shown(extra[1]) USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'promotion fields are name, filter, percent and params';
+    END IF;
+    IF jsonb_typeof(promotion->'percent') IS DISTINCT FROM 'number'
+       OR (promotion->>'percent')::numeric NOT BETWEEN 1 AND 100 THEN
+        RAISE EXCEPTION 'promotion percent must be a number between 1 and 100, got %',
+                        coalesce(pyrec._shown(promotion->>'percent'), 'none')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'percent is the share of the k slots filled from the promotion''s filter';
+    END IF;
+    f := pyrec._prepare_filter(v, promotion->>'filter', promotion->'params', 'ItemID', 'promotions', true, false);
+    -- the promotion's values are bound as $7 beside the main filter's (the compiler says $5);
+    -- its filter alone: it is always tested beside the main predicate, which holds the live
+    -- catalog's test
+    pred := regexp_replace(f.filter_pred, '\$5(?![0-9])', '$7', 'g');
+    vals := f.vals;
+    uses_user := f.uses_user;
+    n := ceil(k * (promotion->>'percent')::numeric / 100.0)::integer;
+    label := 'promotion:' || coalesce(promotion->>'name', 'promotion');
+END
+$fn$;
+COMMENT ON FUNCTION pyrec._promotion(pyrec._versions, jsonb, integer) IS
+'Checks and compiles recommend()''s promotion argument';
 REVOKE ALL ON FUNCTION pyrec._live_items(integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pyrec._live_items(integer) TO pyrec_admin;
 GRANT EXECUTE ON FUNCTION pyrec._live_items(integer) TO pyrec_reader;

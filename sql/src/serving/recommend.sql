@@ -139,8 +139,10 @@ BEGIN
                   HINT = 'percent is the share of the k slots filled from the promotion''s filter';
     END IF;
     f := pyrec._prepare_filter(v, promotion->>'filter', promotion->'params', 'ItemID', 'promotions', true, false);
-    -- the promotion's values are bound as $7 beside the main filter's (the compiler says $5)
-    pred := regexp_replace(f.pred, '\$5(?![0-9])', '$7', 'g');
+    -- the promotion's values are bound as $7 beside the main filter's (the compiler says $5);
+    -- its filter alone: it is always tested beside the main predicate, which holds the live
+    -- catalog's test
+    pred := regexp_replace(f.filter_pred, '\$5(?![0-9])', '$7', 'g');
     vals := f.vals;
     uses_user := f.uses_user;
     n := ceil(k * (promotion->>'percent')::numeric / 100.0)::integer;
