@@ -403,7 +403,9 @@ def parse_shorthand(text: str) -> exp.Expr:
         )
     try:
         tree = sqlglot.parse(text, dialect="postgres")
-    except (ParseError, TokenError) as e:
+    # sqlglot raises a bare ValueError for some malformed input (an empty quoted name where a
+    # type size is expected, as in x::t("")): it is a syntax error like the others
+    except (ParseError, TokenError, ValueError) as e:
         errs = getattr(e, "errors", None) or []
         start = errs[0].get("start_context") if errs else None
         pos = len(start) if isinstance(start, str) else None
