@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from pyrec_pg.db import Db
 from pyrec_pg.db.types import EPOCH_TYPES, INTEGER_TYPES
 from pyrec_pg.errors import InsufficientData
 from pyrec_pg.ml.interactions import Interactions
+from pyrec_pg.ml.memory import release
 
 # one aggregated (user, item) pair on the wire: codes as int4, weight and last time as float8
 PAIR = np.dtype([("u", ">i4"), ("i", ">i4"), ("w", ">f8"), ("t", ">f8")])
@@ -123,7 +125,7 @@ def load(
         # no GROUP BY: the rows ship as they are and numpy sums the pairs (the hash
         # aggregate was ~80% of reading at 10M rows); ids of other types ship as 64-bit
         # hashes of their text, the same speed (None on a hash collision: then by SQL)
-        coded = _load_rows(db, model, source, None if weight == ONE else weight, args)
+        coded = _load_rows(db, model, where, None if weight == ONE else weight, args)
     if coded is None and (with_times or not integer_ids):
         # training is maintenance work: hash the pairs in memory up to maintenance_work_mem
         # (an error aborts the transaction, which undoes the local setting too)
@@ -143,6 +145,7 @@ def load(
             hint="training needs rows with a non-NULL user and item (and a positive event weight)",
         )
     user_ids, item_ids, matrix, times, rows_read = coded
+    release()  # what reading freed goes back to the OS before the fit allocates
     users = np.asarray(user_ids, dtype=str)
     distinct = np.diff(matrix.indptr).astype(np.int32)
     if any(
@@ -161,7 +164,10 @@ def load(
 
 
 # (user ids, item ids, summed weights, last event times, rows read)
-Coded = tuple[list[str], list[str], sp.csr_matrix, sp.csr_matrix, int]
+Coded = tuple[list[str], list[str], sp.csr_matrix, sp.csr_matrix | None, int]
+# hashed ids: (the ids in text order, their hashes sorted, each sorted hash's position)
+Hashed = tuple[list[str], Ints, npt.NDArray[np.int32]]
+CHUNK_ROWS = 1_000_000  # rows per chunk read: bounds reading's memory in the server and here
 
 
 def _matrices(
@@ -170,17 +176,23 @@ def _matrices(
     shape = (len(users), len(items))
     times = sp.csr_matrix((t + 1.0, (u, i)), shape=shape)
     times.data -= 1.0  # +1 above keeps epoch 0 from being dropped as an explicit zero
-    return sp.csr_matrix((w, (u, i)), shape=shape), times
+    # weights in float32, as the rows path and the recipes' solvers keep them
+    return sp.csr_matrix((w.astype(np.float32), (u, i)), shape=shape), times
 
 
 def _load_rows(
-    db: Db, model: Model, source: str, weight: str | None, args: list[Any]
+    db: Db, model: Model, where: str, weight: str | None, args: list[Any]
 ) -> Coded | None:
     """No event times needed: every row ships as it is (its ids, and its weight unless all
-    are 1) and numpy sums the pairs; pairs whose weights sum to <= 0 go, as HAVING
-    sum(weight) > 0 drops them in SQL. Integer ids ship natively; others as the 64-bit hash
-    of their text, resolved by one list of the distinct ids (None if two ids share a hash)."""
-    send = {}
+    are 1), in chunks of about CHUNK_ROWS, each coded at once; numpy sums the pairs into the
+    matrix, and pairs whose weights sum to <= 0 go, as HAVING sum(weight) > 0 drops them in
+    SQL. Integer ids ship natively; others as the 64-bit hash of their text, resolved by one
+    list of the distinct ids read first (None if two ids share a hash, or a row's hash is
+    not listed: the caller then groups in SQL).
+
+    Memory: per row, the two codes (int32) and the weight (float32) while reading; then the
+    matrix. Nothing holds all the rows' raw bytes at once, in the server or here."""
+    send, hashed = {}, {}
     for key in ("user", "item"):
         col = db.ident(model.columns[key])
         typ = model.columns[f"{key}_type"]
@@ -190,59 +202,189 @@ def _load_rows(
             send[key] = (f"int8send({col}::int8)", ">i8")
         else:
             send[key] = (f"int8send(hashtextextended({col}::text, 0))", ">i8")
-    w = f"string_agg(float8send(coalesce({weight}, 0)), ''::bytea)" if weight else "NULL::bytea"
+            found = _hashed_ids(db, f"{model.interactions} WHERE {where}", col, args)
+            if found is None:
+                return None
+            hashed[key] = found
+    aggs = [f"string_agg({send[k][0]}, ''::bytea) AS {k}" for k in ("user", "item")]
+    if weight:
+        aggs.append(f"string_agg(float4send(coalesce({weight}, 0)::float4), ''::bytea) AS w")
+    # per key: for integer ids the raw values of each chunk (coded once all are seen), for
+    # hashed ids each chunk's codes already
+    parts: dict[str, list[npt.NDArray[Any]]] = {"user": [], "item": [], "w": []}
+    rows_read = 0
+    for chunk in _chunks(db, model.interactions, where, ", ".join(aggs), args):
+        rows_read += int(chunk["n"])
+        for key in ("user", "item"):
+            raw = np.frombuffer(chunk[key], dtype=send[key][1])
+            if key in hashed:
+                codes = _hash_codes(hashed[key], raw.astype(np.int64))
+                if codes is None:
+                    return None
+                parts[key].append(codes)
+            else:  # native order: as small as the ids allow, until coded
+                parts[key].append(raw.astype(_narrowest(raw)))
+        if weight:
+            parts["w"].append(np.frombuffer(chunk["w"], dtype=">f4").astype(np.float32))
+    if rows_read == 0:
+        return None
+    names: dict[str, list[str]] = {}
+    for key in ("user", "item"):
+        if key in hashed:
+            names[key] = hashed[key][0]
+        else:  # codes in the text order of the ids, as serving breaks ties
+            distinct = _distinct_of(parts[key])
+            names[key], rank = _text_order(db, distinct)
+            code = _coder(distinct, rank.astype(np.int32))
+            parts[key] = [code(raw) for raw in parts[key]]
+    u, i = _joined(parts["user"]), _joined(parts["item"])
+    shape = (len(names["user"]), len(names["item"]))
+    values = _joined(parts["w"]) if weight else np.ones(u.size, dtype=np.float32)
+    # duplicates (several rows of one pair) are summed on the way to CSR
+    matrix = sp.coo_matrix((values, (u, i)), shape=shape).tocsr()
+    del values
+    if weight:  # negative event weights can cancel a pair out
+        counts = sp.coo_matrix((np.ones(u.size, dtype=np.float32), (u, i)), shape=shape).tocsr()
+        rows_read = int(counts.data[matrix.data > 0].sum())  # as sum(count(*)) over the kept
+        del counts
+        matrix.data[matrix.data <= 0] = 0.0
+        matrix.eliminate_zeros()
+    del u, i
+    # ids left without a pair (their weights cancelled out; for hashed ids, also ids listed
+    # by the first read only, from rows deleted in between) are dropped
+    keep_u = np.diff(matrix.indptr) > 0
+    keep_i = np.bincount(matrix.indices, minlength=shape[1]) > 0
+    users, items = names["user"], names["item"]
+    if not (keep_u.all() and keep_i.all()):
+        matrix = sp.csr_matrix(matrix[keep_u][:, keep_i])
+        if matrix.nnz == 0:
+            return None
+        users = [n for n, k in zip(users, keep_u.tolist(), strict=True) if k]
+        items = [n for n, k in zip(items, keep_i.tolist(), strict=True) if k]
+    return users, items, matrix, None, rows_read
+
+
+def _joined(parts: list[npt.NDArray[Any]]) -> npt.NDArray[Any]:
+    """One array of the chunks' arrays, emptying the list as it goes (no second copy)."""
+    out = np.concatenate(parts) if parts else np.empty(0, dtype=np.int32)
+    parts.clear()
+    return out
+
+
+def _narrowest(raw: npt.NDArray[Any]) -> type[np.signedinteger[Any]]:
+    """int32 when the ids fit (bigint keys usually do), else int64."""
+    small = np.iinfo(np.int32)
+    if raw.size == 0 or (raw.min() >= small.min and raw.max() <= small.max):
+        return np.int32
+    return np.int64
+
+
+def _distinct_of(chunks: list[npt.NDArray[Any]]) -> Ints:
+    """The sorted distinct values of all the chunks: a presence table over their range when
+    it is dense (the usual serial keys), else the union of each chunk's distinct values."""
+    lo, hi, total = _span(chunks)
+    if hi - lo + 1 <= total + 1_000_000:
+        present = np.zeros(hi - lo + 1, dtype=bool)
+        for c in chunks:
+            present[c.astype(np.int64) - lo] = True
+        return np.flatnonzero(present).astype(np.int64) + lo
+    return np.unique(np.concatenate([np.unique(c) for c in chunks]).astype(np.int64))
+
+
+def _span(chunks: list[npt.NDArray[Any]]) -> tuple[int, int, int]:
+    filled = [c for c in chunks if c.size]
+    return (
+        min(int(c.min()) for c in filled),
+        max(int(c.max()) for c in filled),
+        sum(c.size for c in filled),
+    )
+
+
+def _coder(distinct: Ints, rank: npt.NDArray[np.int32]) -> Callable[[Any], npt.NDArray[np.int32]]:
+    """Raw ids -> their codes (`rank` of each distinct value): one lookup in a table over the
+    ids' range when it is dense, else a binary search among the distinct values."""
+    lo, hi = int(distinct[0]), int(distinct[-1])
+    if hi - lo + 1 <= 4 * distinct.size + 1_000_000:
+        table = np.full(hi - lo + 1, -1, dtype=np.int32)
+        table[distinct - lo] = rank
+        return lambda raw: table[raw.astype(np.int64) - lo]
+    return lambda raw: rank[np.searchsorted(distinct, raw)]
+
+
+def _chunks(
+    db: Db, relation: str, where: str, aggs: str, args: list[Any]
+) -> Iterator[Mapping[str, Any]]:
+    """`aggs` (aggregates over the rows of `relation` passing `where`) for chunks of about
+    CHUNK_ROWS rows, each chunk a range of the relation's blocks (a TID range scan), all from
+    one statement: one snapshot, but never more than a chunk in memory. A relation without
+    blocks of its own (a view, a foreign table) is one chunk."""
+    agg_sql = f"SELECT {aggs}, count(*) AS n FROM {relation} WHERE {where}"
+    size = db.one(
+        "WITH RECURSIVE tree(oid) AS (SELECT to_regclass($1)::oid UNION"
+        " SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent = t.oid)"
+        " SELECT bool_or(c.relkind IN ('r', 'm', 't')) AS blocks,"
+        " max(pg_catalog.pg_relation_size(c.oid)"
+        "     / current_setting('block_size')::int8)::int8 AS pages,"
+        " sum(greatest(c.reltuples, 0))::float8 AS tuples,"
+        " sum(c.relpages)::float8 AS relpages"
+        " FROM tree t JOIN pg_catalog.pg_class c ON c.oid = t.oid",
+        [relation],
+        ["text"],
+    )
+    if size is None or not size["blocks"]:
+        row = db.one(agg_sql, args, ["jsonb", "float8"])
+        if row is not None and row["n"]:
+            yield row
+        return
+    pages = max(int(size["pages"] or 0), 1)
+    per_page = float(size["tuples"] or 0) / max(float(size["relpages"] or 0), 1.0) or 200.0
+    step = max(1, int(CHUNK_ROWS / per_page))
+    # the last range is open: rows added after the size was read are read too
+    ranged = (
+        f"{agg_sql} AND ctid >= format('(%s,0)', b.lo)::tid AND ctid < CASE WHEN"
+        f" b.lo + $4 >= $3 THEN '(4294967295,0)'::tid ELSE format('(%s,0)', b.lo + $4)::tid END"
+    )
+    sql = (
+        f"SELECT c.* FROM generate_series(0::int8, $3 - 1, $4) b(lo),"
+        f" LATERAL ({ranged}) c WHERE c.n > 0"
+    )
+    plan = db.plpy.prepare(sql, ["jsonb", "float8", "int8", "int8"])
+    cursor = db.plpy.cursor(plan, [*args, pages, step])
+    while True:
+        batch = cursor.fetch(1)
+        if not batch:
+            return
+        yield batch[0]
+
+
+def _hashed_ids(db: Db, source: str, col: str, args: list[Any]) -> Hashed | None:
+    """The distinct ids of the rows read, in text order, with their 64-bit hashes sorted and
+    the position of each in that order; None when two ids share a hash."""
     row = db.one(
-        f"SELECT string_agg({send['user'][0]}, ''::bytea) AS u,"
-        f" string_agg({send['item'][0]}, ''::bytea) AS i, {w} AS w, count(*) AS n"
-        f" FROM {source}",
+        f"SELECT array_agg(d.t ORDER BY d.t) AS ids,"
+        f" array_agg(hashtextextended(d.t, 0) ORDER BY d.t) AS h"
+        f" FROM (SELECT DISTINCT {col}::text AS t FROM {source}) d",
         args,
         ["jsonb", "float8"],
     )
-    if row is None or not row["u"]:
+    if row is None or not row["ids"]:
         return None
-    # per key: its distinct values (integer ids; for hashed ids, their positions in the
-    # text-ordered list of ids), each row's code among them, and that list (hashed ids)
-    keys: list[tuple[Ints, Ints, list[str] | None]] = []
-    for key, name in (("user", "u"), ("item", "i")):
-        raw = np.frombuffer(row[name], dtype=send[key][1]).astype(np.int64)
-        if model.columns[f"{key}_type"] in INTEGER_TYPES:
-            keys.append((*_distinct(raw), None))
-            continue
-        found = _hashed_codes(db, source, db.ident(model.columns[key]), raw, args)
-        if found is None:
-            return None
-        names, codes = found
-        keys.append((np.arange(len(names), dtype=np.int64), codes, names))
-    (du, u, user_names), (di, i, item_names) = keys
-    values = np.ones(u.size) if row["w"] is None else np.frombuffer(row["w"], ">f8").astype(float)
-    rows_read = int(row["n"])
-    summed = sp.coo_matrix((values, (u, i)), shape=(du.size, di.size)).tocsr()
-    if row["w"] is not None:  # negative event weights can cancel a pair out
-        counts = sp.coo_matrix((np.ones(u.size), (u, i)), shape=summed.shape).tocsr()
-        rows_read = int(counts.data[summed.data > 0].sum())  # as sum(count(*)) over the kept
-        summed.data[summed.data <= 0] = 0.0
-        summed.eliminate_zeros()
-    # ids left without a pair (their weights cancelled out; for hashed ids, also ids listed
-    # by the second read only, from rows committed in between) are dropped
-    keep_u = np.diff(summed.indptr) > 0
-    keep_i = np.bincount(summed.indices, minlength=di.size) > 0
-    if not (keep_u.all() and keep_i.all()):
-        kept = summed[keep_u][:, keep_i].tocoo()
-        if kept.nnz == 0:
-            return None
-        du, di, values = du[keep_u], di[keep_i], kept.data
-        u, i = kept.row.astype(np.int64), kept.col.astype(np.int64)
-    ordered: list[tuple[list[str], Ints]] = []
-    for distinct, listed in ((du, user_names), (di, item_names)):
-        if listed is None:
-            ordered.append(_text_order(db, distinct))
-        else:  # positions in text order, still ascending: the order is kept
-            ordered.append(([listed[k] for k in distinct.tolist()], np.arange(distinct.size)))
-    (users, ru), (items, ri) = ordered
-    # duplicates (several rows of one pair) are summed on the way to CSR
-    matrix = sp.coo_matrix((values, (ru[u], ri[i])), shape=(du.size, di.size)).tocsr()
-    times = sp.csr_matrix((np.zeros(matrix.nnz), matrix.indices, matrix.indptr), matrix.shape)
-    return users, items, matrix, times, rows_read
+    hashes = np.asarray(row["h"], dtype=np.int64)
+    order = np.argsort(hashes, kind="stable")
+    ranked = hashes[order]
+    if np.any(ranked[1:] == ranked[:-1]):
+        return None
+    return list(row["ids"]), ranked, order.astype(np.int32)
+
+
+def _hash_codes(found: Hashed, raw: Ints) -> npt.NDArray[np.int32] | None:
+    """Each row's position among the listed ids, by its hash; None if a hash is not listed
+    (a row committed after the list was read)."""
+    _, ranked, order = found
+    at = np.minimum(np.searchsorted(ranked, raw), ranked.size - 1)
+    if not np.array_equal(ranked[at], raw):
+        return None
+    return order[at]
 
 
 def _load_integer_ids(db: Db, grouped: str, args: list[Any]) -> Coded | None:
@@ -300,33 +442,6 @@ def _text_order(db: Db, distinct: Ints) -> tuple[list[str], Ints]:
     rank = np.empty(distinct.size, dtype=np.int64)
     rank[np.asarray(row["pos"], dtype=np.int64)] = np.arange(distinct.size)
     return list(row["ids"]), rank
-
-
-def _hashed_codes(
-    db: Db, source: str, col: str, raw: Ints, args: list[Any]
-) -> tuple[list[str], Ints] | None:
-    """Ids shipped as hashtextextended(id::text, 0), resolved by one list of the distinct ids
-    of the rows read in text order with their hashes: (that list, each row's position in
-    it). None when two ids share a hash, or a row's hash has no id (the rows changed between
-    the two reads): the caller then codes the ids in SQL."""
-    row = db.one(
-        f"SELECT array_agg(d.t ORDER BY d.t) AS ids,"
-        f" array_agg(hashtextextended(d.t, 0) ORDER BY d.t) AS h"
-        f" FROM (SELECT DISTINCT {col}::text AS t FROM {source}) d",
-        args,
-        ["jsonb", "float8"],
-    )
-    if row is None or not row["ids"]:
-        return None
-    hashes = np.asarray(row["h"], dtype=np.int64)
-    order = np.argsort(hashes, kind="stable")  # the few distinct ids are sorted, not the rows
-    ranked = hashes[order]
-    if np.any(ranked[1:] == ranked[:-1]):
-        return None
-    at = np.minimum(np.searchsorted(ranked, raw), ranked.size - 1)
-    if not np.array_equal(ranked[at], raw):
-        return None
-    return list(row["ids"]), order[at].astype(np.int64)
 
 
 def _load_any_ids(db: Db, grouped: str, args: list[Any]) -> Coded | None:

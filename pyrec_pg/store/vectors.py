@@ -17,7 +17,7 @@ from pyrec_pg.ml.interactions import Interactions
 from pyrec_pg.ml.recipes.base import Factors
 from pyrec_pg.store.codec import vector_dtype, vector_literals, vector_schema, vector_type
 
-_ROWS_PER_INSERT = 20_000
+_ROWS_PER_INSERT = 5_000  # formatting a chunk takes ~8 KB per 64-dim row: 40 MB at a time
 
 
 def read_vectors(

@@ -1,4 +1,5 @@
-"""interactions.build, _distinct and _hashed_codes: id indexing and the summed matrix."""
+"""interactions.build and the reading's id coding (_distinct, hashed ids, chunks): id
+indexing and the summed matrix."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from pyrec_pg.ml.interactions import build
-from pyrec_pg.store.interactions import _distinct, _hashed_codes
+from pyrec_pg.store.interactions import _coder, _distinct, _distinct_of, _hash_codes, _hashed_ids
 
 
 class _Distinct:
@@ -24,20 +25,43 @@ def test_hashed_ids_resolve_to_their_text_in_text_order() -> None:
     hashes = {"b": 40, "a": -7, "10": 99, "9": 3, "z": 12}
     rows = ["z", "10", "a", "z", "b", "9"]
     raw = np.asarray([hashes[k] for k in rows], dtype=np.int64)
-    found = _hashed_codes(_Distinct(hashes), "t", "c", raw, [])  # type: ignore[arg-type]
+    found = _hashed_ids(_Distinct(hashes), "t", "c", [])  # type: ignore[arg-type]
     assert found is not None
-    ids, codes = found
+    ids = found[0]
     assert ids == ["10", "9", "a", "b", "z"]  # text order
+    codes = _hash_codes(found, raw)
+    assert codes is not None and codes.dtype == np.int32
     assert [ids[c] for c in codes] == rows
 
 
 def test_a_hash_collision_or_an_unknown_hash_gives_up() -> None:
     collide = {"a": 5, "b": 5, "c": 9}
-    raw = np.asarray([5, 9, 9], dtype=np.int64)
-    assert _hashed_codes(_Distinct(collide), "t", "c", raw, []) is None  # type: ignore[arg-type]
-    fine = {"a": 5, "c": 9}
-    unknown = np.asarray([5, 7], dtype=np.int64)  # a row whose id the second read lacks
-    assert _hashed_codes(_Distinct(fine), "t", "c", unknown, []) is None  # type: ignore[arg-type]
+    assert _hashed_ids(_Distinct(collide), "t", "c", []) is None  # type: ignore[arg-type]
+    found = _hashed_ids(_Distinct({"a": 5, "c": 9}), "t", "c", [])  # type: ignore[arg-type]
+    assert found is not None
+    unknown = np.asarray([5, 7], dtype=np.int64)  # a row whose id the first read lacks
+    assert _hash_codes(found, unknown) is None
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [[5, 3, 5], [9, 3, 3]],  # dense: a presence table
+        [[-2, 7], [], [-2, 0]],  # negative ids, an empty chunk
+        [[1, 10**15], [1, 42]],  # sparse: the union of each chunk's distinct values
+        [[7]],
+    ],
+)
+def test_chunked_ids_code_as_numpy_unique_in_any_rank(chunks: list[list[int]]) -> None:
+    arrays = [np.asarray(c, dtype=np.int64) for c in chunks]
+    every = np.concatenate(arrays)
+    want, inverse = np.unique(every, return_inverse=True)
+    distinct = _distinct_of(arrays)
+    assert distinct.tolist() == want.tolist()
+    rank = np.arange(distinct.size, dtype=np.int32)[::-1].copy()  # e.g. the text order
+    code = _coder(distinct, rank)
+    got = np.concatenate([code(a) for a in arrays])
+    assert got.tolist() == rank[inverse.reshape(-1)].tolist()
 
 
 def test_build_indexes_sorted_distinct_ids_and_sums_duplicates() -> None:

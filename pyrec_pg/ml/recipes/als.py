@@ -12,9 +12,11 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from pyrec_pg.errors import InvalidParameter
+from pyrec_pg.ml.memory import release
 from pyrec_pg.ml.recipes.base import Factors, as_dict, parse_params
 
 F64 = npt.NDArray[np.floating[Any]]
+_ROWS_PER_DRAW = 65_536  # rows of the random start drawn at a time (float64 before the cast)
 _NNZ_PER_BLOCK = 500_000  # interactions per vectorized block: bounds memory to ~f * 8 * this
 
 
@@ -96,8 +98,7 @@ class Als:
 
     def _initial(self, shape: tuple[int, int], init: Factors | None) -> tuple[F64, F64]:
         rng = np.random.default_rng(self.seed)
-        users = rng.normal(0.0, 0.01, (shape[0], self.factors)).astype(np.float32)
-        items = rng.normal(0.0, 0.01, (shape[1], self.factors)).astype(np.float32)
+        users, items = (_normal(rng, n, self.factors) for n in shape)
         if init is not None:  # keep the random start only where init has no vector
             for start, given in ((users, init.users), (items, init.items)):
                 have = np.any(given != 0, axis=1)
@@ -113,9 +114,14 @@ class Als:
             if self.engine == "implicit":
                 raise
             return None
-        # implicit takes the matrix value as the confidence c itself (cpu/_als.pyx)
-        c = sp.csr_matrix(confidence, dtype=np.float32)
-        c.data = np.float32(1.0) + np.float32(self.alpha) * c.data
+        # implicit takes the matrix value as the confidence c itself (cpu/_als.pyx); c shares
+        # the matrix's structure (indices, indptr): only its values are new
+        values = confidence.data.astype(np.float32)  # a copy: the caller's matrix stays
+        values *= np.float32(self.alpha)
+        values += np.float32(1.0)
+        c = sp.csr_matrix(
+            (values, confidence.indices, confidence.indptr), shape=confidence.shape, copy=False
+        )
         # its threads each call BLAS: a multithreaded BLAS underneath would oversubscribe
         with threadpool_limits(1, "blas"):
             model = AlternatingLeastSquares(
@@ -131,10 +137,13 @@ class Als:
             # implicit's own start (uniform, all positive) needs more sweeps to break symmetry
             model.user_factors, model.item_factors = self._initial(c.shape, init)
             model.fit(c, show_progress=False)
-        return Factors(
+        fitted = Factors(
             users=np.ascontiguousarray(model.user_factors, dtype=np.float32),
             items=np.ascontiguousarray(model.item_factors, dtype=np.float32),
         )
+        del c, model
+        release()  # the solver's transposed copy and the confidences are freed by now
+        return fitted
 
     def _fit_numpy(self, confidence: sp.csr_matrix, init: Factors | None) -> Factors:
         # float32 halves memory traffic; CG's few steps per sweep do not need float64
@@ -145,6 +154,16 @@ class Als:
             users = least_squares(c, users, items, self.regularization, self.cg_steps)
             items = least_squares(ct, items, users, self.regularization, self.cg_steps)
         return Factors(users=users.astype(np.float32), items=items.astype(np.float32))
+
+
+def _normal(rng: np.random.Generator, rows: int, cols: int) -> npt.NDArray[np.float32]:
+    """rng.normal(0, 0.01, (rows, cols)) as float32, drawn in blocks of rows: the same values
+    (the generator's stream is consumed in order), without a float64 copy of the whole."""
+    out = np.empty((rows, cols), dtype=np.float32)
+    for lo in range(0, rows, _ROWS_PER_DRAW):
+        hi = min(rows, lo + _ROWS_PER_DRAW)
+        out[lo:hi] = rng.normal(0.0, 0.01, (hi - lo, cols))
+    return out
 
 
 def least_squares(c: sp.csr_matrix, x: F64, y: F64, reg: float, steps: int) -> F64:
