@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -53,18 +54,22 @@ def weight_sql(db: Db, model: Model, options: dict[str, Any]) -> str:
     return " * ".join(parts) or ONE
 
 
-def where_sql(db: Db, model: Model, options: dict[str, Any]) -> str:
+def where_sql(
+    db: Db, model: Model, options: dict[str, Any], consts: str = "$1", newest: str = "$2"
+) -> str:
+    """SQL for the rows a training reads. `consts` and `newest` are where the jsonb of event
+    weights and types and the newest epoch come from: parameters, or their literals."""
     cols = model.columns
     conds = [f"{db.ident(cols['user'])} IS NOT NULL", f"{db.ident(cols['item'])} IS NOT NULL"]
     et = cols.get("event_type")
     if options.get("event_types") and et is not None:
         conds.append(
             f"lower({db.ident(et)}::text) = ANY (SELECT lower(x) FROM"
-            f" jsonb_array_elements_text($1::jsonb -> '__types') x)"
+            f" jsonb_array_elements_text({consts}::jsonb -> '__types') x)"
         )
     epoch = _epoch(db, model)
     if options.get("window_days") and epoch is not None:
-        conds.append(f"{epoch} >= $2 - {float(options['window_days']) * 86400.0!r}")
+        conds.append(f"{epoch} >= {newest} - {float(options['window_days']) * 86400.0!r}")
     threshold = options.get("event_value_threshold")
     ev = cols.get("event_value")
     least = None
@@ -100,15 +105,17 @@ def load(
     else:
         aggs, having = f"sum({weight}) AS w, count(*) AS n", f" HAVING sum({weight}) > 0"
     last = f"max({epoch})" if with_times else "0::float8"
+    forgotten = ""
     if db.scalar(
         "SELECT EXISTS (SELECT 1 FROM pyrec._forgotten WHERE model_id = $1)",
         [model.model_id],
         ["int4"],
     ):  # users forgotten by pyrec.forget_user
-        where += (
+        forgotten = (
             f" AND {user}::text NOT IN (SELECT f.user_id FROM pyrec._forgotten f"
             f" WHERE f.model_id = {int(model.model_id)})"
         )
+    where += forgotten
     source = f"{model.interactions} WHERE {where}"
     grouped = f"SELECT {user} AS u, {item} AS i, {aggs}, {last} AS t FROM {source} GROUP BY 1, 2"
     consts = dict(options.get("event_weights") or {})
@@ -118,14 +125,21 @@ def load(
         options.get("recency_half_life_days") or options.get("window_days")
     ):
         newest = float(db.scalar(f"SELECT max({epoch}) FROM {model.interactions}") or 0.0)
-    args = [json.dumps(consts), newest]
+    consts_json = json.dumps(consts)
+    args = [consts_json, newest]
     integer_ids = cols.get("user_type") in INTEGER_TYPES and cols.get("item_type") in INTEGER_TYPES
     coded = None
     if not with_times:
         # no GROUP BY: the rows ship as they are and numpy sums the pairs (the hash
         # aggregate was ~80% of reading at 10M rows); ids of other types ship as 64-bit
-        # hashes of their text, the same speed (None on a hash collision: then by SQL)
-        coded = _load_rows(db, model, where, None if weight == ONE else weight, args)
+        # hashes of their text, the same speed (None on a hash collision: then by SQL).
+        # The test with its values written in: a query without parameters may run in
+        # parallel workers (plpy's prepared plans never do)
+        literal = where_sql(
+            db, model, options, f"{db.literal(consts_json)}::jsonb", f"{newest!r}::float8"
+        )
+        rows = Rows(where, literal + forgotten, None if weight == ONE else weight, args)
+        coded = _load_rows(db, model, rows)
     if coded is None and (with_times or not integer_ids):
         # training is maintenance work: hash the pairs in memory up to maintenance_work_mem
         # (an error aborts the transaction, which undoes the local setting too)
@@ -180,9 +194,18 @@ def _matrices(
     return sp.csr_matrix((w.astype(np.float32), (u, i)), shape=shape), times
 
 
-def _load_rows(
-    db: Db, model: Model, where: str, weight: str | None, args: list[Any]
-) -> Coded | None:
+@dataclass(frozen=True)
+class Rows:
+    """The rows a training reads: their test (with parameters $1 and $2 = `args`, and with
+    the values written in), and each row's weight (None: all are 1)."""
+
+    where: str
+    where_literal: str
+    weight: str | None
+    args: list[Any]
+
+
+def _load_rows(db: Db, model: Model, rows: Rows) -> Coded | None:
     """No event times needed: every row ships as it is (its ids, and its weight unless all
     are 1), in chunks of about CHUNK_ROWS, each coded at once; numpy sums the pairs into the
     matrix, and pairs whose weights sum to <= 0 go, as HAVING sum(weight) > 0 drops them in
@@ -202,18 +225,19 @@ def _load_rows(
             send[key] = (f"int8send({col}::int8)", ">i8")
         else:
             send[key] = (f"int8send(hashtextextended({col}::text, 0))", ">i8")
-            found = _hashed_ids(db, f"{model.interactions} WHERE {where}", col, args)
+            found = _hashed_ids(db, f"{model.interactions} WHERE {rows.where_literal}", col)
             if found is None:
                 return None
             hashed[key] = found
     aggs = [f"string_agg({send[k][0]}, ''::bytea) AS {k}" for k in ("user", "item")]
+    weight, args = rows.weight, rows.args
     if weight:
         aggs.append(f"string_agg(float4send(coalesce({weight}, 0)::float4), ''::bytea) AS w")
     # per key: for integer ids the raw values of each chunk (coded once all are seen), for
     # hashed ids each chunk's codes already
     parts: dict[str, list[npt.NDArray[Any]]] = {"user": [], "item": [], "w": []}
     rows_read = 0
-    for chunk in _chunks(db, model.interactions, where, ", ".join(aggs), args):
+    for chunk in _chunks(db, model.interactions, rows.where, ", ".join(aggs), args):
         rows_read += int(chunk["n"])
         for key in ("user", "item"):
             raw = np.frombuffer(chunk[key], dtype=send[key][1])
@@ -357,15 +381,14 @@ def _chunks(
         yield batch[0]
 
 
-def _hashed_ids(db: Db, source: str, col: str, args: list[Any]) -> Hashed | None:
+def _hashed_ids(db: Db, source: str, col: str) -> Hashed | None:
     """The distinct ids of the rows read, in text order, with their 64-bit hashes sorted and
-    the position of each in that order; None when two ids share a hash."""
+    the position of each in that order; None when two ids share a hash. `source` has no
+    parameters, so the scan may use parallel workers."""
     row = db.one(
         f"SELECT array_agg(d.t ORDER BY d.t) AS ids,"
         f" array_agg(hashtextextended(d.t, 0) ORDER BY d.t) AS h"
-        f" FROM (SELECT DISTINCT {col}::text AS t FROM {source}) d",
-        args,
-        ["jsonb", "float8"],
+        f" FROM (SELECT {col}::text AS t FROM {source} GROUP BY 1) d"
     )
     if row is None or not row["ids"]:
         return None

@@ -17,7 +17,7 @@ class _Distinct:
         self.ids = sorted(hashes)
         self.hashes = hashes
 
-    def one(self, sql: str, args: object, types: object) -> dict[str, list[object]]:
+    def one(self, sql: str) -> dict[str, list[object]]:
         return {"ids": list(self.ids), "h": [self.hashes[i] for i in self.ids]}
 
 
@@ -25,7 +25,7 @@ def test_hashed_ids_resolve_to_their_text_in_text_order() -> None:
     hashes = {"b": 40, "a": -7, "10": 99, "9": 3, "z": 12}
     rows = ["z", "10", "a", "z", "b", "9"]
     raw = np.asarray([hashes[k] for k in rows], dtype=np.int64)
-    found = _hashed_ids(_Distinct(hashes), "t", "c", [])  # type: ignore[arg-type]
+    found = _hashed_ids(_Distinct(hashes), "t", "c")  # type: ignore[arg-type]
     assert found is not None
     ids = found[0]
     assert ids == ["10", "9", "a", "b", "z"]  # text order
@@ -36,8 +36,8 @@ def test_hashed_ids_resolve_to_their_text_in_text_order() -> None:
 
 def test_a_hash_collision_or_an_unknown_hash_gives_up() -> None:
     collide = {"a": 5, "b": 5, "c": 9}
-    assert _hashed_ids(_Distinct(collide), "t", "c", []) is None  # type: ignore[arg-type]
-    found = _hashed_ids(_Distinct({"a": 5, "c": 9}), "t", "c", [])  # type: ignore[arg-type]
+    assert _hashed_ids(_Distinct(collide), "t", "c") is None  # type: ignore[arg-type]
+    found = _hashed_ids(_Distinct({"a": 5, "c": 9}), "t", "c")  # type: ignore[arg-type]
     assert found is not None
     unknown = np.asarray([5, 7], dtype=np.int64)  # a row whose id the first read lacks
     assert _hash_codes(found, unknown) is None
