@@ -179,8 +179,6 @@ def load(
 
 # (user ids, item ids, summed weights, last event times, rows read)
 Coded = tuple[list[str], list[str], sp.csr_matrix, sp.csr_matrix | None, int]
-# hashed ids: (the ids in text order, their hashes sorted, each sorted hash's position)
-Hashed = tuple[list[str], Ints, npt.NDArray[np.int32]]
 CHUNK_ROWS = 1_000_000  # rows per chunk read: bounds reading's memory in the server and here
 
 
@@ -242,7 +240,7 @@ def _load_rows(db: Db, model: Model, rows: Rows) -> Coded | None:
         for key in ("user", "item"):
             raw = np.frombuffer(chunk[key], dtype=send[key][1])
             if key in hashed:
-                codes = _hash_codes(hashed[key], raw.astype(np.int64))
+                codes = hashed[key].codes(raw.astype(np.int64))
                 if codes is None:
                     return None
                 parts[key].append(codes)
@@ -255,7 +253,7 @@ def _load_rows(db: Db, model: Model, rows: Rows) -> Coded | None:
     names: dict[str, list[str]] = {}
     for key in ("user", "item"):
         if key in hashed:
-            names[key] = hashed[key][0]
+            names[key] = hashed[key].ids
         else:  # codes in the text order of the ids, as serving breaks ties
             distinct = _distinct_of(parts[key])
             names[key], rank = _text_order(db, distinct)
@@ -381,35 +379,6 @@ def _chunks(
         yield batch[0]
 
 
-def _hashed_ids(db: Db, source: str, col: str) -> Hashed | None:
-    """The distinct ids of the rows read, in text order, with their 64-bit hashes sorted and
-    the position of each in that order; None when two ids share a hash. `source` has no
-    parameters, so the scan may use parallel workers."""
-    row = db.one(
-        f"SELECT array_agg(d.t ORDER BY d.t) AS ids,"
-        f" array_agg(hashtextextended(d.t, 0) ORDER BY d.t) AS h"
-        f" FROM (SELECT {col}::text AS t FROM {source} GROUP BY 1) d"
-    )
-    if row is None or not row["ids"]:
-        return None
-    hashes = np.asarray(row["h"], dtype=np.int64)
-    order = np.argsort(hashes, kind="stable")
-    ranked = hashes[order]
-    if np.any(ranked[1:] == ranked[:-1]):
-        return None
-    return list(row["ids"]), ranked, order.astype(np.int32)
-
-
-def _hash_codes(found: Hashed, raw: Ints) -> npt.NDArray[np.int32] | None:
-    """Each row's position among the listed ids, by its hash; None if a hash is not listed
-    (a row committed after the list was read)."""
-    _, ranked, order = found
-    at = np.minimum(np.searchsorted(ranked, raw), ranked.size - 1)
-    if not np.array_equal(ranked[at], raw):
-        return None
-    return order[at]
-
-
 def _load_integer_ids(db: Db, grouped: str, args: list[Any]) -> Coded | None:
     """Integer ids with each pair's last event time (the time protocol): the pairs ship as
     columns of native ids, coded in numpy (no joins, no text keys in SQL)."""
@@ -465,6 +434,56 @@ def _text_order(db: Db, distinct: Ints) -> tuple[list[str], Ints]:
     rank = np.empty(distinct.size, dtype=np.int64)
     rank[np.asarray(row["pos"], dtype=np.int64)] = np.arange(distinct.size)
     return list(row["ids"]), rank
+
+
+class Hashed:
+    """Ids shipped as 64-bit hashes of their text, resolved by the list of distinct ids.
+
+    A row's code is its id's position in `ids` (text order). Lookup: the hashes sorted, and a
+    directory of where each value of their top bits starts in that order (about two slots
+    per id, so each lookup compares a few neighbours): ~3x faster than a binary search."""
+
+    def __init__(self, ids: list[str], hashes: Ints) -> None:
+        self.ids = ids
+        order = np.argsort(hashes, kind="stable")
+        self.order = order.astype(np.int32)
+        self.ranked = hashes[order]
+        self.unique = not np.any(self.ranked[1:] == self.ranked[:-1])
+        self.bits = int(np.ceil(np.log2(max(self.ranked.size, 2)))) + 1
+        slots = self._slot(self.ranked)
+        self.directory = np.searchsorted(slots, np.arange(2**self.bits + 1)).astype(np.int64)
+        self.width = int(np.diff(self.directory).max())
+
+    def _slot(self, h: Ints) -> npt.NDArray[np.intp]:
+        # the top bits of the hash as unsigned: the sort order of the signed values
+        flipped = h.view(np.uint64) ^ np.uint64(1 << 63)
+        return (flipped >> np.uint64(64 - self.bits)).astype(np.intp)
+
+    def codes(self, raw: Ints) -> npt.NDArray[np.int32] | None:
+        """Each row's code; None if a hash is not listed (a row committed after the list
+        was read)."""
+        start = self.directory[self._slot(raw)]
+        out = np.full(raw.size, -1, dtype=np.int32)
+        last = self.ranked.size - 1
+        for k in range(self.width):
+            at = np.minimum(start + k, last)
+            hit = self.ranked[at] == raw
+            out[hit] = self.order[at[hit]]
+        return None if np.any(out < 0) else out
+
+
+def _hashed_ids(db: Db, source: str, col: str) -> Hashed | None:
+    """The distinct ids of the rows read, in text order, with their 64-bit hashes; None when
+    two ids share a hash. `source` has no parameters, so the scan may use parallel workers."""
+    row = db.one(
+        f"SELECT array_agg(d.t ORDER BY d.t) AS ids,"
+        f" array_agg(hashtextextended(d.t, 0) ORDER BY d.t) AS h"
+        f" FROM (SELECT {col}::text AS t FROM {source} GROUP BY 1) d"
+    )
+    if row is None or not row["ids"]:
+        return None
+    found = Hashed(list(row["ids"]), np.asarray(row["h"], dtype=np.int64))
+    return found if found.unique else None
 
 
 def _load_any_ids(db: Db, grouped: str, args: list[Any]) -> Coded | None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pyrec_pg.ml.interactions import build
-from pyrec_pg.store.interactions import _coder, _distinct, _distinct_of, _hash_codes, _hashed_ids
+from pyrec_pg.store.interactions import Hashed, _coder, _distinct, _distinct_of, _hashed_ids
 
 
 class _Distinct:
@@ -27,9 +27,9 @@ def test_hashed_ids_resolve_to_their_text_in_text_order() -> None:
     raw = np.asarray([hashes[k] for k in rows], dtype=np.int64)
     found = _hashed_ids(_Distinct(hashes), "t", "c")  # type: ignore[arg-type]
     assert found is not None
-    ids = found[0]
+    ids = found.ids
     assert ids == ["10", "9", "a", "b", "z"]  # text order
-    codes = _hash_codes(found, raw)
+    codes = found.codes(raw)
     assert codes is not None and codes.dtype == np.int32
     assert [ids[c] for c in codes] == rows
 
@@ -40,7 +40,21 @@ def test_a_hash_collision_or_an_unknown_hash_gives_up() -> None:
     found = _hashed_ids(_Distinct({"a": 5, "c": 9}), "t", "c")  # type: ignore[arg-type]
     assert found is not None
     unknown = np.asarray([5, 7], dtype=np.int64)  # a row whose id the first read lacks
-    assert _hash_codes(found, unknown) is None
+    assert found.codes(unknown) is None
+
+
+def test_hash_lookup_finds_every_listed_hash_among_many() -> None:
+    rng = np.random.default_rng(3)
+    hashes = np.unique(rng.integers(-(2**63), 2**63 - 1, 50_000, dtype=np.int64))
+    hashes = np.concatenate([hashes, [-(2**63), 2**63 - 1, 0, -1]])  # the extremes too
+    hashes = np.unique(hashes)
+    rng.shuffle(hashes)
+    found = Hashed([str(k) for k in range(hashes.size)], hashes)
+    raw = hashes[rng.integers(0, hashes.size, 200_000)]
+    codes = found.codes(raw)
+    assert codes is not None
+    assert np.array_equal(hashes[codes], raw)
+    assert found.codes(np.asarray([12345], dtype=np.int64)) is None or 12345 in hashes
 
 
 @pytest.mark.parametrize(
