@@ -8,7 +8,6 @@ from typing import Literal
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError, TokenError
 
 from pyrec_pg.errors import FilterSyntaxError, NullValue, ProgramLimitExceeded, PyrecError
 
@@ -403,9 +402,12 @@ def parse_shorthand(text: str) -> exp.Expr:
         )
     try:
         tree = sqlglot.parse(text, dialect="postgres")
-    # sqlglot raises a bare ValueError for some malformed input (an empty quoted name where a
-    # type size is expected, as in x::t("")): it is a syntax error like the others
-    except (ParseError, TokenError, ValueError) as e:
+    except RecursionError:
+        raise  # too deeply nested: parse() reports it as such
+    # beyond ParseError and TokenError, sqlglot's parser raises whatever its code meets on
+    # some malformed input (ValueError for x::t(""), AttributeError for {:}): nothing but
+    # sqlglot runs in this call, so any of them means the text is not a valid expression
+    except Exception as e:
         errs = getattr(e, "errors", None) or []
         start = errs[0].get("start_context") if errs else None
         pos = len(start) if isinstance(start, str) else None

@@ -528,6 +528,7 @@ def _event(outcome: CompiledFilter | PyrecError) -> None:
 
 @settings(FUZZ, max_examples=2 * EXAMPLES)
 @example(text='x::t.n ("")', model="shop")  # sqlglot's ValueError escaped as a crash
+@example(text="{{:}}", model="shop")  # and its AttributeError
 @example(text='INCL$1E::etG. xtN (""|X \xdc AND Users.YEA\xdfR \x01 3', model="bare")
 @given(text=ARBITRARY, model=st.sampled_from(sorted(MODELS)))
 def test_arbitrary_text_compiles_cleanly_or_fails_cleanly(text: str, model: str) -> None:
