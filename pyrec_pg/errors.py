@@ -96,6 +96,13 @@ class InvalidSchemaName(PyrecError):
     sqlstate = "3F000"  # invalid_schema_name
 
 
+class SerializationFailure(PyrecError):
+    """A statement cancelled by a concurrent change; on a hot standby, by a conflict with the
+    replay of the primary's WAL."""
+
+    sqlstate = "40001"  # serialization_failure
+
+
 class FilterSyntaxError(PyrecError):
     sqlstate = "42601"  # syntax_error
 
@@ -146,6 +153,11 @@ class ProgramLimitExceeded(PyrecError):
 
 class NotReady(PyrecError):
     sqlstate = "55000"  # object_not_in_prerequisite_state
+
+
+class StandbyMismatch(NotReady):
+    """The server a training was told to read from is not a hot standby of the database it
+    writes to (another cluster, another database, or not in recovery)."""
 
 
 class ObjectInUse(PyrecError):

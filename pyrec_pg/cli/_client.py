@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from pyrec_pg.cli._db import Flavour, connect, managed_required, require, rows
+from pyrec_pg.cli._db import READ_DSN_HINT, Flavour, connect, managed_required, require, rows
 
 
 class Client:
@@ -41,20 +41,26 @@ class Client:
         row = self.conn.execute(query, arguments if params is None else params).fetchone()
         return None if row is None else row[0]
 
-    def client_side(self, fn: str, arguments: dict[str, Any]) -> Any:
+    def client_side(self, fn: str, arguments: dict[str, Any], read_dsn: str | None = None) -> Any:
         """Entry point `fn` run here, in this client, on its own connection (the external
-        trainer): the managed flavour's client, or the server's code through the plpy stub."""
+        trainer): the managed flavour's client, or the server's code through the plpy stub.
+        With `read_dsn` (a training), the user's relations are read on that hot standby."""
         if self.managed:
-            return managed_required().call(self.dsn, fn, arguments)
+            return managed_required().call(self.dsn, fn, arguments, read_dsn=read_dsn)
         # imported here: numpy, scipy and the recipes load only for work done in the client
         from pyrec_pg.db import Db
         from pyrec_pg.db.stub import PsycopgPlpy
         from pyrec_pg.entrypoints.server import ENTRIES
 
         plpy = PsycopgPlpy(connect(self.dsn, autocommit=False))
+        standby = None
         try:
-            return ENTRIES[fn](Db(plpy), arguments)
+            if read_dsn is not None:
+                standby = PsycopgPlpy(connect(read_dsn, False, "--read-dsn", READ_DSN_HINT))
+            return ENTRIES[fn](Db(plpy, None if standby is None else Db(standby)), arguments)
         finally:
+            if standby is not None:
+                standby.conn.close()
             plpy.conn.close()
 
     def rows(

@@ -26,6 +26,10 @@ DSN_HINT = (
     "pass --dsn (or set PYREC_DSN, or libpq's PGHOST, PGDATABASE, PGUSER ...), e.g."
     " --dsn 'host=/var/run/postgresql dbname=mydb'; psql with the same string shows the same"
 )
+READ_DSN_HINT = (
+    "--read-dsn takes the libpq connection string or URI of a hot standby of the --dsn"
+    " database, e.g. --read-dsn 'host=standby.example.com dbname=mydb'"
+)
 
 
 def dsn_of(args: argparse.Namespace) -> str:
@@ -33,12 +37,19 @@ def dsn_of(args: argparse.Namespace) -> str:
     return str(args.dsn or os.environ.get("PYREC_DSN", ""))
 
 
-def connect(dsn: str, autocommit: bool = True) -> psycopg.Connection[Any]:
-    """A connection, or a PyrecError that says what failed (08006) or what is malformed (22023)."""
+def connect(
+    dsn: str, autocommit: bool = True, option: str | None = None, hint: str = DSN_HINT
+) -> psycopg.Connection[Any]:
+    """A connection, or a PyrecError that says what failed (08006) or what is malformed (22023).
+
+    `option` names the option the DSN came from in the message, when it is not --dsn."""
+    said = "" if option is None else f"{option}: "
     try:
         params = conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as e:
-        raise InvalidParameter(f"invalid connection string: {str(e).strip()}", hint=DSN_HINT) from e
+        raise InvalidParameter(
+            f"{said}invalid connection string: {str(e).strip()}", hint=hint
+        ) from e
     if "connect_timeout" not in params and "PGCONNECT_TIMEOUT" not in os.environ:
         dsn = conninfo.make_conninfo(dsn, connect_timeout=10)  # unreachable: seconds, not minutes
     try:
@@ -49,9 +60,9 @@ def connect(dsn: str, autocommit: bool = True) -> psycopg.Connection[Any]:
             text = text.removeprefix(prefix)
         first, _, rest = text.partition("\n")
         raise ConnectionFailure(
-            f"cannot connect to the database: {first.strip()}",
+            f"{said}cannot connect to the database: {first.strip()}",
             detail=" ".join(rest.split()) or None,
-            hint=DSN_HINT,
+            hint=hint,
         ) from e
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 
 from pyrec_pg.cli._client import Client
-from pyrec_pg.cli._db import dsn_of, rows
+from pyrec_pg.cli._db import READ_DSN_HINT, connect, dsn_of, rows
 from pyrec_pg.cli._output import emit, parse_json, table
 from pyrec_pg.cli._parsing import Subparsers, command
 from pyrec_pg.cli._progress import Progress
@@ -84,10 +84,13 @@ def _in_database(
 
 def cmd_train(args: argparse.Namespace) -> int:
     """In the server (--in-database), else the external trainer: the same training code run
-    here through the plpy stub, for system cron and services without plpython3u."""
+    here through the plpy stub, for system cron and services without plpython3u; with
+    --read-dsn it reads the model's relations on a hot standby."""
     dsn = dsn_of(args)
     options = parse_json("--options", args.options, OPTIONS_EXAMPLE) or {}
     arguments = {"model": args.model, "options": options, "mode": args.mode}
+    if args.read_dsn is not None:  # a bad one fails now, named, in either flavour
+        connect(args.read_dsn, option="--read-dsn", hint=READ_DSN_HINT).close()
     with Client(dsn) as client:
         found = client.flavour
         if args.in_database:
@@ -101,7 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             emit(args, summary, summary["notice"])
             return 0
     with Progress(dsn, f"training {args.model}", args.model, "training_runs"):
-        summary = client.client_side("train", arguments)
+        summary = client.client_side("train", arguments, args.read_dsn)
     emit(args, summary, summary["notice"])
     return 0
 
@@ -195,12 +198,18 @@ def register(sub: Subparsers) -> None:
             "pyrec train movies --dsn 'dbname=mydb'                  # here, through psycopg",
             "pyrec train movies --in-database --dsn 'dbname=mydb'    # CALL pyrec.train",
             "pyrec train movies --mode update --json                 # warm start; for cron",
+            "pyrec train movies --dsn 'host=primary dbname=mydb' --read-dsn 'host=standby"
+            " dbname=mydb'",
         ],
         description="By default the external trainer: the same training code as the server's,"
         " run in this process through a plpy-compatible layer over psycopg (for system cron, and"
         " for services without plpython3u). --in-database runs CALL pyrec.train in the server"
-        " instead. On a terminal, stderr shows the phase and percent of pyrec.training_runs."
-        " Exits 75 when another session is training the model (cron can retry later).",
+        " instead. --read-dsn reads the model's tables on a hot standby of the --dsn database,"
+        " so the primary only receives the new version (one transaction, as always); a server"
+        " that is not such a standby is refused (SQLSTATE 55000), and the output says how far"
+        " its replay was behind. On a terminal, stderr shows the phase and percent of"
+        " pyrec.training_runs. Exits 75 when another session is training the model (cron can"
+        " retry later).",
     )
     p.add_argument("model")
     p.add_argument("--options", help=f"JSON training options, e.g. '{OPTIONS_EXAMPLE}'")
@@ -210,8 +219,15 @@ def register(sub: Subparsers) -> None:
         default="full",
         help="update: warm-start from the active version (fewer sweeps)",
     )
-    p.add_argument(
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
         "--in-database", action="store_true", help="train in the server (CALL pyrec.train)"
+    )
+    where.add_argument(
+        "--read-dsn",
+        metavar="DSN",
+        help="a hot standby of the --dsn database: read the model's tables there, write the"
+        " version to --dsn",
     )
 
     p = command(

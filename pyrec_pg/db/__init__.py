@@ -27,11 +27,22 @@ class Plpy(Protocol):
 
 
 class Db:
-    """Small convenience layer over a plpy object: cached prepared plans and typed helpers."""
+    """Small convenience layer over a plpy object: cached prepared plans and typed helpers.
 
-    def __init__(self, plpy: Plpy) -> None:
+    `reader`, when given, is where jobs read the user's own relations (a training's
+    interactions and attributes): a hot standby's Db, while everything pyrec writes goes
+    through this one. Without it, `self.reader` is this Db.
+    """
+
+    def __init__(self, plpy: Plpy, reader: Db | None = None) -> None:
         self.plpy = plpy
         self._plans: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self._reader = reader
+
+    @property
+    def reader(self) -> Db:
+        """The Db that reads the user's relations: the one given, else this one."""
+        return self if self._reader is None else self._reader
 
     @property
     def Error(self) -> type[Exception]:

@@ -12,9 +12,16 @@ import psycopg
 from pyrec_pg import SQL_VERSIONS
 from pyrec_pg.catalog.models import get_model
 from pyrec_pg.db import Db
+from pyrec_pg.db.standby import check as standby_check
 from pyrec_pg.db.stub import PsycopgPlpy
 from pyrec_pg.entrypoints import server
-from pyrec_pg.errors import NotReady, UndefinedFile, UndefinedObject, from_fields
+from pyrec_pg.errors import (
+    FeatureNotSupported,
+    NotReady,
+    UndefinedFile,
+    UndefinedObject,
+    from_fields,
+)
 from pyrec_pg.jobs import foldin
 
 # the checkout's sql/, which wheels carry as pyrec_pg/sql (a symlink in the repository)
@@ -207,19 +214,31 @@ class _ManagedPlpy(PsycopgPlpy):
         super().commit()
 
 
-def call(dsn: str, fn: str, arguments: dict[str, Any]) -> Any:
+def call(dsn: str, fn: str, arguments: dict[str, Any], *, read_dsn: str | None = None) -> Any:
     """Run pyrec_pg entry point `fn` (pyrec_pg.entrypoints.server.ENTRIES) here, in the client,
     against the database at `dsn` through the plpy stub; return its result or raise its
     error (PyrecError with SQLSTATE, message, hint). Work is committed on success.
 
     In the managed flavour, `compile_filter` also stores the compiled expression so SQL serving
-    accepts it, and trainings write the fold-in data the plpgsql fold-in reads."""
+    accepts it, and trainings write the fold-in data the plpgsql fold-in reads.
+
+    `read_dsn` (entry "train" only; either flavour) is a hot standby of the database at `dsn`:
+    the training reads the model's relations there, and writes its run, version and
+    activation at `dsn` in one transaction as always. A server that is not a standby of that
+    database is refused (StandbyMismatch, 55000) before anything is written; the result's
+    `read_from` says how far the standby's replay was behind."""
     if fn not in server.ENTRIES:
         raise UndefinedObject(
             f'pyrec_pg has no entry point "{fn}"',
             hint="entry points: " + ", ".join(sorted(server.ENTRIES)),
         )
+    if read_dsn is not None and fn != "train":
+        raise FeatureNotSupported(
+            f'entry point "{fn}" does not read from a standby',
+            hint='read_dsn is for "train": leave it out for other entry points',
+        )
     conn = psycopg.connect(dsn, autocommit=False)
+    standby: PsycopgPlpy | None = None
     try:
         kind, _ = _installed(Db(PsycopgPlpy(conn)))
         plpy = _ManagedPlpy(conn) if kind == "managed" else PsycopgPlpy(conn)
@@ -229,7 +248,14 @@ def call(dsn: str, fn: str, arguments: dict[str, Any]) -> Any:
         else:
             if kind == "managed":
                 _ad_hoc_filters(db, fn, arguments)
-            out = json.loads(server.dispatch(plpy, fn, json.dumps(arguments)))
+            reader = None
+            if read_dsn is not None:
+                standby = PsycopgPlpy.connect(read_dsn)
+                reader = Db(standby)
+                # checked here too, so that a refusal keeps its class (StandbyMismatch): errors
+                # crossing dispatch come back as the class of their SQLSTATE (NotReady)
+                standby_check(db, reader)
+            out = json.loads(server.dispatch(plpy, fn, json.dumps(arguments), reader))
             if "error" in out:
                 conn.rollback()
                 raise from_fields(out["error"])
@@ -237,4 +263,6 @@ def call(dsn: str, fn: str, arguments: dict[str, Any]) -> Any:
         plpy.commit()
         return result
     finally:
+        if standby is not None:
+            standby.conn.close()
         conn.close()

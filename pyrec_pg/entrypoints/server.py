@@ -78,9 +78,26 @@ def _train(db: Db, a: dict[str, Any]) -> dict[str, Any]:
     s["notice"] = (
         f'model "{s["model"]}" version {s["version"]}{how} is active: {s["users"]} users,'
         f" {s['items']} items, {s['interactions']} interactions in"
-        f" {s['seconds']:.1f} s{quality}"
+        f" {s['seconds']:.1f} s{quality}{_read_from(s.get('read_from'))}"
     )
     return s
+
+
+def _read_from(source: dict[str, Any] | None) -> str:
+    """Where a training read its data, for its notice: nothing when it read on the primary."""
+    if source is None:
+        return ""
+    text = "; read from a hot standby"
+    if source["lag_bytes"] == 0:
+        text += " caught up with the primary"
+    elif source["lag_bytes"] is not None:
+        text += f" {source['lag_bytes']} bytes of WAL"
+        if source["lag_seconds"] is not None:
+            text += f" (at most {source['lag_seconds']:.1f} s)"
+        text += " behind the primary"
+    if source["replayed_until"]:
+        text += f" (last commit replayed: {source['replayed_until']})"
+    return text
 
 
 def _model_by_id(db: Db, model_id: Any) -> models.Model:
@@ -224,10 +241,14 @@ def _db(plpy: Any) -> Db:
     return _LAST[0]
 
 
-def dispatch(plpy: Any, fn: str, args: str | None) -> str:
-    """Run entry `fn` with JSON `args`; return '{"result": ...}' or '{"error": {...}}'."""
+def dispatch(plpy: Any, fn: str, args: str | None, reader: Db | None = None) -> str:
+    """Run entry `fn` with JSON `args`; return '{"result": ...}' or '{"error": {...}}'.
+
+    `reader` (outside the server: a hot standby's Db) is where a training reads the user's
+    relations; see pyrec_pg.jobs.training.train."""
     try:
-        result = ENTRIES[fn](_db(plpy), json.loads(args) if args else {})
+        db = _db(plpy) if reader is None else Db(plpy, reader)
+        result = ENTRIES[fn](db, json.loads(args) if args else {})
     except Exception as e:
         fields = error_fields(e)
         if fields is None:

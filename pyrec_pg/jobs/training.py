@@ -11,13 +11,15 @@ from typing import Any
 from pyrec_pg.catalog.models import Model, check_threshold, get_model, validate_options
 from pyrec_pg.catalog.runs import Run, abandoned
 from pyrec_pg.catalog.versions import Trained
-from pyrec_pg.db import Db, settings
+from pyrec_pg.db import Db, settings, standby
 from pyrec_pg.errors import (
     InvalidParameter,
     LockNotAvailable,
     NotReady,
     NullValue,
     ObjectInUse,
+    PyrecError,
+    SerializationFailure,
     sqlstate_of,
 )
 from pyrec_pg.jobs import coldstart as attributes
@@ -70,6 +72,10 @@ def train(
 
     mode "update" warm-starts ALS from the active version's vectors (Personalize's
     trainingMode UPDATE) and runs a third of the sweeps; other recipes refit in full.
+
+    When `db` has a reader (a hot standby's Db), the user's relations are read there and
+    everything else (the model's row, the lock, the run, the version) goes through `db`; the
+    summary then says where the standby's replay stood (`read_from`).
     """
     if mode is None:
         raise NullValue("mode must not be null", hint='mode is "full" (default) or "update"')
@@ -82,7 +88,13 @@ def train(
     for setting in settings.SETTINGS:  # a bad value fails now, not after the fit
         settings.get(db, setting.name)
     if db.scalar("SELECT pg_is_in_recovery()"):
-        raise NotReady("cannot train on a standby server", hint="run the training on the primary")
+        raise NotReady(
+            "cannot train on a standby server",
+            hint="run the training on the primary; the external trainer can read from a"
+            " standby: pyrec train MODEL --dsn PRIMARY --read-dsn STANDBY",
+        )
+    # a reader that is not a standby of this database is refused before the run starts
+    read_from = standby.check(db, db.reader) if db.reader is not db else None
     if not db.scalar(
         "SELECT pg_try_advisory_lock($1, $2)", [LOCK_CLASS, model.model_id], ["int4", "int4"]
     ):
@@ -95,6 +107,8 @@ def train(
         run = Run(db, model, "train")
         try:
             summary = _train(db, model, plan, run, mode)
+            if read_from is not None:
+                summary["read_from"] = read_from
         except BaseException as e:
             db.rollback()  # drops any half-written version tables
             run.finish("failed", None, getattr(e, "message", None) or str(e) or type(e).__name__)
@@ -107,15 +121,25 @@ def train(
 
 
 @contextmanager
-def _reading_sources(db: Db, model: Model) -> Iterator[None]:
-    """Until the transaction ends, wait at most pyrec.lock_timeout (default 1min, 0 forever)
-    for a lock on the model's relations held by another session (an ALTER TABLE, a VACUUM
-    FULL), then fail with 55P03, instead of hanging silently at "reading"."""
+def _reading_sources(db: Db, model: Model) -> Iterator[Db]:
+    """The Db that reads the model's relations (`db.reader`). Until its transaction ends,
+    wait at most pyrec.lock_timeout (default 1min, 0 forever) for a lock on them held by
+    another session (an ALTER TABLE, a VACUUM FULL), then fail with 55P03, instead of
+    hanging silently at "reading". A standby's transaction ends with the block, so it holds
+    no lock or snapshot that the replay of the primary's WAL would wait for while we fit."""
+    reader = db.reader
     timeout = settings.get(db, "pyrec.lock_timeout")
-    db.run("SELECT set_config('lock_timeout', $1, true)", [timeout], ["text"])
+    reader.run("SELECT set_config('lock_timeout', $1, true)", [timeout], ["text"])
     try:
-        yield
-    except db.Error as e:
+        yield reader
+    except (db.Error, reader.Error) as e:
+        if reader is not db and sqlstate_of(e) == SerializationFailure.sqlstate:
+            raise SerializationFailure(
+                f'reading the relations of model "{model.name}" on the standby was cancelled: {e}',
+                hint="the standby cancels a read that holds back its replay of the primary's"
+                " changes for longer than max_standby_streaming_delay: set hot_standby_feedback"
+                " = on on the standby (or raise max_standby_streaming_delay), then retry",
+            ) from e
         if sqlstate_of(e) != LockNotAvailable.sqlstate:
             raise
         sources = ", ".join(r for r in (model.interactions, model.items, model.users) if r)
@@ -125,6 +149,14 @@ def _reading_sources(db: Db, model: Model) -> Iterator[None]:
             hint="pg_locks shows the session holding it: retry when it is done, or wait longer"
             " with SET pyrec.lock_timeout = '10min'",
         ) from e
+    except PyrecError as e:  # e.g. a relation the standby has not replayed yet
+        if reader is not db and e.detail is None:
+            e.detail = (
+                "read on a hot standby, which shows the primary's changes once it replays them"
+            )
+        raise
+    if reader is not db:
+        reader.rollback()  # it wrote nothing: this only releases its locks and snapshot
 
 
 def _warm_start(db: Db, model: Model, recipe: Als, data: Interactions) -> Factors:
@@ -155,9 +187,9 @@ def _train(db: Db, model: Model, plan: _Plan, run: Run, mode: str | None) -> dic
     recipe = plan.recipe
     run.phase("reading", 0)
     # each pair's last event time only serves the "time" protocol's split
-    with _reading_sources(db, model):
+    with _reading_sources(db, model) as source:
         with_times = plan.protocol == "time" and plan.holdout > 0
-        data = interactions.load(db, model, plan.options, with_times)
+        data = interactions.load(source, model, plan.options, with_times)
     warm, update = None, None
     if mode == "update" and isinstance(recipe, Als):
         warm = _warm_start(db, model, recipe, data)
@@ -173,9 +205,9 @@ def _train(db: Db, model: Model, plan: _Plan, run: Run, mode: str | None) -> dic
     # items (users) with attributes but no interactions get vectors from what similar ones learned
     cold = users = None
     if factors.fold != "none":
-        with _reading_sources(db, model):
-            cold = attributes.learn(db, model, "item", data.items, factors.items)
-            users = attributes.learn(db, model, "user", data.users, factors.users)
+        with _reading_sources(db, model) as source:
+            cold = attributes.learn(source, model, "item", data.items, factors.items)
+            users = attributes.learn(source, model, "user", data.users, factors.users)
     run.phase("writing", 90)
     seconds = round(time.perf_counter() - started, 3)
     version = write_version(
