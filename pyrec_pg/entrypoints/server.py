@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from pyrec_pg import SQL_VERSIONS, __version__, filters
@@ -96,7 +97,8 @@ def _read_from(source: dict[str, Any] | None) -> str:
             text += f" (at most {source['lag_seconds']:.1f} s)"
         text += " behind the primary"
     if source["replayed_until"]:
-        text += f" (last commit replayed: {source['replayed_until']})"
+        until = datetime.fromisoformat(source["replayed_until"])
+        text += f" (last commit replayed: {until.isoformat(' ', 'seconds')})"
     return text
 
 

@@ -123,10 +123,10 @@ def test_a_reader_that_is_not_a_standby_of_the_database_is_refused(
 
 def test_the_notice_says_where_the_data_was_read() -> None:
     assert _read_from(None) == ""
-    source = {"replay_lsn": "0/1", "replayed_until": "2026-01-01T03:00:00+00:00"}
+    source = {"replay_lsn": "0/1", "replayed_until": "2026-01-01T03:00:00.654494+00:00"}
     assert _read_from({**source, "lag_bytes": 0, "lag_seconds": 0.0}) == (
         "; read from a hot standby caught up with the primary"
-        " (last commit replayed: 2026-01-01T03:00:00+00:00)"
+        " (last commit replayed: 2026-01-01 03:00:00+00:00)"
     )
     assert _read_from({**source, "lag_bytes": 4096, "lag_seconds": 2.25}).startswith(
         "; read from a hot standby 4096 bytes of WAL (at most 2.2 s) behind the primary ("
