@@ -30,6 +30,29 @@ def _orphans(db: Db, model: Model, role: str) -> tuple[str, int] | None:
     return rel, int(n)
 
 
+def _user_index(db: Db, model: Model) -> dict[str, Any]:
+    """Whether an index leads with the interactions' user column: every request reads the
+    user's history there (seen items, fold-in), a key lookup with it, a scan without."""
+    col = model.columns["user"]
+    row = db.one(
+        "SELECT c.relkind::text AS kind, EXISTS (SELECT 1 FROM pg_catalog.pg_index i"
+        " JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
+        " WHERE i.indrelid = c.oid AND a.attname = $2) AS indexed"
+        " FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)",
+        [model.interactions, col],
+        ["text", "text"],
+    )
+    name = f"index on {model.interactions} ({col})"
+    if row is None or row["kind"] not in ("r", "p", "m"):
+        return _row(
+            name, None, True, "a view or foreign table: index the user column where it is read"
+        )
+    detail = "serving reads each user's history there at every request"
+    if not row["indexed"]:
+        detail += f": CREATE INDEX ON {model.interactions} ({db.ident(col)})"
+    return _row(name, 1 if row["indexed"] else 0, bool(row["indexed"]), detail)
+
+
 def check_data(db: Db, name: str | None) -> list[dict[str, Any]]:
     """One row per check: a name, a value, whether it passes, and what it means."""
     model = get_model(db, name)
@@ -101,6 +124,7 @@ def check_data(db: Db, name: str | None) -> list[dict[str, Any]]:
                     f"filters on {role} attributes never match these {role}s",
                 )
             )
+    out.append(_user_index(db, model))
     if model.items is not None:
         key = db.ident(model.columns["items_id"])
         cold = db.scalar(

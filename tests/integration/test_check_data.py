@@ -26,6 +26,7 @@ def test_movielens_is_ready_for_every_recipe(trained: Conn) -> None:
     assert r["NULL user ids"][:2] == (0, True)
     assert r["interactions with an item missing from public.movies"][:2] == (0, True)
     assert r["items without interactions"][0] == 0
+    assert r["index on public.ratings (viewer_id)"][:2] == (1, True)
     for recipe in ("als", "auto", "ease", "popularity", "sims", "trending"):
         assert r[f"recipe {recipe}"][:2] == (0, True), r[f"recipe {recipe}"]
     assert "this model's recipe" in r["recipe als"][2]
@@ -51,6 +52,13 @@ def test_problems_are_counted_and_shortfalls_measured(trained: Conn) -> None:
     assert r["recipe popularity"][:2] == (0, True)
     assert r["recipe trending"][:2] == (0, False)  # no timestamp column
     assert "timestamp" in r["recipe trending"][2]
+    value, ok, detail = r["index on public.tiny (user_id)"]
+    assert (value, ok) == (0, False) and "CREATE INDEX ON public.tiny (user_id)" in detail
+    trained.execute("CREATE INDEX ON tiny (user_id, item_id)")
+    assert report(trained, "tiny")["index on public.tiny (user_id)"][:2] == (1, True)
+    trained.execute("CREATE VIEW tiny_view AS SELECT * FROM tiny")
+    trained.execute("SELECT pyrec.create_model('tiny_view', 'tiny_view')")
+    assert report(trained, "tiny_view")["index on public.tiny_view (user_id)"][:2] == (None, True)
 
 
 def test_check_data_errors(trained: Conn) -> None:
