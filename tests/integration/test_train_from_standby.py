@@ -4,6 +4,7 @@ and writes the version to the primary, in both flavours, from Python and from th
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -276,6 +277,54 @@ def test_a_failed_read_on_the_standby_leaves_a_failed_run_and_the_version_servin
         assert site.p.execute(tables, [f"m{model_id.fetchone()[0]}_v%"]).fetchone() == (2,)  # type: ignore[index]
     after = managed.call(site.primary, "train", {"model": "late"}, read_dsn=site.standby)
     assert after["version"] == 2
+
+
+def test_a_read_the_standby_cancels_says_to_set_hot_standby_feedback(pair: Pair) -> None:
+    """The standby cancels a read that holds back its replay (here: an ACCESS EXCLUSIVE lock
+    taken on the primary while a slow view is read); the training fails with 40001 and the
+    setting to change, as a failed run."""
+    site = pair.extension
+    site.p.execute(
+        "CREATE VIEW ratings_slow AS SELECT * FROM ratings"  # about 20,000 rows in 5 s
+        " WHERE viewer_id <= 200 AND pg_sleep(0.0002)::text = ''"
+    )
+    site.p.execute(
+        "SELECT pyrec.create_model('slow', 'ratings_slow', options => %s::jsonb)", [FAST]
+    )
+    site.s.execute("ALTER SYSTEM SET max_standby_streaming_delay = 0")
+    site.s.execute("SELECT pg_reload_conf()")
+    caught_up(site)
+    errors: list[BaseException] = []
+
+    def train() -> None:
+        try:
+            managed.call(site.primary, "train", {"model": "slow"}, read_dsn=site.standby)
+        except BaseException as e:
+            errors.append(e)
+
+    training = threading.Thread(target=train)
+    training.start()
+    try:
+        deadline = time.monotonic() + 30
+        reading = (
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%ratings_slow WHERE%'"
+            " AND state = 'active' AND pid <> pg_backend_pid()"
+        )
+        while site.s.execute(reading).fetchone() == (0,):
+            assert time.monotonic() < deadline and training.is_alive(), errors
+            time.sleep(0.05)
+        with psycopg.connect(site.primary) as c:
+            c.execute("LOCK TABLE ratings IN ACCESS EXCLUSIVE MODE")
+        training.join(timeout=60)
+    finally:
+        site.s.execute("ALTER SYSTEM RESET max_standby_streaming_delay")
+        site.s.execute("SELECT pg_reload_conf()")
+    assert len(errors) == 1 and isinstance(errors[0], PyrecError), errors
+    e = errors[0]
+    assert e.sqlstate == "40001", (e.sqlstate, e.message)
+    assert e.message.startswith('reading the relations of model "slow" on the standby was')
+    assert e.hint and "hot_standby_feedback = on" in e.hint
+    assert runs(site.p, "slow") == [("failed", None, e.message)]
 
 
 def test_the_managed_flavour_trains_from_the_standby(pair: Pair) -> None:
