@@ -1,7 +1,12 @@
-"""Batch recommendations: CALL pyrec.batch_recommend for every user vs COPY out, numpy, COPY in.
+"""Batch recommendations: CALL pyrec.batch_recommend for every user vs COPY out, top-k, COPY in.
 
 Target: 200,000 users x 25 recommendations over a 20,000-item catalog in under 30 s
 on this 2-core machine, with and without a filter.
+
+The first lines printed name the machine, the versions (PostgreSQL, pgvector, pyrec, and the
+client's and the server's Python, numpy and implicit), both processes' thread pools and the
+server settings. The cluster runs with production durability (fsync, synchronous_commit and
+full_page_writes on) unless --fast says otherwise, and then the first line says so.
 
 Setup, not timed: a throwaway cluster; an items table bb_items (item_id bigint, category one of
 a/b/c/d, uniform) and an interactions table bb_interactions (user_id, item_id bigint; Poisson(20)
@@ -13,34 +18,42 @@ HNSW index, pyrec.ann_min_items = -1: batches score every item exactly, recommen
 
 pyrec: CALL pyrec.batch_recommend(model, users => NULL (every user of the version), k => 25,
 filter, into_table, exclude_seen => true), wall clock from the client, in a fresh session that
-has already imported pyrec_pg. Cases: (a) no filter; (b) 'INCLUDE ItemID WHERE Items.category
-IN ("a", "b")' (about half the catalog). Phases are polled from pyrec.batch_jobs by a second
-session (the "scoring" phase is the first block's scoring and INSERT; "writing" the other
-blocks, then the primary key and ANALYZE; "activating" the swap and commit). A finer in-server
-breakdown comes from timers wrapped, in that backend only, around pyrec_pg.jobs.batch's steps
-(_items, filtered_out, batch_ids, read_vectors, seen_pairs, _score_block, the staging INSERTs, the
+has already imported pyrec_pg and implicit's top-k (the peer's imports are not timed either).
+Cases: (a) no filter; (b) 'INCLUDE ItemID WHERE Items.category IN ("a", "b")' (about half
+the catalog). Phases are polled from pyrec.batch_jobs by a second session (the "scoring"
+phase is the first block's scoring and INSERT; "writing" the other blocks, then the primary
+key and ANALYZE; "activating" the swap and commit). A finer in-server breakdown comes from
+timers wrapped, in that backend only, around pyrec_pg.jobs.batch's steps (_items,
+filtered_out, batch_ids, read_vectors, seen_pairs, _score_block, the staging INSERTs, the
 primary key, ANALYZE, _swap); the wrappers add microseconds and change nothing else.
 
 The peer, measured in the same run on the same data, is the pipeline a user would otherwise
-run, in a fresh process (numpy's BLAS on its default threads):
+run, in a fresh process, given its best:
   1. binary COPY out of the version's user and item vectors (ids cast to bigint, parsed with
      numpy); the (user_id, item_id) interactions as one bytea (string_agg of int8send: psycopg
      reads a COPY one message per row, ~7 s more for 4M rows), mapped to rows and columns with
      np.searchsorted into a CSR; with the filter, the allowed item ids;
-  2. per block of 512 users, float32 matmul against the (allowed) items, seen items set to
-     -inf, np.argpartition for the top 25, sorted;
+  2. the same selection routine as pyrec's batch, with the same threads: implicit's compiled
+     top-k (implicit.cpu.topk.topk: numpy matmul per 100 users, a heap per row, OpenMP over
+     the batches) with num_threads 0 (every core), called through pyrec_pg.ml.topk.top_k as
+     the batch calls it (which hands implicit each user's seen items as numpy slices of the
+     CSR, not scipy rows), over the (allowed) items, seen items excluded; numpy's BLAS on the
+     server's OPENBLAS_NUM_THREADS / OMP_NUM_THREADS (both pools are printed in the header);
   3. in one transaction: binary COPY of (user_id, item_id, score, rank, source) -- the same
      columns and types as pyrec's output -- into a new table, primary key (user_id, rank),
      ANALYZE, drop the previous table, rename the new one into place.
 Both pipelines replace their previous output from the second round on. Autovacuum is off from
-setup on (both pipelines ANALYZE their output; a vacuum of one run's output would otherwise
-overlap the next run) and each timed run starts after a CHECKPOINT, untimed. The default runs
-3 rounds when they fit in --budget seconds, else fewer (one at the default size).
+the start (both pipelines ANALYZE their output; a vacuum of one run's output would otherwise
+overlap the next run) and each timed run starts after a CHECKPOINT, untimed. Each figure:
+--repeat rounds (default 3; fewer is flagged "!!"), pyrec and the peer interleaved so drift
+hits both alike, shown as min / median / max. After the runs, untimed: both outputs must hold
+the same rows (item, score and source at every (user, rank)); a difference is flagged "!!" and
+the run exits with status 1.
 
 Peak memory: the batch backend's VmHWM (peak RSS; includes the shared buffers it touched) and
 its private memory (RssAnon) sampled every 20 ms, per phase; the peer process's VmHWM and its
 backend's. Every run uses fresh sessions, so each VmHWM is that run's.
-Run: .venv/bin/python -m bench.bench_batch [--users N] [--items N] [--repeat N] [--budget S]
+Run: .venv/bin/python -m bench.bench_batch [--users N] [--items N] [--repeat N] [--fast]
 Smoke: .venv/bin/python -m bench.bench_batch --users 20000 --items 5000
 """
 
@@ -73,10 +86,11 @@ from pyrec_pg.db.stub import PsycopgPlpy
 from pyrec_pg.dev.cluster import Cluster
 from pyrec_pg.ml.interactions import Interactions
 from pyrec_pg.ml.recipes.base import Factors
+from pyrec_pg.ml.topk import top_k
 from pyrec_pg.store.vectors import write_version
 
-from .bench_training import BINARY_HEADER, line, mb, proc_status
-from .common import median
+from .bench_training import DURABLE, line, mb, proc_status, spread
+from .common import header, median, pools, python_info
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "bench_batch"
@@ -91,9 +105,10 @@ CASES = (("no filter", None, "all"), ("filter", FILTER, "ab"))  # name, filter, 
 PHASES = ("starting", "reading", "scoring", "writing", "activating")  # pyrec.batch_jobs.phase
 SAMPLE_SECONDS = 0.02  # memory sampling; the phase is polled every POLL_EVERY samples
 POLL_EVERY = 5
-PEER_BLOCK = 512
+BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")  # the peer runs with the server's
 NOTICE = re.compile(r"(\d+) rows for (\d+) users")  # batch_recommend's closing NOTICE
 COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension
+BINARY_HEADER = len(COPY_SIGNATURE)  # what a binary COPY out starts with: no extension
 COPY_TRAILER = b"\xff\xff"
 PAIR = np.dtype([("u", ">i8"), ("i", ">i8")])  # the peer's packed interactions
 INTERACTION_ROW = np.dtype([("n", ">i2"), ("lu", ">i4"), ("u", ">i8"), ("li", ">i4"), ("i", ">i8")])
@@ -191,8 +206,6 @@ def setup(dsn: str, n_users: int, n_items: int, seed: int) -> tuple[dict[str, fl
             copy.write(COPY_TRAILER)
     t2 = time.perf_counter()
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("ALTER SYSTEM SET autovacuum = off")  # no vacuum of outputs mid-run
-        conn.execute("SELECT pg_reload_conf()")
         conn.execute(f"CREATE INDEX ON {INTERACTIONS} (user_id)")
         conn.execute(f"VACUUM ANALYZE {ITEMS}, {INTERACTIONS}")
         conn.execute(
@@ -302,6 +315,7 @@ class Run:
     anon: dict[str, int] = field(default_factory=dict)  # pyrec: peak RssAnon by phase
     breakdown: dict[str, float] = field(default_factory=dict)  # pyrec: in-server timers
     backend_peak: int = 0  # the peer's backend VmHWM
+    pools: str = ""  # the peer's thread pools (BLAS, OpenMP), read before its clock started
 
 
 @dataclass
@@ -351,6 +365,7 @@ BUCKETS = {  # where the time goes: breakdown keys by stage
 def run_pyrec(dsn: str, flt: str | None, into: str) -> Run:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT pyrec._python()")  # import pyrec_pg, numpy, scipy in this backend
+        conn.execute("DO LANGUAGE plpython3u $$import implicit.cpu.topk$$")  # as the peer has
         conn.execute("SELECT public.bench_batch_probe('install')")
         pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
         last = conn.execute("SELECT coalesce(max(run_id), 0) FROM pyrec._runs").fetchone()
@@ -395,10 +410,12 @@ def run_pyrec(dsn: str, flt: str | None, into: str) -> Run:
 # peer
 
 
-def run_peer(dsn: str, flt: bool, out: str) -> Run:
-    """The peer pipeline in a fresh process (so its memory peak is its own)."""
+def run_peer(dsn: str, flt: bool, out: str, blas_env: dict[str, str]) -> Run:
+    """The peer pipeline in a fresh process (so its memory peak is its own), with the
+    server's BLAS and OpenMP thread settings."""
+    env = {k: v for k, v in os.environ.items() if k not in BLAS_ENV} | blas_env
     cmd = [sys.executable, "-m", "bench.bench_batch", "--peer", dsn, str(int(flt)), out]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"peer pipeline failed:\n{done.stdout}{done.stderr}")
     res = json.loads(done.stdout.strip().splitlines()[-1])
@@ -410,6 +427,7 @@ def run_peer(dsn: str, flt: bool, out: str) -> Run:
         rows=res["rows"],
         users=res["users"],
         backend_peak=res["backend_peak"],
+        pools=res["pools"],
     )
 
 
@@ -490,6 +508,11 @@ def output_chunks(
 
 def peer_main(dsn: str, flt: bool, out: str) -> None:
     """Child process: run the peer pipeline, print its timings and memory as one JSON line."""
+    # implicit's top-k loaded before the clock, as in pyrec's session; an ImportError here
+    # stops the run rather than let top_k fall back to its slower numpy selection
+    import implicit.cpu.topk  # noqa: F401
+
+    threads = pools(python_info())
     after_imports = proc_status(os.getpid()).get("VmRSS", 0)
     with psycopg.connect(dsn) as conn:
         pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
@@ -506,6 +529,9 @@ def peer_main(dsn: str, flt: bool, out: str) -> None:
             ).fetchall()
             found = codes_of(np.asarray([r[0] for r in rows], dtype=np.int64), item_ids)
             allowed = np.unique(found[found >= 0])
+        # scored in the batch's column order (its catalog is ordered by the text id): the
+        # top-k breaks ties between equal scores by column, so the outputs compare row for row
+        allowed = allowed[np.argsort(item_ids[allowed].astype(str), kind="stable")]
         t_vectors = time.perf_counter()
         column = np.full(item_ids.size, -1, dtype=np.int64)  # catalog code -> scored column
         column[allowed] = np.arange(allowed.size)
@@ -526,26 +552,15 @@ def peer_main(dsn: str, flt: bool, out: str) -> None:
         del pairs, su, si, keep
         conn.commit()
         t1 = time.perf_counter()
-        # 2. score: matmul, mask, argpartition, sort
-        kk = min(K, allowed.size)
-        catalog_t = np.ascontiguousarray(item_vecs[allowed].T)
-        codes = np.empty((user_ids.size, kk), dtype=np.int64)
-        scores = np.empty((user_ids.size, kk), dtype=np.float32)
-        for lo in range(0, user_ids.size, PEER_BLOCK):
-            hi = min(lo + PEER_BLOCK, user_ids.size)
-            s = user_vecs[lo:hi] @ catalog_t
-            ptr = seen.indptr[lo : hi + 1]
-            s[np.repeat(np.arange(hi - lo), np.diff(ptr)), seen.indices[ptr[0] : ptr[-1]]] = -np.inf
-            part = np.argpartition(s, s.shape[1] - kk, axis=1)[:, s.shape[1] - kk :]
-            top = np.take_along_axis(s, part, axis=1)
-            order = np.argsort(-top, axis=1, kind="stable")
-            codes[lo:hi] = allowed[np.take_along_axis(part, order, axis=1)]
-            scores[lo:hi] = np.take_along_axis(top, order, axis=1)
+        # 2. score: the routine pyrec's batch scores with (implicit's top-k), called as the
+        # batch calls it: every allowed item, seen items excluded, its default threads
+        got, scores = top_k(item_vecs[allowed], user_vecs, K, seen, np.zeros(0, dtype=np.int32))
+        codes = np.where(got >= 0, allowed[np.maximum(got, 0)], -1)
         t2 = time.perf_counter()
         # 3. COPY in, primary key, ANALYZE, replace the previous table: one transaction
-        valid = np.isfinite(scores)  # fewer than k allowed unseen items: ranks 1..n
+        valid = codes >= 0  # fewer than k allowed unseen items: ranks 1..n
         u = np.broadcast_to(np.arange(user_ids.size)[:, None], codes.shape)[valid]
-        ranks = np.broadcast_to(np.arange(1, kk + 1, dtype=np.int32), codes.shape)[valid]
+        ranks = np.broadcast_to(np.arange(1, K + 1, dtype=np.int32), codes.shape)[valid]
         i, s_valid = codes[valid], scores[valid]
         enc_users, enc_items = encode_ids(user_ids), encode_ids(item_ids)
         stage, target = sql.Identifier(f"{out}_new"), sql.Identifier(out)
@@ -583,7 +598,7 @@ def peer_main(dsn: str, flt: bool, out: str) -> None:
                 "steps": {
                     "COPY out vectors (+ allowed ids)": t_vectors - t0,
                     "interactions out + seen CSR": t1 - t_vectors,
-                    "score (matmul + argpartition)": t2 - t1,
+                    "score (implicit top-k)": t2 - t1,
                     "COPY in + primary key + ANALYZE + swap": t3 - t2,
                 },
                 "peak": proc_status(os.getpid()).get("VmHWM", 0),
@@ -591,6 +606,7 @@ def peer_main(dsn: str, flt: bool, out: str) -> None:
                 "backend_peak": backend_peak,
                 "rows": int(u.size),
                 "users": int(np.unique(u).size),
+                "pools": threads,
             }
         )
     )
@@ -601,14 +617,19 @@ def peer_main(dsn: str, flt: bool, out: str) -> None:
 
 
 def check(dsn: str, case: Case) -> None:
-    """Untimed: both outputs hold the same (user, rank, item) rows; nothing seen or filtered out
-    slipped into pyrec's."""
+    """Untimed: both outputs hold the same rows (the same routine on the same vectors picks the
+    same items, ties included, with the same scores); nothing seen or filtered out slipped
+    into pyrec's."""
     p, q = sql.Identifier(case.pyrec_table), sql.Identifier(case.peer_table)
     with psycopg.connect(dsn, autocommit=True) as conn:
+        # a full join: a (user, rank) only one side wrote counts as a difference
         same = conn.execute(
             sql.SQL(
-                "SELECT count(*) FILTER (WHERE p.item_id = q.item_id), count(*)"
-                " FROM {} p JOIN {} q USING (user_id, rank)"
+                "SELECT count(*) FILTER (WHERE (p.item_id, p.score, p.source)"
+                " = (q.item_id, q.score, q.source)),"
+                " count(*) FILTER (WHERE p.item_id = q.item_id), count(*),"
+                " coalesce(max(abs(p.score - q.score)), 0)"
+                " FROM {} p FULL JOIN {} q USING (user_id, rank)"
             ).format(p, q)
         ).fetchone()
         seen = conn.execute(
@@ -626,16 +647,28 @@ def check(dsn: str, case: Case) -> None:
         ).fetchone()
     assert same is not None and seen is not None and outside is not None
     case.checks = {
-        "same": int(same[0]),
-        "pairs": int(same[1]),
+        "identical": int(same[0]),
+        "same item": int(same[1]),
+        "pairs": int(same[2]),
+        "score diff": float(same[3]),
         "seen": int(seen[0]),
         "outside": int(outside[0]),
     }
 
 
+def equal(case: Case) -> bool:
+    """The peer's output equals pyrec's, and pyrec's holds nothing it should not."""
+    c = case.checks
+    return c["identical"] == c["pairs"] and not c["seen"] and not c["outside"]
+
+
 def report(case: Case) -> None:
     p, q = case.pyrec, case.peer
-    print(f"\n({case.name}) filter: {case.flt or 'none'}", flush=True)
+    print(
+        f"\n({case.name}) filter: {case.flt or 'none'}; seconds, min / median / max of"
+        f" {len(p)} runs",
+        flush=True,
+    )
     peer_total = median([r.total for r in q])
     pyrec_total = median([r.total for r in p])
     print(line("pyrec: CALL pyrec.batch_recommend", [r.total for r in p], peer_total))
@@ -650,17 +683,22 @@ def report(case: Case) -> None:
     print("    where the time goes (in-server timers, medians):")
     for part in parts:
         print(f"      {part}")
-    print(line("peer: COPY out + numpy + COPY in", [r.total for r in q]))
+    print(line("peer: COPY out + implicit top-k + COPY in", [r.total for r in q]))
     for step in q[0].steps:
         print(line(f"    {step}", [r.steps[step] for r in q]))
     print(f"  ratio pyrec / peer (median totals): {pyrec_total / peer_total:.2f}x")
+    print(f"  peer process's thread pools, read before its clock started: {q[-1].pools}")
     c = case.checks
     print(
         f"  rows written: pyrec {p[-1].rows:,} for {p[-1].users:,} users,"
-        f" peer {q[-1].rows:,} for {q[-1].users:,} users; same item at (user, rank):"
-        f" {c['same']:,} of {c['pairs']:,}; seen items in pyrec's output: {c['seen']}"
+        f" peer {q[-1].rows:,} for {q[-1].users:,} users; (user, rank) pairs with the same"
+        f" item, score and source: {c['identical']:,} of {c['pairs']:,} (same item"
+        f" {c['same item']:,}, largest score difference {c['score diff']:.3g}); seen items in"
+        f" pyrec's output: {c['seen']}"
         + (f"; items outside the filter: {c['outside']}" if case.flt else "")
     )
+    if not equal(case):
+        print("  !! the outputs differ: the peer's rows are not pyrec's (see the counts above)")
     anon = ", ".join(
         f"{ph} {mb([r.anon.get(ph, 0) for r in p])}" for ph in PHASES if p[0].anon.get(ph)
     )
@@ -677,84 +715,100 @@ def report(case: Case) -> None:
     )
 
 
+def server_blas_env(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    """The thread settings in the server's environment, for the peer to run with."""
+    conn.execute(
+        "CREATE FUNCTION pg_temp.bench_batch_env() RETURNS text LANGUAGE plpython3u AS $py$"
+        f"import json, os\nreturn json.dumps({{k: os.environ[k] for k in {list(BLAS_ENV)!r}"
+        " if k in os.environ})$py$"
+    )
+    row = conn.execute("SELECT pg_temp.bench_batch_env()").fetchone()
+    assert row is not None
+    env: dict[str, str] = json.loads(row[0])
+    return env
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--users", type=int, default=200_000)
     ap.add_argument("--items", type=int, default=20_000)
     ap.add_argument(
-        "--repeat",
-        type=int,
-        help="rounds (each: both cases, pyrec then peer); default 3, or fewer when the next"
-        " round would end the run after --budget seconds",
+        "--repeat", type=int, default=3, help="rounds (each: both cases, pyrec then peer)"
     )
-    ap.add_argument("--budget", type=float, default=540.0, help="seconds; see --repeat")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fast", action="store_true", help="durability off (printed first)")
     ap.add_argument("--peer", nargs=3, help=argparse.SUPPRESS)  # child: dsn, filter 0/1, out
     args = ap.parse_args()
     if args.peer:
         peer_main(args.peer[0], args.peer[1] == "1", args.peer[2])
         return
-    print(
-        f"batch top-{K}, exclude_seen, every user of the version, {DIMS}-d float32 vectors;"
-        f" peer: binary COPY out + numpy matmul/argpartition (blocks of {PEER_BLOCK})"
-        f" + binary COPY in; {os.cpu_count()} CPUs",
-        flush=True,
-    )
-    print(f"load average at start: {Path('/proc/loadavg').read_text().strip()}", flush=True)
     started = time.perf_counter()
     cases = [
         Case(name, flt, f"recs_pyrec_{suffix}", f"recs_peer_{suffix}")
         for name, flt, suffix in CASES
     ]
-    with Cluster() as cluster:
+    # autovacuum off in postgresql.conf from the start: no vacuum of outputs mid-run, and the
+    # header reads the setting every session has (a reload reaches sessions asynchronously)
+    settings = {"autovacuum": "off"} | ({} if args.fast else DURABLE)
+    with Cluster(settings=settings) as cluster:
         dsn = cluster.dsn()
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION pyrec CASCADE")
+            title = f"batch top-{K}, exclude_seen, every user of the version, {DIMS}-d float32"
+            for text in header(conn, title):
+                print(text, flush=True)
+            blas_env = server_blas_env(conn)
+        print(
+            f"peer: binary COPY out + implicit's top-k through pyrec_pg.ml.topk.top_k (the"
+            f" batch's routine and threads) + binary COPY in, with the server's"
+            f" {', '.join(f'{k}={v}' for k, v in blas_env.items()) or 'default threads'}",
+            flush=True,
+        )
+        if args.repeat < 3:
+            print(f"!! {args.repeat} run(s) per figure: fewer than 3", flush=True)
         timings, n_pairs = setup(dsn, args.users, args.items, args.seed)
         print(
             f"\n{args.users:,} users x {args.items:,} items, {n_pairs:,} interactions"
             f" ({n_pairs / args.users:.1f} per user), categories {'/'.join(CATEGORIES)}"
         )
         print("  setup, not timed: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
-        longest = 0.0
-        for n in itertools.count(1):
-            if n > (args.repeat or 3):
-                break
-            elapsed = time.perf_counter() - started
-            if args.repeat is None and n > 1 and elapsed + longest > args.budget:
-                print(
-                    f"  stopping after {n - 1} round(s): another (~{longest:.0f} s) would pass"
-                    f" the {args.budget:.0f} s budget (--repeat N to insist)",
-                    flush=True,
-                )
-                break
-            t = time.perf_counter()
+        for n in range(1, args.repeat + 1):
             for case in cases:  # pyrec and peer interleaved, so drift hits both alike
                 quiesce(dsn)
                 case.pyrec.append(run_pyrec(dsn, case.flt, f"public.{case.pyrec_table}"))
                 quiesce(dsn)
-                case.peer.append(run_peer(dsn, case.flt is not None, case.peer_table))
+                case.peer.append(run_peer(dsn, case.flt is not None, case.peer_table, blas_env))
                 print(
                     f"  round {n}, {case.name}: pyrec {case.pyrec[-1].total:.1f} s,"
                     f" peer {case.peer[-1].total:.1f} s (1-min load average now"
                     f" {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs)",
                     flush=True,
                 )
-            longest = max(longest, time.perf_counter() - t)
         for case in cases:
             check(dsn, case)
             report(case)
     full = args.users >= 200_000 and args.items >= 20_000
-    print(f"\nsummary (median seconds, {args.users:,} users x {K}, {args.items:,} items):")
-    print(f"  {'case':<10} {'pyrec':>8} {'peer':>8} {'ratio':>7}  target: pyrec < 30 s")
+    print(
+        f"\nsummary ({args.users:,} users x {K}, {args.items:,} items; seconds, min / median /"
+        f" max of {args.repeat} runs; ratio of the medians, pyrec / peer):"
+    )
+    print(
+        f"  {'case':<10} {'pyrec min / median / max':^27}   {'peer min / median / max':^27}"
+        f" {'ratio':>7}  {'outputs':<9}"
+        "  target: pyrec < 30 s"
+    )
     for c in cases:
-        a, b = median([r.total for r in c.pyrec]), median([r.total for r in c.peer])
-        verdict = ("met" if a < 30 else "missed") if full else "n/a (smaller than the target)"
-        print(f"  {c.name:<10} {a:8.2f} {b:8.2f} {a / b:6.2f}x  {verdict}")
+        a, b = [r.total for r in c.pyrec], [r.total for r in c.peer]
+        ratio = median(a) / median(b)
+        verdict = ("met" if median(a) < 30 else "missed") if full else "n/a (smaller)"
+        same = "equal" if equal(c) else "!! differ"
+        print(f"  {c.name:<10} {spread(a)}   {spread(b)} {ratio:6.2f}x  {same:<9}  {verdict}")
     print(
         f"whole run {time.perf_counter() - started:.0f} s;"
         f" load average at end: {Path('/proc/loadavg').read_text().strip()}"
     )
+    if not all(equal(c) for c in cases):
+        sys.exit(1)
 
 
 if __name__ == "__main__":
