@@ -27,7 +27,8 @@ class Als:
     name: ClassVar[str] = "als"
     factors: int = 64
     iterations: int = 15
-    # defaults from a sweep on MovieLens-100K, random 75/25 per user (docs/design.md, section 4)
+    # regularization and alpha: the best of a sweep on validation splits of MovieLens-100K's
+    # training parts (bench/sweep_defaults.py; grid and result in docs/design.md, section 5)
     regularization: float = 30.0
     alpha: float = 2.0
     cg_steps: int = 3

@@ -73,7 +73,9 @@ class Ease:
     """B = I - P diag(1/diag P), P = (X'X + lambda I)^-1, diag(B) = 0 (Steck 2019)."""
 
     name: ClassVar[str] = "ease"
-    regularization: float = 500.0  # best of 100/250/500/1000 on MovieLens-100K
+    # the best of a sweep on validation splits of MovieLens-100K's training parts
+    # (bench/sweep_defaults.py; grid and result in docs/design.md, section 5)
+    regularization: float = 500.0
     rank: int = 256
 
     @classmethod
