@@ -146,6 +146,16 @@ def write_version(
     ann = ann_wanted(db, int(data.items.size), factors.fold)
     if ann:  # large catalogs: an HNSW index serves recommend() without a full scan
         db.run(f"CREATE INDEX ON {qi} USING hnsw (embedding {vector_schema(db)}.vector_ip_ops)")
+        if factors.history is None:
+            # similar_items ranks a factor model's items by cosine: the inner-product index
+            # cannot order by it, nor gather candidates to re-rank (item norms grow with
+            # popularity: recall@10 0.2 from 1000 of them at 100k items). similar_items
+            # finds this index by its name; item-item recipes rank by history rows instead
+            cosine = db.ident(f"{items_table}_cosine")
+            db.run(
+                f"CREATE INDEX {cosine} ON {qi}"
+                f" USING hnsw (embedding {vector_schema(db)}.vector_cosine_ops)"
+            )
     db.run(f"ANALYZE {qi}")
     db.run(f"ANALYZE {qu}")
     share(db, qi, qu)

@@ -323,6 +323,72 @@ def test_hnsw_index_serves_large_catalogs_with_filters(trained: Conn) -> None:
     assert len(rows) == 20
 
 
+def inner_plans(conn: Conn, sql: str, args: Any = None) -> tuple[list[Any], str]:
+    """Rows of `sql` and the plans of the statements it ran inside functions (auto_explain)."""
+    plans: list[str] = []
+
+    def keep(diag: psycopg.errors.Diagnostic) -> None:
+        plans.append(diag.message_primary or "")
+
+    with conn.transaction(force_rollback=True):
+        conn.execute("LOAD 'auto_explain'")
+        for setting, value in (
+            ("auto_explain.log_min_duration", "0"),
+            ("auto_explain.log_nested_statements", "on"),
+            ("client_min_messages", "log"),
+        ):
+            conn.execute("SELECT set_config(%s, %s, true)", [setting, value])
+        conn.add_notice_handler(keep)
+        try:
+            rows = conn.execute(sql, args).fetchall()
+        finally:
+            conn.remove_notice_handler(keep)
+    return rows, "\n".join(plans)
+
+
+def test_similar_items_uses_the_cosine_index_of_large_catalogs(trained: Conn) -> None:
+    trained.execute("SET pyrec.ann_min_items = 100")  # MovieLens' 1682 items count as large
+    trained.execute("CALL pyrec.train('movies')")
+    items = value(trained, "SELECT items_table FROM pyrec.model_versions WHERE status = 'active'")
+    cosine = f"{items}_cosine"
+    query = "SELECT item_id, rank FROM pyrec.similar_items('movies', %s, 10, %s)"
+    rare = "INCLUDE ItemID WHERE Items.year < 1950"  # 2% of the movies
+    anchors = [
+        str(i)
+        for (i,) in trained.execute(
+            "SELECT movie_id FROM ratings GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 15"
+        )
+    ]
+    rows, plans = inner_plans(trained, query, [anchors[0], None])
+    assert f"Index Scan using {cosine} on {items}" in plans and len(rows) == 10, plans
+    served = {
+        (a, f): trained.execute(query, [a, f]).fetchall() for a in anchors for f in (None, rare)
+    }
+    withdrawn = served[(anchors[1], None)][0][0]
+    with trained.transaction(force_rollback=True):
+        trained.execute("ALTER TABLE ratings DROP CONSTRAINT IF EXISTS ratings_movie_id_fkey")
+        trained.execute("DELETE FROM movies WHERE movie_id = %s::int", [withdrawn])
+        gone = [i for i, _ in trained.execute(query, [anchors[1], None])]
+        # the next ones move up: the list is refilled, not shortened
+        assert withdrawn not in gone and len(gone) == 10
+        assert gone[:9] == [i for i, _ in served[(anchors[1], None)][1:]]
+    # without the index (as a version trained before it had one): the exact scan, the same
+    # answers (HNSW over 1682 vectors finds the exact neighbours), filters applied in the scan
+    with trained.transaction(force_rollback=True):
+        trained.execute(f'DROP INDEX pyrec."{cosine}"')
+        _, plans = inner_plans(trained, query, [anchors[0], None])
+        assert cosine not in plans and f"Seq Scan on {items}" in plans, plans
+        for (a, f), got in served.items():
+            assert trained.execute(query, [a, f]).fetchall() == got, (a, f)
+    years = {
+        value(trained, "SELECT year FROM movies WHERE movie_id = %s::int", [i])
+        for (_, f), got in served.items()
+        if f
+        for i, _ in got
+    }
+    assert max(years) < 1950 and all(len(got) == 10 for got in served.values())
+
+
 KIDS = (
     "SELECT m.movie_id FROM movies m JOIN ratings r USING (movie_id)"
     " WHERE 'Children''s' = ANY (m.genre) AND NOT 'Horror' = ANY (m.genre)"
