@@ -67,7 +67,7 @@ SETTINGS: tuple[Setting, ...] = (
         "pyrec.ann_min_items",
         "integer",
         "20000",
-        "catalogs of at least this many items get an HNSW index at training (-1: never)",
+        "catalogs of at least this many items get HNSW indexes at training (-1: never)",
         "a whole number, -1 to never build the index, e.g. SET pyrec.ann_min_items = 50000",
         _integer(-1),
     ),
