@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,8 +212,9 @@ def _load_rows(db: Db, model: Model, rows: Rows) -> Coded | None:
     list of the distinct ids read first (None if two ids share a hash, or a row's hash is
     not listed: the caller then groups in SQL).
 
-    Memory: per row, the two codes (int32) and the weight (float32) while reading; then the
-    matrix. Nothing holds all the rows' raw bytes at once, in the server or here."""
+    Memory: per row, the two codes (int32) and the weight (float64, only when weighted) while
+    reading; then the matrix (float32 counts, or float64 weights). Nothing holds all the
+    rows' raw bytes at once, in the server or here."""
     send, hashed = {}, {}
     for key in ("user", "item"):
         col = db.ident(model.columns[key])
@@ -230,24 +232,28 @@ def _load_rows(db: Db, model: Model, rows: Rows) -> Coded | None:
     aggs = [f"string_agg({send[k][0]}, ''::bytea) AS {k}" for k in ("user", "item")]
     weight, args = rows.weight, rows.args
     if weight:
-        aggs.append(f"string_agg(float4send(coalesce({weight}, 0)::float4), ''::bytea) AS w")
+        # float8 as computed: recency weights reach 1e-301, under float4's range
+        aggs.append(f"string_agg(float8send(coalesce({weight}, 0)), ''::bytea) AS w")
     # per key: for integer ids the raw values of each chunk (coded once all are seen), for
     # hashed ids each chunk's codes already
     parts: dict[str, list[npt.NDArray[Any]]] = {"user": [], "item": [], "w": []}
     rows_read = 0
-    for chunk in _chunks(db, model.interactions, rows.where, ", ".join(aggs), args):
-        rows_read += int(chunk["n"])
-        for key in ("user", "item"):
-            raw = np.frombuffer(chunk[key], dtype=send[key][1])
-            if key in hashed:
-                codes = hashed[key].codes(raw.astype(np.int64))
-                if codes is None:
-                    return None
-                parts[key].append(codes)
-            else:  # native order: as small as the ids allow, until coded
-                parts[key].append(raw.astype(_narrowest(raw)))
-        if weight:
-            parts["w"].append(np.frombuffer(chunk["w"], dtype=">f4").astype(np.float32))
+    # closed on every way out (an early return, an error), so no cursor outlives the reading:
+    # a procedure's COMMIT or ROLLBACK cannot hold a failed one
+    with closing(_chunks(db, model.interactions, rows.where, ", ".join(aggs), args)) as chunks:
+        for chunk in chunks:
+            rows_read += int(chunk["n"])
+            for key in ("user", "item"):
+                raw = np.frombuffer(chunk[key], dtype=send[key][1])
+                if key in hashed:
+                    codes = hashed[key].codes(raw.astype(np.int64))
+                    if codes is None:
+                        return None
+                    parts[key].append(codes)
+                else:  # native order: as small as the ids allow, until coded
+                    parts[key].append(raw.astype(_narrowest(raw)))
+            if weight:
+                parts["w"].append(np.frombuffer(chunk["w"], dtype=">f8").astype(np.float64))
     if rows_read == 0:
         return None
     names: dict[str, list[str]] = {}
@@ -335,7 +341,7 @@ def _coder(distinct: Ints, rank: npt.NDArray[np.int32]) -> Callable[[Any], npt.N
 
 def _chunks(
     db: Db, relation: str, where: str, aggs: str, args: list[Any]
-) -> Iterator[Mapping[str, Any]]:
+) -> Generator[Mapping[str, Any], None, None]:
     """`aggs` (aggregates over the rows of `relation` passing `where`) for chunks of about
     CHUNK_ROWS rows, each chunk a range of the relation's blocks (a TID range scan), all from
     one statement: one snapshot, but never more than a chunk in memory. A relation without
@@ -372,11 +378,14 @@ def _chunks(
     )
     plan = db.plpy.prepare(sql, ["jsonb", "float8", "int8", "int8"])
     cursor = db.plpy.cursor(plan, [*args, pages, step])
-    while True:
-        batch = cursor.fetch(1)
-        if not batch:
-            return
-        yield batch[0]
+    try:
+        while True:
+            batch = cursor.fetch(1)
+            if not batch:
+                return
+            yield batch[0]
+    finally:
+        cursor.close()
 
 
 def _load_integer_ids(db: Db, grouped: str, args: list[Any]) -> Coded | None:

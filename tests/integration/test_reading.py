@@ -157,3 +157,34 @@ def test_reading_in_chunks_of_blocks_gives_the_grouped_matrix(
     # a view has no blocks: one chunk; tables are read a few blocks at a time
     assert len(summary["chunks"]) == 1 if layout == "view" else len(summary["chunks"]) > 2
     assert sum(summary["chunks"]) == 10  # the 12 rows less the 2 with a NULL id
+
+
+@pytest.mark.pg
+def test_a_row_that_fails_in_the_middle_of_the_reading_fails_the_training_with_its_error(
+    dsn: str,
+) -> None:
+    """An error raised while the chunks are read (a value out of float8's range) reaches the
+    caller as itself and the run is recorded as failed: the chunks' cursor is closed before
+    the procedure rolls back (a procedure cannot roll back with a failed cursor open)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        # numeric holds 1e400; the weight's cast to float8 overflows on that row alone
+        conn.execute("CREATE TABLE ev (u int, i int, v numeric)")
+        conn.execute(
+            "INSERT INTO ev SELECT g % 7, g % 5, CASE WHEN g = 2500 THEN 1e400 ELSE 1 END"
+            " FROM generate_series(1, 4000) g"
+        )
+        conn.execute("ANALYZE ev")
+        conn.execute(
+            "SELECT pyrec.create_model('bad', 'ev', options => '{\"holdout\": 0,"
+            ' "use_event_value": true, "columns": {"user": "u", "item": "i",'
+            ' "event_value": "v"}}\')'
+        )
+        with pytest.raises(psycopg.Error) as caught:
+            conn.execute("CALL pyrec.train('bad')")
+        assert caught.value.sqlstate == "22003", caught.value
+        assert "out of range" in str(caught.value)
+        run = conn.execute(
+            "SELECT status FROM pyrec.training_runs WHERE model = 'bad' ORDER BY run_id DESC"
+        ).fetchone()
+        assert run == ("failed",)
+        assert conn.execute("SELECT 1").fetchone() == (1,)
