@@ -15,7 +15,7 @@ UNLOGGED to save the setup's time; it is only read by what is measured.
 Training: CALL pyrec.train on an "als" model (64 factors, 15 iterations, holdout 0), --repeat
 times; wall clock from the client, phases from pyrec._runs, the HNSW build's start and end
 from pg_stat_progress_create_index, and the training backend's private memory (RssAnon)
-sampled every 50 ms, per phase, in bytes per interaction read and per (user, item) pair.
+sampled every 20 ms, per phase, in bytes per interaction read and per (user, item) pair.
 
 Serving, on the last trained version, --requests requests of each kind, --repeat rounds:
 recommend() for known users, for users with new events since training (fold-in: 5 events
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,11 +40,10 @@ import psycopg.sql
 
 from pyrec_pg.dev.cluster import Cluster
 
-from .bench_training import DURABLE, PHASES, parse_size, proc_status
+from .bench_training import DURABLE, PHASES, SAMPLE_SECONDS, Watcher, parse_size, proc_status
 from .common import header, median
 
 MB = 1024 * 1024
-SAMPLE_SECONDS = 0.05
 CLUSTERS = 20
 FILTER = "category = 7"
 
@@ -64,41 +62,6 @@ class Training:
 class Serving:
     latency: dict[str, list[float]] = field(default_factory=dict)  # kind -> ms per request
     recall: dict[str, list[float]] = field(default_factory=dict)  # kind -> recall@10 each
-
-
-class Watcher(threading.Thread):
-    """Samples a backend's private memory per training phase and its index builds."""
-
-    def __init__(self, dsn: str, pid: int, after_run: int) -> None:
-        super().__init__(daemon=True)
-        self.dsn, self.pid, self.after_run = dsn, pid, after_run
-        self.phases: dict[str, float] = {}
-        self.anon: dict[str, int] = {}
-        self.index: list[float] = []  # perf_counter at each sample that saw a build
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            phase = "starting"
-            while not self.stop.is_set():
-                anon = proc_status(self.pid).get("RssAnon", 0)
-                self.anon[phase] = max(self.anon.get(phase, 0), anon)
-                row = conn.execute(
-                    # the version's tables get their primary keys while empty: an index
-                    # build seen while writing is the HNSW index (its catalog rows are not
-                    # visible outside the training's transaction to tell by access method)
-                    "SELECT (SELECT phase FROM pyrec._runs WHERE pid = %s AND run_id > %s"
-                    " ORDER BY run_id DESC LIMIT 1), EXISTS (SELECT 1 FROM"
-                    " pg_stat_progress_create_index p WHERE p.pid = %s)",
-                    [self.pid, self.after_run, self.pid],
-                ).fetchone()
-                assert row is not None
-                if row[0] is not None:
-                    phase = row[0]
-                    self.phases.setdefault(phase, time.perf_counter())
-                if row[1] and phase == "writing":
-                    self.index.append(time.perf_counter())
-                self.stop.wait(SAMPLE_SECONDS)
 
 
 def generate(dsn: str, users: int, items: int, n: int) -> dict[str, float]:

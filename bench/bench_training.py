@@ -89,13 +89,15 @@ def proc_status(pid: int) -> dict[str, int]:
 
 
 class Watcher(threading.Thread):
-    """Samples a backend's memory and polls its training run's phase until stopped."""
+    """Samples a backend's memory, polls its training run's phase and notes its index
+    builds until stopped."""
 
     def __init__(self, dsn: str, pid: int, after_run: int) -> None:
         super().__init__(daemon=True)
         self.dsn, self.pid, self.after_run = dsn, pid, after_run
         self.phases: dict[str, float] = {}  # phase -> perf_counter when first seen
         self.anon: dict[str, int] = {}  # phase -> peak RssAnon (bytes) while in it
+        self.index: list[float] = []  # perf_counter at each sample that saw an HNSW build
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -105,13 +107,20 @@ class Watcher(threading.Thread):
                 anon = proc_status(self.pid).get("RssAnon", 0)
                 self.anon[phase] = max(self.anon.get(phase, 0), anon)
                 row = conn.execute(
-                    "SELECT phase FROM pyrec._runs WHERE pid = %s AND run_id > %s"
-                    " ORDER BY run_id DESC LIMIT 1",
-                    [self.pid, self.after_run],
+                    # the version's tables get their primary keys while empty: an index
+                    # build seen while writing is an HNSW index (its catalog rows are not
+                    # visible outside the training's transaction to tell by access method)
+                    "SELECT (SELECT phase FROM pyrec._runs WHERE pid = %s AND run_id > %s"
+                    " ORDER BY run_id DESC LIMIT 1), EXISTS (SELECT 1 FROM"
+                    " pg_stat_progress_create_index p WHERE p.pid = %s)",
+                    [self.pid, self.after_run, self.pid],
                 ).fetchone()
-                if row is not None:
+                assert row is not None
+                if row[0] is not None:
                     phase = row[0]
                     self.phases.setdefault(phase, time.perf_counter())
+                if row[1] and phase == "writing":
+                    self.index.append(time.perf_counter())
                 self.stop.wait(SAMPLE_SECONDS)
 
 

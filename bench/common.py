@@ -131,6 +131,23 @@ def pools(info: dict[str, Any]) -> str:
     return ", ".join(parts) + " threads" if parts else "no thread pools"
 
 
+def machine() -> str:
+    """The machine a benchmark ran on: its name, CPU model and count, RAM and OS."""
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor() or "?",
+    )
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (
+        f"machine {platform.node()}: {cpu}, {os.cpu_count()} CPUs"
+        f" ({len(os.sched_getaffinity(0))} usable), {ram:.0f} GiB RAM, {platform.platform()}"
+    )
+
+
 def header(conn: psycopg.Connection[Any], title: str) -> list[str]:
     """The lines a benchmark prints first: "!! durability off" when any of fsync,
     synchronous_commit or full_page_writes is off on this server (read from the server, not
@@ -154,18 +171,8 @@ def header(conn: psycopg.Connection[Any], title: str) -> list[str]:
     off = [s for s in DURABILITY if settings[s] == "off"]
     if off:
         lines.append(f"!! durability off for this run: {', '.join(off)} off")
-    cpu = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        ),
-        platform.processor() or "?",
-    )
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     lines += [
-        f"{title}; machine {platform.node()}: {cpu}, {os.cpu_count()} CPUs"
-        f" ({len(os.sched_getaffinity(0))} usable), {ram:.0f} GiB RAM, {platform.platform()}",
+        f"{title}; {machine()}",
         f"versions: PostgreSQL {ver[0]}, pgvector {ver[1]}, pyrec extension {ver[2]},"
         f" pyrec_pg {pyrec_pg.__version__}; client Python {client['python']}, numpy"
         f" {client['numpy']}, implicit {client['implicit']}; server Python {server['python']},"

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import platform
 import statistics
 import sys
@@ -52,6 +51,8 @@ from pyrec_pg.ml.recipes.als import Als
 from pyrec_pg.ml.recipes.base import Recipe
 from pyrec_pg.ml.recipes.itemitem import Ease
 
+from .common import machine
+
 PROTOCOL = "random_per_item"  # make eval's protocol (bench/eval_movielens.py)
 HOLDOUT = 0.25  # pyrec.evaluate's holdout for the random protocols
 VALIDATION_SEED = 100  # the validation split of outer seed s uses seed VALIDATION_SEED + s
@@ -67,15 +68,6 @@ def header() -> list[str]:
         implicit_version = str(implicit.__version__)
     except ImportError:
         implicit_version = "absent (ALS runs numpy's CG)"
-    cpu = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        ),
-        platform.processor() or "?",
-    )
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     try:
         from threadpoolctl import threadpool_info
 
@@ -86,9 +78,7 @@ def header() -> list[str]:
     except ImportError:
         pools = "?"
     return [
-        f"sweep of the ALS and EASE defaults on MovieLens-100K validation splits;"
-        f" machine {platform.node()}: {cpu}, {os.cpu_count()} CPUs"
-        f" ({len(os.sched_getaffinity(0))} usable), {ram:.0f} GiB RAM, {platform.platform()}",
+        f"sweep of the ALS and EASE defaults on MovieLens-100K validation splits; {machine()}",
         f"versions: pyrec_pg {pyrec_pg.__version__}, Python {platform.python_version()},"
         f" numpy {np.__version__}, scipy {scipy.__version__}, implicit {implicit_version};"
         f" thread pools: {pools}",
