@@ -12,8 +12,10 @@ from pyrec_pg.catalog.models import Model, get_model
 from pyrec_pg.catalog.versions import active_version
 from pyrec_pg.db import Db
 from pyrec_pg.errors import InvalidParameter
+from pyrec_pg.jobs.text import embed_for
+from pyrec_pg.ml import text
 from pyrec_pg.ml.attributes import Cold, fit, vectors_for
-from pyrec_pg.store.attributes import read_rows, relation
+from pyrec_pg.store.attributes import read_rows, read_texts, relation
 from pyrec_pg.store.codec import vector_literals, vector_type
 from pyrec_pg.store.vectors import insert_rows
 
@@ -24,14 +26,19 @@ def learn(
     role: str,
     trained_ids: npt.NDArray[np.str_],
     vectors: npt.NDArray[np.float32],
+    texts: text.TextOptions | None = None,
 ) -> Cold | None:
-    """The attribute model of the items (role "item") or users, fitted on the trained ones."""
+    """The attribute model of the items (role "item") or users, fitted on the trained ones;
+    with `texts`, the items' text embeddings are features beside their attributes."""
     if relation(model, role) is None:
         return None
     ids, rows, types = read_rows(db, model, role)
     if not ids:
         return None
-    return fit(model.columns[f"{role}s_id"], ids, rows, types, trained_ids, vectors)
+    embedded, state = embed_for(db, model, ids, texts) if texts is not None else (None, None)
+    return fit(
+        model.columns[f"{role}s_id"], ids, rows, types, trained_ids, vectors, embedded, state
+    )
 
 
 def refresh(db: Db, name: str | None) -> dict[str, Any]:
@@ -55,20 +62,22 @@ def refresh(db: Db, name: str | None) -> dict[str, Any]:
         return {"model": model.name, "version": version.version, "added": 0}
     table = db.ident("pyrec", version.items_table)
     key = db.ident(model.columns["items_id"])
-    ids, rows, _ = read_rows(
-        db, model, "item", f"NOT EXISTS (SELECT 1 FROM {table} t WHERE t.item_id = r.{key}::text)"
-    )
+    missing = f"NOT EXISTS (SELECT 1 FROM {table} t WHERE t.item_id = r.{key}::text)"
+    ids, rows, _ = read_rows(db, model, "item", missing)
     if ids:
-        vecs = vectors_for(state, rows)
+        embedded = None
+        if "text" in state:  # fitted with text (or recipe semantic): embed the new items alike
+            options = text.TextOptions(tuple(state["text"]["columns"]), state["text"]["model"])
+            t_ids, texts, _ = read_texts(db, model, options.columns, missing)
+            by_id = dict(zip(t_ids, texts, strict=True))
+            embedded, _ = text.embed(text.load(options.model), [by_id.get(i, "") for i in ids])
+        vecs = vectors_for(state, rows, embedded)
         vtype = vector_type(db, version.dims)
         zeros = np.zeros(len(ids), dtype=np.float32)
-        insert_rows(
-            db,
-            table,
-            "item_id",
-            np.asarray(ids, dtype=str),
-            [("embedding", vtype, vecs), ("popularity", "real", zeros)],
-        )
+        columns = [("embedding", vtype, vecs), ("popularity", "real", zeros)]
+        if "spec" not in state:  # semantic: an item's history row is its embedding too
+            columns.append(("history", vtype, vecs))
+        insert_rows(db, table, "item_id", np.asarray(ids, dtype=str), columns)
     return {"model": model.name, "version": version.version, "added": len(ids)}
 
 

@@ -23,12 +23,15 @@ from pyrec_pg.errors import (
     sqlstate_of,
 )
 from pyrec_pg.jobs import coldstart as attributes
-from pyrec_pg.ml import evaluation
+from pyrec_pg.jobs.text import embed_items
+from pyrec_pg.ml import evaluation, text
+from pyrec_pg.ml.attributes import Cold
 from pyrec_pg.ml.interactions import Interactions
 from pyrec_pg.ml.recipes.als import Als
 from pyrec_pg.ml.recipes.base import Factors, Recipe
 from pyrec_pg.ml.recipes.popularity import item_popularity
-from pyrec_pg.ml.registry import recipe_params
+from pyrec_pg.ml.recipes.semantic import Semantic
+from pyrec_pg.ml.registry import cold_text, recipe_params
 from pyrec_pg.store import interactions
 from pyrec_pg.store.vectors import read_vectors, write_version
 
@@ -44,6 +47,7 @@ class _Plan:
     protocol: str
     holdout: float
     seed: int
+    texts: text.TextOptions | None = None  # cold items' vectors from these text columns too
 
 
 def _plan(model: Model, overrides: dict[str, Any] | None) -> _Plan:
@@ -54,12 +58,21 @@ def _plan(model: Model, overrides: dict[str, Any] | None) -> _Plan:
     validate_options(options, model.recipe)
     check_threshold(options, model.columns)
     recipe = recipe_params(model.recipe, options.get("params", {}))
+    texts = cold_text(model.recipe, options.get("params", {}))
+    needs = recipe.model if isinstance(recipe, Semantic) else texts.model if texts else None
+    if needs is not None:  # a missing text extra fails here, before any work
+        text.require(needs)
+        if model.items is None:
+            raise InvalidParameter(
+                f'model "{model.name}" has no items relation to read item texts from',
+                hint="create the model with items => '<table of items with text columns>'",
+            )
     data_options = getattr(recipe, "data_options", None)
     if data_options is not None:  # e.g. trending reads events weighted by recency
         options = {**data_options(), **options}
     protocol = str(options.get("protocol", "random_per_user"))
     holdout = float(options.get("holdout", 0.2 if protocol == "time" else 0.25))
-    return _Plan(options, recipe, protocol, holdout, int(options.get("seed", 0)))
+    return _Plan(options, recipe, protocol, holdout, int(options.get("seed", 0)), texts)
 
 
 MODES = ("full", "update")
@@ -190,6 +203,12 @@ def _train(db: Db, model: Model, plan: _Plan, run: Run, mode: str | None) -> dic
     with _reading_sources(db, model) as source:
         with_times = plan.protocol == "time" and plan.holdout > 0
         data = interactions.load(source, model, plan.options, with_times)
+        # semantic: every item of the items relation with text, its vector its text's
+        embedded = (
+            embed_items(db, source, model, recipe, data) if isinstance(recipe, Semantic) else None
+        )
+    if embedded is not None:
+        recipe, data = embedded.recipe, embedded.data
     warm, update = None, None
     if mode == "update" and isinstance(recipe, Als):
         warm = _warm_start(db, model, recipe, data)
@@ -204,9 +223,14 @@ def _train(db: Db, model: Model, plan: _Plan, run: Run, mode: str | None) -> dic
     factors.check()
     # items (users) with attributes but no interactions get vectors from what similar ones learned
     cold = users = None
+    if embedded is not None:  # no item is cold: the state embeds items added later
+        cold = Cold(ids=[], vectors=factors.items[:0], state=embedded.state)
     if factors.fold != "none":
         with _reading_sources(db, model) as source:
-            cold = attributes.learn(source, model, "item", data.items, factors.items)
+            if embedded is None:
+                cold = attributes.learn(
+                    source, model, "item", data.items, factors.items, plan.texts
+                )
             users = attributes.learn(source, model, "user", data.users, factors.users)
     run.phase("writing", 90)
     seconds = round(time.perf_counter() - started, 3)
@@ -218,7 +242,7 @@ def _train(db: Db, model: Model, plan: _Plan, run: Run, mode: str | None) -> dic
         item_popularity(data.matrix),
         Trained(
             recipe=model.recipe,
-            params=recipe.params(),
+            params={**recipe.params(), **(plan.texts.as_params("text_") if plan.texts else {})},
             metrics=metrics,
             training_seconds=seconds,
             mode="update" if warm is not None else "full",
@@ -239,6 +263,7 @@ def _train(db: Db, model: Model, plan: _Plan, run: Run, mode: str | None) -> dic
         "seconds": seconds,
         "metrics": metrics,
         "mode": "update" if warm is not None else "full",
+        **({"texts": embedded.stats} if embedded is not None else {}),
     }
 
 
@@ -249,4 +274,8 @@ def evaluate(db: Db, name: str | None, overrides: dict[str, Any]) -> dict[str, A
     if plan.holdout <= 0:
         raise InvalidParameter("holdout must be above 0 to evaluate", hint="e.g. holdout => 0.25")
     data = interactions.load(db, model, plan.options, plan.protocol == "time")
-    return evaluation.holdout_metrics(plan.recipe, data, plan.protocol, plan.holdout, plan.seed)
+    recipe = plan.recipe
+    if isinstance(recipe, Semantic):
+        embedded = embed_items(db, db, model, recipe, data)
+        recipe, data = embedded.recipe, embedded.data
+    return evaluation.holdout_metrics(recipe, data, plan.protocol, plan.holdout, plan.seed)

@@ -1,4 +1,4 @@
-"""Attribute models: item (or user) attributes regressed onto trained vectors (ridge)."""
+"""Attribute models: item (or user) attributes and texts regressed onto trained vectors (ridge)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ from pyrec_pg.db.types import NUMERIC_TYPES, TEXT_TYPES
 MAX_VALUES = 200  # values kept per text column (the most frequent)
 BINS = 8  # quantile bins per numeric column
 RIDGE = 1.0  # regularization of the attributes -> vector regression
+# text embeddings are unit vectors spread over hundreds of dimensions (entries ~0.04), while
+# an attribute is a 0/1 feature: scaled up so the ridge does not shrink the text away
+TEXT_SCALE = 4.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,16 @@ class Cold:
     state: dict[str, Any]  # the spec and the regression weights, for items added later
 
 
+def features(
+    spec: Spec, rows: list[dict[str, Any]], text: npt.NDArray[np.float32] | None, scale: float
+) -> sp.csr_matrix:
+    """The attribute features of `rows`, followed by their text embeddings times `scale`."""
+    f = spec.matrix(rows)
+    if text is None:
+        return f
+    return sp.csr_matrix(sp.hstack([f, sp.csr_matrix(text.astype(np.float64) * scale)]))
+
+
 def fit(
     key: str,
     ids: list[str],
@@ -110,31 +123,52 @@ def fit(
     types: dict[str, str],
     trained_ids: npt.NDArray[np.str_],
     vectors: npt.NDArray[np.float32],
+    text: npt.NDArray[np.float32] | None = None,
+    text_state: dict[str, Any] | None = None,
 ) -> Cold | None:
     """Fit attributes -> vector on the trained rows (ridge); vector the others.
 
     `rows` are the attribute rows of `ids`, `types` their columns' Postgres types, `key` the id
-    column; None when too few rows are trained or no column makes a feature.
+    column; `text`, when given, the rows' text embeddings (unit length, zeros for no text),
+    features beside the attributes, with `text_state` (which model, which columns) kept in the
+    state so items added later are embedded the same way. None when too few rows are trained
+    or nothing makes a feature.
     """
     spec = _spec(key, rows, types)
-    f = spec.matrix(rows)
     code = {s: i for i, s in enumerate(trained_ids.tolist())}
     trained = np.asarray([code.get(i, -1) for i in ids])
     have = trained >= 0
-    if have.sum() < 2 or not spec.columns:
+    if have.sum() < 2 or not (spec.columns or text is not None):
         return None
+    f = features(spec, rows, text, TEXT_SCALE)
     ft = f[have]
     y = vectors[trained[have]].astype(np.float64)
     gram = (ft.T @ ft).toarray() + RIDGE * np.eye(f.shape[1])
     gram[0, 0] -= RIDGE  # the bias (mean vector) is not shrunk
     weights = np.linalg.solve(gram, np.asarray(ft.T @ y))
     cold = np.flatnonzero(~have)
-    state = {"spec": spec.columns, "weights": weights.tolist()}
+    state: dict[str, Any] = {"spec": spec.columns, "weights": weights.tolist()}
+    if text is not None:
+        state["text"] = {**(text_state or {}), "scale": TEXT_SCALE}
     out = np.asarray(f[cold] @ weights, dtype=np.float32)
     return Cold(ids=[ids[i] for i in cold], vectors=out, state=state)
 
 
-def vectors_for(state: dict[str, Any], rows: list[dict[str, Any]]) -> npt.NDArray[np.float32]:
+def vectors_for(
+    state: dict[str, Any],
+    rows: list[dict[str, Any]],
+    text: npt.NDArray[np.float32] | None = None,
+) -> npt.NDArray[np.float32]:
+    """Vectors of new rows from a version's state; `text` holds their embeddings when the
+    state was fitted with text (state["text"]). A state without a spec (recipe semantic)
+    serves the embeddings themselves."""
+    if "spec" not in state:
+        assert text is not None, "a text-only state needs the rows' embeddings"
+        return text.astype(np.float32)
     spec = Spec(state["spec"])
     weights = np.asarray(state["weights"], dtype=np.float64)
-    return np.asarray(spec.matrix(rows) @ weights, dtype=np.float32)
+    has_text = "text" in state
+    assert text is not None or not has_text, "a state fitted with text needs the embeddings"
+    scale = float(state["text"]["scale"]) if has_text else 0.0
+    f = features(spec, rows, text if has_text else None, scale)
+    return np.asarray(f @ weights, dtype=np.float32)
