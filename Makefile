@@ -1,6 +1,11 @@
 # pyrec_pg: `make demo` runs the whole job end to end, `make test` runs the tests.
+# PG_MAJOR picks the PostgreSQL major (docs/platforms.md): Debian's packages where the machine
+# carries it (bookworm: 15), else a source build in .build/pg$(PG_MAJOR)/. PG_CONFIG names
+# another server's pg_config instead.
 PG_MAJOR    ?= 15
-PG_CONFIG   ?= /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_config
+ifeq ($(origin PG_CONFIG),undefined)
+PG_CONFIG   := $(shell PG_MAJOR=$(PG_MAJOR) ./scripts/provision.sh --pg-config)
+endif
 PYTHON      ?= python3
 VENV        ?= .venv
 SERVER_PY   ?= /usr/bin/python3
@@ -14,9 +19,10 @@ help:
 	@echo "make install  install the extension and pyrec_pg into an existing Postgres $(PG_MAJOR) server"
 	@echo "make eval     offline metrics of every recipe on MovieLens-100K (3 seeds)"
 	@echo "make check    ruff + mypy + the layering of pyrec_pg (tools/check_layers.py)"
+	@echo "PG_MAJOR=17   (or make demo PG_MAJOR=17) another PostgreSQL major: docs/platforms.md"
 
 postgres:
-	./scripts/provision.sh
+	PG_MAJOR=$(PG_MAJOR) ./scripts/provision.sh
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,15 +53,18 @@ install: ext venv
 	$(BIN)/pip install -q --no-deps --upgrade --target "$$site" -r requirements-server.txt . && \
 	for d in $(SERVER_EXCLUDES); do rm -rf "$$site/pyrec_pg/$$d"; done
 
+# the throwaway clusters of the demo, the tests and eval run the binaries of this pg_config
+RUN := PYREC_PG_CONFIG=$(PG_CONFIG)
+
 demo: setup
-	$(BIN)/python -m pyrec_pg.cli demo
+	$(RUN) $(BIN)/python -m pyrec_pg.cli demo
 
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(RUN) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # quality on MovieLens-100K (docs/design.md, section 5), every recipe, mean of 3 seeds
 eval: setup
-	$(BIN)/python -m bench.eval_movielens
+	$(RUN) $(BIN)/python -m bench.eval_movielens
 
 lint:
 	$(BIN)/ruff check pyrec_pg tests bench tools

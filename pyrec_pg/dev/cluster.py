@@ -10,7 +10,26 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-PG_BIN = Path(os.environ.get("PYREC_PG_BIN", "/usr/lib/postgresql/15/bin"))
+DEFAULT_PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def pg_bin() -> Path:
+    """The directory of the PostgreSQL binaries the clusters run: PYREC_PG_BIN, else the
+    bindir of PYREC_PG_CONFIG (the Makefile sets it from PG_MAJOR), else Debian's 15."""
+    if os.environ.get("PYREC_PG_BIN"):
+        return Path(os.environ["PYREC_PG_BIN"])
+    pg_config = os.environ.get("PYREC_PG_CONFIG")
+    if not pg_config:
+        return DEFAULT_PG_BIN
+    try:
+        done = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        # not built yet: its binaries sit beside it, and Cluster says to run 'make postgres'
+        return Path(pg_config).parent
+    return Path(done.stdout.strip())
+
+
+PG_BIN = pg_bin()
 REPO = Path(__file__).resolve().parents[2]
 SERVER_SITE = REPO / ".build" / "server-site"
 # the parts of pyrec_pg the server's Python never imports, left out as `make install` leaves
@@ -79,7 +98,10 @@ class Cluster:
     def _copy_python(self) -> None:
         """The server Python's pyrec_pg and pinned deps, copied where the server can read."""
         if not (PG_BIN / "initdb").exists():
-            raise ClusterError(f"no PostgreSQL binaries in {PG_BIN}: run 'make postgres' first")
+            raise ClusterError(
+                f"no PostgreSQL binaries in {PG_BIN}: run 'make postgres' first"
+                " (with PG_MAJOR=<major> for another major)"
+            )
         if not SERVER_SITE.is_dir():
             raise ClusterError(f"{SERVER_SITE} is missing: run 'make server-deps' first")
         shutil.copytree(SERVER_SITE, self.python, ignore=shutil.ignore_patterns("*.pyc"))
