@@ -225,7 +225,10 @@ else
   src="$BUILD/pg$PG_MAJOR-src"; log="$BUILD/pg$PG_MAJOR-build.log"
   say "building PostgreSQL from ${FETCHED##*/} into $PREFIX (several minutes; log: $log)"
   unpack "$FETCHED" "$src"
-  # no ICU, no readline: the throwaway clusters use the C locale, and psql is only scripted here
+  # no ICU, no readline: the throwaway clusters use the C locale, and psql is only scripted here.
+  # Under `make postgres` MAKELEVEL is 1, and PostgreSQL then skips generating its headers
+  # before the parallel build (that is left to a top-level make): the build must look top-level.
+  unset MAKELEVEL MAKEFLAGS MFLAGS
   if ! (cd "$src" && ./configure --prefix="$PREFIX" --with-python PYTHON="$SERVER_PYTHON" \
           --without-icu --without-readline && make -j"$(nproc)" && make install) >"$log" 2>&1; then
     die "building PostgreSQL $PG_MAJOR failed (log: $log):
