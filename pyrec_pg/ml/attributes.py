@@ -15,8 +15,12 @@ MAX_VALUES = 200  # values kept per text column (the most frequent)
 BINS = 8  # quantile bins per numeric column
 RIDGE = 1.0  # regularization of the attributes -> vector regression
 # text embeddings are unit vectors spread over hundreds of dimensions (entries ~0.04), while
-# an attribute is a 0/1 feature: scaled up so the ridge does not shrink the text away
-TEXT_SCALE = 4.0
+# an attribute is a 0/1 feature: scaled so the ridge does not shrink the text away. Chosen
+# among 0.5 to 16 on MovieLens-100K items held out with seeds 100-102, not the reported ones
+# (python -m bench.bench_text --sweep; docs/text.md): 2 ranks held-out items within 0.002 of
+# the best recall@10 (at 1) and brings more of them into the catalog's top 10
+
+TEXT_SCALE = 2.0
 
 
 @dataclass(frozen=True)
