@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,23 @@ import pytest
 from psycopg import sql
 
 from pyrec_pg.dev import movielens
-from pyrec_pg.dev.cluster import Cluster
+from pyrec_pg.dev.cluster import PG_BIN, Cluster
 
 TEMPLATE = "pyrec_test_template"
 _counter = itertools.count()
+
+
+def pytest_report_header() -> str:
+    """Which server the tests run against: the major is chosen by `make test PG_MAJOR=...`."""
+    if os.environ.get("PYREC_TEST_DSN"):
+        return "postgresql: the server of PYREC_TEST_DSN"
+    try:
+        version = subprocess.run(
+            [str(PG_BIN / "postgres"), "--version"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        version = "not installed (make postgres)"
+    return f"postgresql: {version} ({PG_BIN})"
 
 
 @pytest.fixture(scope="session")
