@@ -70,7 +70,12 @@ def refresh(db: Db, name: str | None) -> dict[str, Any]:
             options = text.TextOptions(tuple(state["text"]["columns"]), state["text"]["model"])
             t_ids, texts, _ = read_texts(db, model, options.columns, missing)
             by_id = dict(zip(t_ids, texts, strict=True))
-            embedded, _ = text.embed(text.load(options.model), [by_id.get(i, "") for i in ids])
+            mean = state["text"].get("mean")  # semantic versions center on their mean
+            embedded, _ = text.embed(
+                text.load(options.model),
+                [by_id.get(i, "") for i in ids],
+                mean=np.asarray(mean, dtype=np.float32) if mean is not None else None,
+            )
         vecs = vectors_for(state, rows, embedded)
         vtype = vector_type(db, version.dims)
         zeros = np.zeros(len(ids), dtype=np.float32)

@@ -29,7 +29,7 @@ class Embedded:
 
     recipe: Semantic
     data: Interactions
-    state: dict[str, Any]  # item_features of the version: model, columns, text hash per item
+    state: dict[str, Any]  # item_features: model, columns, text hash per item, centering mean
     stats: dict[str, Any]  # items, embedded (encoder runs), reused, seconds
 
 
@@ -51,11 +51,12 @@ def widen(data: Interactions, extra: list[str]) -> Interactions:
     )
 
 
-def _previous(db: Db, model: Model, name: str) -> dict[str, Matrix]:
-    """Vectors of the active version by text hash, when it is a semantic version of the same
-    text model: an item whose text hashes the same needs no new encoding."""
+def _previous(db: Db, model: Model, name: str) -> tuple[dict[str, Matrix], Matrix | None]:
+    """Vectors of the active version by text hash, and the mean they were centered on, when
+    it is a semantic version of the same text model: an item whose text hashes the same
+    needs no new encoding, and new texts are centered on the same mean to match them."""
     if model.active_version is None:
-        return {}
+        return {}, None
     row = db.one(
         "SELECT recipe, dims, items_table, item_features::text AS state FROM pyrec._versions"
         " WHERE model_id = $1 AND version = $2",
@@ -63,14 +64,16 @@ def _previous(db: Db, model: Model, name: str) -> dict[str, Matrix]:
         ["int4", "int4"],
     )
     if row is None or row["recipe"] != Semantic.name or not row["state"]:
-        return {}
+        return {}, None
     old = json.loads(row["state"]).get("text", {})
     hashes: dict[str, str] = old.get("hashes", {})
-    if old.get("model") != name or not hashes or int(row["dims"]) != text.MODELS[name].dims:
-        return {}
+    dims = text.MODELS[name].dims
+    if old.get("model") != name or not hashes or "mean" not in old or int(row["dims"]) != dims:
+        return {}, None
     ids = list(hashes)
-    vectors, known = read_vectors(db, row["items_table"], "item_id", ids, int(row["dims"]))
-    return {hashes[i]: vectors[n] for n, i in enumerate(ids) if known[n]}
+    vectors, known = read_vectors(db, row["items_table"], "item_id", ids, dims)
+    by_hash = {hashes[i]: vectors[n] for n, i in enumerate(ids) if known[n]}
+    return by_hash, np.asarray(old["mean"], dtype=np.float32)
 
 
 def embed_items(db: Db, source: Db, model: Model, recipe: Semantic, data: Interactions) -> Embedded:
@@ -80,8 +83,13 @@ def embed_items(db: Db, source: Db, model: Model, recipe: Semantic, data: Intera
     ids, texts, columns = read_texts(source, model, recipe.columns)
     encoder = text.load(recipe.model)
     hashes = [text.text_hash(recipe.model, t) for t in texts]
-    known = _previous(db, model, recipe.model)
-    vectors, encoded = text.embed(encoder, texts, known, hashes)
+    known, mean = _previous(db, model, recipe.model)
+    if mean is None:  # a first version: centered on this catalog's mean, kept from now on
+        raw, encoded = text.embed(encoder, texts)
+        mean = text.mean_of(raw)
+        vectors = text.center(raw, mean)
+    else:
+        vectors, encoded = text.embed(encoder, texts, known, hashes, mean)
     position = {i: n for n, i in enumerate(ids)}
     trained = set(data.items.tolist())
     wide = widen(data, [i for i in ids if i not in trained])
@@ -96,6 +104,7 @@ def embed_items(db: Db, source: Db, model: Model, recipe: Semantic, data: Intera
             "model": recipe.model,
             "columns": list(columns),
             "hashes": {i: h for i, h, t in zip(ids, hashes, texts, strict=True) if t},
+            "mean": mean.tolist(),
         }
     }
     stats = {

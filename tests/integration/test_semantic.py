@@ -95,32 +95,31 @@ def _train_here(conn: Conn, model: str) -> dict[str, Any]:
 
 
 def test_retraining_embeds_only_the_items_whose_text_changed(conn: Conn) -> None:
-    conn.execute(
-        "SELECT pyrec.create_model('meaning', 'ratings', items => 'movies', recipe => 'semantic',"
-        " options => %s)",
-        [SEMANTIC],
-    )
+    for name in ("meaning", "fresh"):
+        conn.execute(
+            "SELECT pyrec.create_model(%s, 'ratings', items => 'movies', recipe => 'semantic',"
+            " options => %s)",
+            [name, SEMANTIC],
+        )
     first = _train_here(conn, "meaning")["texts"]
     assert (first["items"], first["embedded"], first["reused"]) == (1682, 1682, 0)
+    conn.execute("CALL pyrec.train('fresh')")  # the same texts, encoded by the server
     conn.execute("UPDATE movies SET title = title || ' (restored)' WHERE movie_id IN (1, 2)")
     conn.execute("INSERT INTO movies VALUES (99999, 'Night of the Test', 1997, '{Horror}')")
     second = _train_here(conn, "meaning")["texts"]
     assert (second["items"], second["embedded"], second["reused"]) == (1683, 3, 1680)
-    # reused vectors are the ones the encoder gives: a full re-embedding agrees
-    conn.execute(
-        "SELECT pyrec.create_model('fresh', 'ratings', items => 'movies',"
-        " recipe => 'semantic', options => %s)",
-        [SEMANTIC],
-    )
-    conn.execute("CALL pyrec.train('fresh')")
     tables = dict(
         conn.execute("SELECT model, items_table FROM pyrec.model_versions WHERE status = 'active'")
     )
-    far = conn.execute(
-        f"SELECT max(a.embedding <-> b.embedding) FROM pyrec.{tables['meaning']} a"
-        f" JOIN pyrec.{tables['fresh']} b USING (item_id)"
-    ).fetchone()
-    assert far is not None and far[0] < 1e-5, far
+    # reused vectors are what encoding the unchanged texts gives; changed texts moved
+    rows = conn.execute(
+        f"SELECT a.item_id IN ('1', '2'), max(a.embedding <-> b.embedding)"
+        f" FROM pyrec.{tables['meaning']} a JOIN pyrec.{tables['fresh']} b USING (item_id)"
+        " GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert rows[0][0] is False and rows[0][1] < 1e-5, rows
+    assert rows[1][0] is True and rows[1][1] > 1e-2, rows
+    assert _similar(conn, "meaning", "99999", 1) != []
 
 
 def test_training_without_the_text_extra_fails_and_the_previous_version_serves(

@@ -198,3 +198,16 @@ def test_attribute_model_with_text_vectors_cold_items_and_items_added_later() ->
     assert np.allclose(again, cold.vectors, atol=1e-6)
     # a semantic version's state serves the embeddings themselves
     assert np.array_equal(attributes.vectors_for({"text": state_in}, rows[4:], emb[4:]), emb[4:])
+
+
+def test_center_removes_the_common_direction_and_keeps_empty_rows_zero() -> None:
+    m = text.normalize(np.asarray([[1, 1, 0], [1, 0, 1], [0, 0, 0]], dtype=np.float32))
+    mean = text.mean_of(m)
+    assert np.allclose(mean, m[:2].mean(axis=0))  # the row without text does not count
+    c = text.center(m, mean)
+    assert not c[2].any() and np.allclose(np.linalg.norm(c[:2], axis=1), 1)
+    assert float(c[0] @ c[1]) < float(m[0] @ m[1])  # what they share is gone
+    enc = WordsEncoder(["space", "war", "love"])
+    centered, _ = text.embed(enc, ["space war", "love"], mean=mean)
+    raw, _ = text.embed(enc, ["space war", "love"])
+    assert np.allclose(centered, text.center(raw, mean))
