@@ -27,6 +27,8 @@ vectors read back from its tables:
 Cost: recipe semantic trained in the database on MovieLens-100K (1682 item texts): a first
 training (every text embedded) and a retraining with no text changed (every vector reused),
 against ALS trained on the same data, 3 runs each; and the encoder alone in this process.
+Quality: pyrec.evaluate of semantic and ALS (random_per_item, the same seeds) beside
+popularity on the same splits.
 
 The cluster runs with production durability (fsync, synchronous_commit, full_page_writes on)
 unless --fast says otherwise, and then the header's first line says so.
@@ -355,6 +357,19 @@ def main() -> None:
             print(f"  {key:<16} {_spread(spent[key], '{:.2f}')} s")
         rate = _spread(spent["encoder items/s"], "{:.0f}")
         print(f"  encoder alone in this process: {rate} items/s")
+        print(f"\nholdout quality (pyrec.evaluate, random_per_item, seeds {seeds}):")
+        for model in ("meaning_0", "als_0"):
+            got: dict[str, list[float]] = {}
+            for seed in seeds:
+                for metric, value, popular in conn.execute(
+                    "SELECT metric, value, popularity FROM pyrec.evaluate(%s, 'random_per_item',"
+                    " 0.25, %s) WHERE metric IN ('ndcg@10', 'precision@10', 'coverage@10')",
+                    [model, seed],
+                ):
+                    got.setdefault(metric, []).append(value)
+                    got.setdefault(f"{metric} popularity", []).append(popular)
+            cells = "  ".join(f"{k} {_spread(v)}" for k, v in sorted(got.items()))
+            print(f"  {'semantic' if model == 'meaning_0' else 'als':<10} {cells}")
 
 
 if __name__ == "__main__":

@@ -65,6 +65,13 @@ def test_similar_items_of_star_wars_are_its_sequels(conn: Conn) -> None:
     ).fetchall()
     assert {r[1] for r in new} == {"fold-in"}
     assert sequels & {r[0] for r in new}, new
+    # evaluated on demand like any recipe (the texts are embedded for the split too): well
+    # above a random order's ndcg@10 (about 0.006 on MovieLens-100K)
+    ndcg = conn.execute(
+        "SELECT value FROM pyrec.evaluate('meaning', 'random_per_item', 0.25, 1)"
+        " WHERE metric = 'ndcg@10'"
+    ).fetchone()
+    assert ndcg is not None and ndcg[0] > 0.03, ndcg
 
 
 def test_items_without_interactions_and_items_added_later_are_served_by_meaning(
