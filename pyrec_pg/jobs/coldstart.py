@@ -35,10 +35,32 @@ def learn(
     ids, rows, types = read_rows(db, model, role)
     if not ids:
         return None
-    embedded, state = embed_for(db, model, ids, texts) if texts is not None else (None, None)
+    embedded, state = None, None
+    if texts is not None:
+        ids, rows = _text_rows(ids, rows, trained_ids)
+        embedded, state = embed_for(db, model, ids, texts)
     return fit(
         model.columns[f"{role}s_id"], ids, rows, types, trained_ids, vectors, embedded, state
     )
+
+
+# trained items whose texts the regression is fitted on, at most: a few hundred text features
+# need far fewer rows, and each row costs an encoding (about 1 ms) and 4 KB while fitting
+TEXT_FIT_ROWS = 20_000
+
+
+def _text_rows(
+    ids: list[str], rows: list[dict[str, Any]], trained_ids: npt.NDArray[np.str_]
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Every untrained row (each needs its vector) and a seeded sample of at most
+    TEXT_FIT_ROWS trained ones, in their order."""
+    trained = set(trained_ids.tolist())
+    fitted = [n for n, i in enumerate(ids) if i in trained]
+    if len(fitted) <= TEXT_FIT_ROWS:
+        return ids, rows
+    keep = set(np.random.default_rng(0).choice(fitted, TEXT_FIT_ROWS, replace=False).tolist())
+    chosen = [n for n, i in enumerate(ids) if i not in trained or n in keep]
+    return [ids[n] for n in chosen], [rows[n] for n in chosen]
 
 
 def refresh(db: Db, name: str | None) -> dict[str, Any]:

@@ -19,7 +19,6 @@ RIDGE = 1.0  # regularization of the attributes -> vector regression
 # among 0.5 to 16 on MovieLens-100K items held out with seeds 100-102, not the reported ones
 # (python -m bench.bench_text --sweep; docs/text.md): 2 ranks held-out items within 0.002 of
 # the best recall@10 (at 1) and brings more of them into the catalog's top 10
-
 TEXT_SCALE = 2.0
 
 
@@ -112,12 +111,27 @@ class Cold:
 
 def features(
     spec: Spec, rows: list[dict[str, Any]], text: npt.NDArray[np.float32] | None, scale: float
-) -> sp.csr_matrix:
-    """The attribute features of `rows`, followed by their text embeddings times `scale`."""
-    f = spec.matrix(rows)
-    if text is None:
-        return f
-    return sp.csr_matrix(sp.hstack([f, sp.csr_matrix(text.astype(np.float64) * scale)]))
+) -> tuple[sp.csr_matrix, npt.NDArray[np.float64] | None]:
+    """The attribute features of `rows` (sparse) and their text embeddings times `scale`
+    (dense, kept apart: a dense block in a sparse matrix would cost three times its size)."""
+    return spec.matrix(rows), (text.astype(np.float64) * scale if text is not None else None)
+
+
+def _gram(f: sp.csr_matrix, t: npt.NDArray[np.float64] | None) -> npt.NDArray[np.float64]:
+    """[f t]'[f t] without forming [f t]."""
+    ff = np.asarray((f.T @ f).toarray())
+    if t is None:
+        return ff
+    ft = np.asarray(f.T @ t)
+    return np.block([[ff, ft], [ft.T, t.T @ t]])
+
+
+def _times(
+    f: sp.csr_matrix, t: npt.NDArray[np.float64] | None, w: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """[f t] @ w."""
+    out = np.asarray(f @ w[: f.shape[1]])
+    return out + t @ w[f.shape[1] :] if t is not None else out
 
 
 def fit(
@@ -144,17 +158,19 @@ def fit(
     have = trained >= 0
     if have.sum() < 2 or not (spec.columns or text is not None):
         return None
-    f = features(spec, rows, text, TEXT_SCALE)
-    ft = f[have]
+    f, t = features(spec, rows, text, TEXT_SCALE)
+    ft, tt = f[have], (t[have] if t is not None else None)
     y = vectors[trained[have]].astype(np.float64)
-    gram = (ft.T @ ft).toarray() + RIDGE * np.eye(f.shape[1])
+    gram = _gram(ft, tt)
+    gram += RIDGE * np.eye(gram.shape[0])
     gram[0, 0] -= RIDGE  # the bias (mean vector) is not shrunk
-    weights = np.linalg.solve(gram, np.asarray(ft.T @ y))
+    rhs = np.vstack([np.asarray(ft.T @ y)] + ([tt.T @ y] if tt is not None else []))
+    weights = np.linalg.solve(gram, rhs)
     cold = np.flatnonzero(~have)
     state: dict[str, Any] = {"spec": spec.columns, "weights": weights.tolist()}
     if text is not None:
         state["text"] = {**(text_state or {}), "scale": TEXT_SCALE}
-    out = np.asarray(f[cold] @ weights, dtype=np.float32)
+    out = _times(f[cold], t[cold] if t is not None else None, weights).astype(np.float32)
     return Cold(ids=[ids[i] for i in cold], vectors=out, state=state)
 
 
@@ -174,5 +190,5 @@ def vectors_for(
     has_text = "text" in state
     assert text is not None or not has_text, "a state fitted with text needs the embeddings"
     scale = float(state["text"]["scale"]) if has_text else 0.0
-    f = features(spec, rows, text if has_text else None, scale)
-    return np.asarray(f @ weights, dtype=np.float32)
+    f, t = features(spec, rows, text if has_text else None, scale)
+    return _times(f, t, weights).astype(np.float32)

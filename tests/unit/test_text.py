@@ -12,6 +12,7 @@ import pytest
 import scipy.sparse as sp
 
 from pyrec_pg.errors import InvalidParameter, NotReady, UndefinedFile
+from pyrec_pg.jobs import coldstart
 from pyrec_pg.jobs.text import widen
 from pyrec_pg.ml import attributes, text
 from pyrec_pg.ml.evaluation import top_k
@@ -211,3 +212,17 @@ def test_center_removes_the_common_direction_and_keeps_empty_rows_zero() -> None
     centered, _ = text.embed(enc, ["space war", "love"], mean=mean)
     raw, _ = text.embed(enc, ["space war", "love"])
     assert np.allclose(centered, text.center(raw, mean))
+
+
+def test_text_regression_fits_on_a_bounded_sample_of_trained_items(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(coldstart, "TEXT_FIT_ROWS", 3)
+    ids = [str(i) for i in range(10)]
+    rows = [{"id": i} for i in range(10)]
+    kept_ids, kept_rows = coldstart._text_rows(ids, rows, np.asarray(ids[:8]))
+    assert kept_ids[-2:] == ["8", "9"] and len(kept_ids) == 5  # every cold one, 3 trained
+    assert kept_ids == sorted(kept_ids, key=int) and [r["id"] for r in kept_rows] == [
+        int(i) for i in kept_ids
+    ]
+    assert coldstart._text_rows(ids, rows, np.asarray(ids[:2])) == (ids, rows)
