@@ -51,10 +51,12 @@ def widen(data: Interactions, extra: list[str]) -> Interactions:
     )
 
 
-def _previous(db: Db, model: Model, name: str) -> tuple[dict[str, Matrix], Matrix | None]:
+def _previous(
+    db: Db, model: Model, name: str, columns: tuple[str, ...]
+) -> tuple[dict[str, Matrix], Matrix | None]:
     """Vectors of the active version by text hash, and the mean they were centered on, when
-    it is a semantic version of the same text model: an item whose text hashes the same
-    needs no new encoding, and new texts are centered on the same mean to match them."""
+    it is a semantic version of the same text model and columns: an item whose text hashes
+    the same needs no new encoding, and new texts are centered on the same mean to match."""
     if model.active_version is None:
         return {}, None
     row = db.one(
@@ -68,7 +70,8 @@ def _previous(db: Db, model: Model, name: str) -> tuple[dict[str, Matrix], Matri
     old = json.loads(row["state"]).get("text", {})
     hashes: dict[str, str] = old.get("hashes", {})
     dims = text.MODELS[name].dims
-    if old.get("model") != name or not hashes or "mean" not in old or int(row["dims"]) != dims:
+    same = old.get("model") == name and old.get("columns") == list(columns)
+    if not same or not hashes or "mean" not in old or int(row["dims"]) != dims:
         return {}, None
     ids = list(hashes)
     vectors, known = read_vectors(db, row["items_table"], "item_id", ids, dims)
@@ -83,7 +86,7 @@ def embed_items(db: Db, source: Db, model: Model, recipe: Semantic, data: Intera
     ids, texts, columns = read_texts(source, model, recipe.columns)
     encoder = text.load(recipe.model)
     hashes = [text.text_hash(recipe.model, t) for t in texts]
-    known, mean = _previous(db, model, recipe.model)
+    known, mean = _previous(db, model, recipe.model, columns)
     if mean is None:  # a first version: centered on this catalog's mean, kept from now on
         raw, encoded = text.embed(encoder, texts)
         mean = text.mean_of(raw)
