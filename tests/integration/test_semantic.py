@@ -92,11 +92,11 @@ def test_items_without_interactions_and_items_added_later_are_served_by_meaning(
     assert _similar(conn, "meaning", "99999", 1) == [jedi]
 
 
-def _train_here(conn: Conn, model: str) -> dict[str, Any]:
+def _train_here(conn: Conn, model: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """A training through the external trainer's path (this process), for its summary."""
     stub = PsycopgPlpy.connect(conn.info.dsn)
     try:
-        return training.train(Db(stub), model)
+        return training.train(Db(stub), model, options)
     finally:
         stub.conn.close()
 
@@ -127,6 +127,9 @@ def test_retraining_embeds_only_the_items_whose_text_changed(conn: Conn) -> None
     assert rows[0][0] is False and rows[0][1] < 1e-5, rows
     assert rows[1][0] is True and rows[1][1] > 1e-2, rows
     assert _similar(conn, "meaning", "99999", 1) != []
+    # other columns make other texts: nothing is reused
+    third = _train_here(conn, "meaning", {"params": {"columns": ["title"]}})["texts"]
+    assert (third["embedded"], third["reused"]) == (1683, 0)
 
 
 def test_training_without_the_text_extra_fails_and_the_previous_version_serves(
