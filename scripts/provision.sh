@@ -217,7 +217,12 @@ if id postgres >/dev/null 2>&1; then :; elif [ "$(id -u)" = 0 ]; then
     || die "useradd postgres failed: create a 'postgres' system user, then run this again"
 fi
 
-if [ -f "$PREFIX/.complete" ] && [ -x "$PG_CONFIG" ]; then
+# What the build is made of: a build made by another recipe is made again. No ICU, no readline:
+# the throwaway clusters use the C locale, and psql is only scripted here. world-bin: the
+# server, plpython3u and contrib (auto_explain, pg_stat_statements, ...), as Debian ships them.
+CONFIGURE=(--with-python PYTHON="$SERVER_PYTHON" --without-icu --without-readline)
+RECIPE="configure ${CONFIGURE[*]}; make world-bin"
+if [ -x "$PG_CONFIG" ] && [ "$(cat "$PREFIX/.complete" 2>/dev/null)" = "$RECIPE" ]; then
   say "PostgreSQL $("$PG_CONFIG" --version | awk '{print $2}') with plpython3u present in $PREFIX"
 else
   rm -rf "$PREFIX"
@@ -225,19 +230,18 @@ else
   src="$BUILD/pg$PG_MAJOR-src"; log="$BUILD/pg$PG_MAJOR-build.log"
   say "building PostgreSQL from ${FETCHED##*/} into $PREFIX (several minutes; log: $log)"
   unpack "$FETCHED" "$src"
-  # no ICU, no readline: the throwaway clusters use the C locale, and psql is only scripted here.
   # Under `make postgres` MAKELEVEL is 1, and PostgreSQL then skips generating its headers
   # before the parallel build (that is left to a top-level make): the build must look top-level.
   unset MAKELEVEL MAKEFLAGS MFLAGS
-  if ! (cd "$src" && ./configure --prefix="$PREFIX" --with-python PYTHON="$SERVER_PYTHON" \
-          --without-icu --without-readline && make -j"$(nproc)" && make install) >"$log" 2>&1; then
+  if ! (cd "$src" && ./configure --prefix="$PREFIX" "${CONFIGURE[@]}" \
+          && make -j"$(nproc)" world-bin && make install-world-bin) >"$log" 2>&1; then
     die "building PostgreSQL $PG_MAJOR failed (log: $log):
 $(tail -n 15 "$log")
 fix: install what the log says is missing (Debian's build-dependencies of postgresql-$PG_MAJOR), then run this again"
   fi
   [ -f "$("$PG_CONFIG" --pkglibdir)/plpython3.so" ] || die "PostgreSQL $PG_MAJOR was built without plpython3u (log: $log)"
   rm -rf "$src" "$log"
-  touch "$PREFIX/.complete"
+  echo "$RECIPE" > "$PREFIX/.complete"
   say "PostgreSQL $("$PG_CONFIG" --version | awk '{print $2}') installed into $PREFIX"
 fi
 
