@@ -183,4 +183,4 @@ def test_recipe_params_names_known_recipes() -> None:
     assert isinstance(recipe_params("als", {"factors": 4}), Als)
     with pytest.raises(InvalidParameter) as info:
         recipe_params("svd", {})
-    assert info.value.hint == "recipes are: als, auto, ease, popularity, sims, trending"
+    assert info.value.hint == "recipes are: als, auto, ease, popularity, semantic, sims, trending"
