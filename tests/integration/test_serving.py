@@ -323,6 +323,44 @@ def test_hnsw_index_serves_large_catalogs_with_filters(trained: Conn) -> None:
     assert len(rows) == 20
 
 
+def test_selective_filters_are_scored_exactly_on_hnsw_versions(trained: Conn) -> None:
+    trained.execute("SET pyrec.ann_min_items = 100")  # MovieLens' 1682 items count as large
+    trained.execute("CALL pyrec.train('movies')")
+    items = value(trained, "SELECT items_table FROM pyrec.model_versions WHERE status = 'active'")
+    ip_index = value(
+        trained,
+        "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = %s::regclass"
+        " AND pg_get_indexdef(indexrelid) LIKE '%%vector_ip_ops%%'",
+        [f"pyrec.{items}"],
+    )
+    query = "SELECT item_id, score, rank, source FROM pyrec.recommend('movies', %s, 10, %s)"
+    rare = "INCLUDE ItemID WHERE Items.year < 1950"  # 2% of the movies
+    broad = "INCLUDE ItemID WHERE Items.year >= 1950"  # 98%
+    trained.execute("SET pyrec.exact_filter_items = 200")
+    for user in ("1", "42", "405"):
+        rows, plans = inner_plans(trained, query, [user, rare])
+        assert ip_index not in plans and f"Index Scan using {items}_pkey" in plans, plans
+        # the answer of a full scan: the same query with the index's path and index scans off
+        with trained.transaction(force_rollback=True):
+            trained.execute("SET LOCAL pyrec.exact_filter_items = 0")
+            trained.execute("SET LOCAL enable_indexscan = off")
+            full = trained.execute(query, [user, rare]).fetchall()
+        assert rows == full and len(rows) == 10, (rows, full)
+        _, plans = inner_plans(trained, query, [user, broad])
+        assert f"Index Scan using {ip_index.split('.')[-1]}" in plans, plans
+    # 0: every filter goes through the index
+    trained.execute("SET pyrec.exact_filter_items = 0")
+    _, plans = inner_plans(trained, query, ["42", rare])
+    assert f"Index Scan using {ip_index.split('.')[-1]}" in plans, plans
+    trained.execute("SET pyrec.exact_filter_items = 'lots'")
+    with raises_pg(
+        trained, "22023", 'invalid value for setting pyrec.exact_filter_items: "lots"', "at least 0"
+    ):
+        trained.execute(query, ["42", rare])
+    trained.execute("RESET pyrec.exact_filter_items")
+    assert len(trained.execute(query, ["42", rare]).fetchall()) == 10
+
+
 def inner_plans(conn: Conn, sql: str, args: Any = None) -> tuple[list[Any], str]:
     """Rows of `sql` and the plans of the statements it ran inside functions (auto_explain)."""
     plans: list[str] = []

@@ -278,6 +278,7 @@ DECLARE
     f record;
     ukey text;
     promo record;
+    exact_max bigint;  -- filters expected to keep at most this many items are scored exactly
 BEGIN
     IF given_items IS NULL THEN
         f := pyrec._prepare_filter(v, filter, params, 'ItemID', 'recommend', true, false);
@@ -331,10 +332,19 @@ BEGIN
             exploration := NULL;
         END IF;
     END IF;
+    IF v.ann AND filter IS NOT NULL THEN  -- read outside the block below: its own error stands
+        exact_max := pyrec._exact_filter_items();
+    END IF;
     BEGIN
         IF promotion IS NOT NULL OR exploration IS NOT NULL THEN
             RETURN QUERY SELECT * FROM pyrec._promoted(v, uvec, how, seen, k, ukey, f.pred, f.vals,
                                                         promo.pred, promo.vals, promo.n, promo.label);
+        ELSIF uvec IS NOT NULL AND exact_max IS NOT NULL
+              AND pyrec._filter_rows(v.items_table, f.filter_pred, ukey, f.vals) <= exact_max THEN
+            -- a filter that keeps few items: score them exactly (the HNSW scan would miss most)
+            RETURN QUERY EXECUTE pyrec._exact_top_k_sql(v.items_table,
+                                                        format('(%s) AND (%s) IS TRUE', f.filter_pred, f.live_ann), how)
+              USING uvec, seen, k, ukey, f.vals, NULL::text;
         ELSIF uvec IS NOT NULL THEN
             RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'dot',
                                                   CASE WHEN v.ann THEN f.pred_ann ELSE f.pred END,
