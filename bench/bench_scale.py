@@ -19,9 +19,12 @@ sampled every 20 ms, per phase, in bytes per interaction read and per (user, ite
 
 Serving, on the last trained version, --requests requests of each kind, --repeat rounds:
 recommend() for known users, for users with new events since training (fold-in: 5 events
-added to each), and for known users with a filter on the items relation (category = 7: 2% of
-the catalog); similar_items() for items. Recall@10 of each against the exact answer: the same
-call with index scans off (the full scan the function then runs ranks every item).
+added to each), and for known users with a filter on the items relation keeping 2%, 10% or 30%
+of the catalog (category = 7, < 5, < 15; no index on category); similar_items() for items.
+Recall@10 of each against the exact answer: the same call with index scans off (the full scan
+the function then runs ranks every item). Then throughput: --clients sessions (2, one per
+core) each calling recommend() for known users back to back for --seconds, requests per
+second over all of them.
 Run: .venv/bin/python -m bench.bench_scale [--interactions 100M] [--repeat 3]
      smoke: --users 20000 --items 5000 --interactions 1M --requests 20 --repeat 1
 """
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +49,9 @@ from .common import header, median
 
 MB = 1024 * 1024
 CLUSTERS = 20
-FILTER = "category = 7"
+# filters on the items relation keeping 2%, 10% and 30% of the catalog: the first two are
+# scored exactly (pyrec.exact_filter_items), the last through the HNSW index
+FILTERS = ("category = 7", "category < 5", "category < 15")
 
 
 @dataclass
@@ -62,6 +68,7 @@ class Training:
 class Serving:
     latency: dict[str, list[float]] = field(default_factory=dict)  # kind -> ms per request
     recall: dict[str, list[float]] = field(default_factory=dict)  # kind -> recall@10 each
+    per_second: float = 0.0  # recommend() requests per second from all clients together
 
 
 def generate(dsn: str, users: int, items: int, n: int) -> dict[str, float]:
@@ -137,17 +144,20 @@ def _top(conn: psycopg.Connection[Any], sql: str, args: list[Any]) -> tuple[list
     return [r[0] for r in rows], (time.perf_counter() - started) * 1000
 
 
-def serve(dsn: str, requests: int, seed: int) -> Serving:
+def serve(dsn: str, requests: int, seed: int, clients: int, seconds: float) -> Serving:
     """One round of every kind of request: latency through the index, recall against the
     same call with index scans off."""
     out = Serving()
     calls = {
         "recommend, known user": ("SELECT item_id FROM pyrec.recommend('scale', %s, 10)", "u"),
         "recommend, folded-in user": ("SELECT item_id FROM pyrec.recommend('scale', %s, 10)", "f"),
-        f"recommend, filter {FILTER}": (
-            "SELECT item_id FROM pyrec.recommend('scale', %s, 10, %s)",
-            "uf",
-        ),
+        **{
+            f"recommend, filter {flt}": (
+                "SELECT item_id FROM pyrec.recommend('scale', %s, 10, %s)",
+                flt,
+            )
+            for flt in FILTERS
+        },
         "similar_items": ("SELECT item_id FROM pyrec.similar_items('scale', %s, 10)", "i"),
     }
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -172,11 +182,11 @@ def serve(dsn: str, requests: int, seed: int) -> Serving:
         items = [r[0] for r in conn.execute(
             sample.format(psycopg.sql.Identifier("item_id"), items_table), [requests]
         ).fetchall()]  # fmt: skip
-        subjects = {"u": known, "f": folded, "uf": known, "i": items}
+        subjects = {"u": known, "f": folded, "i": items}
         for kind, (sql, who) in calls.items():
             lat, rec = [], []
-            for subject in subjects[who]:
-                args = [subject, FILTER] if who == "uf" else [subject]
+            for subject in subjects.get(who, known):
+                args = [subject, who] if who in FILTERS else [subject]
                 got, ms = _top(conn, sql, args)
                 conn.execute("SET enable_indexscan = off")
                 exact, _ = _top(conn, sql, args)
@@ -185,14 +195,43 @@ def serve(dsn: str, requests: int, seed: int) -> Serving:
                 if exact:
                     rec.append(len(set(got) & set(exact)) / len(exact))
             out.latency[kind], out.recall[kind] = lat, rec
+    out.per_second = throughput(dsn, known, clients, seconds)
     return out
+
+
+def throughput(dsn: str, users: list[str], clients: int, seconds: float) -> float:
+    """Requests per second of recommend() for known users from `clients` sessions at once."""
+    counts = [0] * clients
+    start = threading.Barrier(clients + 1)
+
+    def client(n: int) -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("SELECT * FROM pyrec.recommend('scale', %s, 10)", [users[0]]).fetchall()
+            start.wait()
+            until = time.perf_counter() + seconds
+            for user in itertools.cycle(users[n::clients] or users):
+                conn.execute("SELECT * FROM pyrec.recommend('scale', %s, 10)", [user]).fetchall()
+                counts[n] += 1
+                if time.perf_counter() >= until:
+                    break
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for t in threads:
+        t.start()
+    start.wait()
+    began = time.perf_counter()
+    for t in threads:
+        t.join()
+    return sum(counts) / (time.perf_counter() - began)
 
 
 def spread(xs: list[float], fmt: str = "7.2f") -> str:
     return f"{min(xs):{fmt}} / {median(xs):{fmt}} / {max(xs):{fmt}}"
 
 
-def report(setup: dict[str, float], runs: list[Training], rounds: list[Serving]) -> None:
+def report(
+    setup: dict[str, float], runs: list[Training], rounds: list[Serving], args_clients: int
+) -> None:
     users, items, pairs, rows = runs[0].shape
     print(
         f"\n{rows:,} interactions read: {users:,} users x {items:,} items, {pairs:,} pairs;"
@@ -225,6 +264,10 @@ def report(setup: dict[str, float], runs: list[Training], rounds: list[Serving])
             f"  {kind:<34} p50 {spread(p50)} ms  p90 {spread(p90)} ms"
             f"  recall@10 {spread(recall, '5.3f')}"
         )
+    print(
+        f"  recommend, known users, {len(rounds)} rounds of {args_clients} clients:"
+        f" {spread([r.per_second for r in rounds], '7.0f')} requests/s"
+    )
 
 
 def main() -> None:
@@ -235,6 +278,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=200, help="requests of each kind per round")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--maintenance-work-mem", default="1GB")
+    ap.add_argument("--clients", type=int, default=2, help="sessions of the throughput test")
+    ap.add_argument("--seconds", type=float, default=20, help="length of the throughput test")
     args = ap.parse_args()
     started = time.perf_counter()
     settings = {**DURABLE, "maintenance_work_mem": args.maintenance_work_mem,
@@ -250,8 +295,8 @@ def main() -> None:
             runs.append(train(dsn))
             print(f"  training {r + 1}: {runs[-1].total:.1f} s", flush=True)
         for r in range(args.repeat):
-            rounds.append(serve(dsn, args.requests, seed=r))
-        report(setup, runs, rounds)
+            rounds.append(serve(dsn, args.requests, r, args.clients, args.seconds))
+        report(setup, runs, rounds, args.clients)
     print(
         f"whole run {time.perf_counter() - started:.0f} s;"
         f" load average at end: {Path('/proc/loadavg').read_text().strip()}"
