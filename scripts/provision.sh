@@ -132,7 +132,7 @@ fetch_source() {
   done < <(offered "$pkg")
 
   local what="${listed[*]:-none}"
-  [ ${#tried[@]} -gt 0 ] && what="${what}; downloads failed: $(IFS=';'; echo "${tried[*]}")"
+  [ ${#tried[@]} -gt 0 ] && what="${what}; downloads failed: $(printf "%s; " "${tried[@]}" | sed "s/; $//")"
   unavailable "no source package $pkg at version $min or later, as PostgreSQL $PG_MAJOR needs: Debian's source archives (${SUITES[*]}) offer: $what
 fix: put the upstream tarball of $pkg >= $min in .build/sources/ as ${pkg}_<version>.orig.tar.gz (or .bz2, .xz; or in a directory named by PYREC_SOURCES) and run this again, or wait until the archives serve it"
 }
