@@ -74,7 +74,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "pyrec.exact_filter_items",
         "integer",
-        "10000",
+        "20000",
         "on versions with an HNSW index, filters the planner expects to keep at most this many"
         " items are scored exactly instead of through the index (0: always the index)",
         "a whole number of at least 0, e.g. SET pyrec.exact_filter_items = 20000",
