@@ -217,6 +217,13 @@ if id postgres >/dev/null 2>&1; then :; elif [ "$(id -u)" = 0 ]; then
     || die "useradd postgres failed: create a 'postgres' system user, then run this again"
 fi
 
+# the throwaway clusters run as postgres under root: it must reach the binaries in this checkout
+mkdir -p "$BUILD"
+if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$BUILD"; then
+  die "the postgres user cannot reach $BUILD (a parent directory is closed to others, as /root is)
+fix: clone the repository where others may enter (e.g. under /srv or /opt), or chmod o+x its parent directories"
+fi
+
 # What the build is made of: a build made by another recipe is made again. No ICU, no readline:
 # the throwaway clusters use the C locale, and psql is only scripted here. world-bin: the
 # server, plpython3u and contrib (auto_explain, pg_stat_statements, ...), as Debian ships them.
@@ -253,11 +260,5 @@ else
   say "building pg_cron from ${FETCHED##*/}"
   build_extension "$FETCHED" pg_cron
   say "pg_cron installed into $("$PG_CONFIG" --pkglibdir)"
-fi
-
-# the throwaway clusters run as postgres: it must reach the binaries in this checkout
-if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$PREFIX/bin/postgres"; then
-  die "the postgres user cannot reach $PREFIX (a parent directory is closed to others, as /root is)
-fix: clone the repository where others may enter (e.g. under /srv or /opt), or chmod o+x its parent directories"
 fi
 say "done: PostgreSQL $PG_MAJOR ($PG_CONFIG)"
