@@ -66,6 +66,7 @@ APT_OPTS=(-o "Dir::Etc::SourceList=/dev/null" -o "Dir::Etc::SourceParts=$APT_DIR
           -o "Dir::State::Lists=$APT_DIR/lists" -o "Dir::Cache=$APT_DIR/cache"
           -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
 apt_ready=no
+trap 'rm -rf "$APT_DIR"' EXIT   # its lists are fetched afresh on each run that needs them
 source_apt() {
   [ $apt_ready = yes ] && return 0
   rm -rf "$APT_DIR" && mkdir -p "$APT_DIR/sources" "$APT_DIR/lists/partial" "$APT_DIR/cache/archives/partial"
