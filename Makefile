@@ -36,9 +36,10 @@ ext: postgres
 	$(MAKE) -s -C sql PG_CONFIG=$(PG_CONFIG) install
 
 # pinned pure-Python deps for the throwaway clusters' server Python (found via PYTHONPATH)
-.build/server-site/.installed: requirements-server.txt $(VENV)/.installed
+.build/server-site/.installed: requirements-server.txt requirements-text.txt $(VENV)/.installed
 	rm -rf .build/server-site
-	$(BIN)/pip install -q --no-deps --target .build/server-site -r requirements-server.txt
+	$(BIN)/pip install -q --no-deps --target .build/server-site -r requirements-server.txt \
+		-r requirements-text.txt
 	touch $@
 
 server-deps: .build/server-site/.installed
