@@ -172,7 +172,9 @@ BEGIN
             EXECUTE format('DROP TABLE %s', to_regclass(v_row.target));
         END IF;
     END LOOP;
-    IF to_regprocedure('cron.unschedule(name)') IS NOT NULL THEN
+    -- pg_cron 1.4 has cron.unschedule(name), 1.5 and later cron.unschedule(text)
+    IF to_regprocedure('cron.unschedule(name)') IS NOT NULL
+       OR to_regprocedure('cron.unschedule(text)') IS NOT NULL THEN
         PERFORM pyrec.unschedule_training(name, if_exists => true);
     END IF;
     DELETE FROM pyrec.models m WHERE m.model_id = v_model_id;
@@ -265,8 +267,11 @@ BEGIN
         END IF;
     ELSE
         BEGIN
+            -- parse_ident fails on a malformed name on every major; to_regclass returns NULL
+            -- for one from PostgreSQL 16 on
+            PERFORM pg_catalog.parse_ident(source);
             src := to_regclass(source);
-        EXCEPTION WHEN invalid_name OR syntax_error THEN
+        EXCEPTION WHEN invalid_name OR syntax_error OR invalid_parameter_value THEN
             RAISE EXCEPTION 'source "%" is not a valid table name', pyrec._shown(source)
                 USING ERRCODE = 'invalid_parameter_value', HINT = 'a name such as public.newsletter_recs';
         END;

@@ -93,6 +93,9 @@ class Model:
 def resolve_relation(db: Db, name: str, role: str) -> Relation:
     """Look up a table or view by the name a user gave; raise a clear error if it is not one."""
     try:
+        # parse_ident fails on a malformed name on every major; to_regclass returns NULL
+        # for one from PostgreSQL 16 on, which would read as "does not exist"
+        db.one("SELECT pg_catalog.parse_ident($1)", [name], ["text"])
         row = db.one(
             "SELECT c.oid::int AS oid, n.nspname, c.relname, c.relkind::text AS relkind"
             " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"

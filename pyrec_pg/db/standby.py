@@ -56,7 +56,9 @@ def check(primary: Db, standby: Db) -> dict[str, Any]:
     assert replay is not None
     standby.rollback()  # read only: ending its transaction releases its catalog locks
     lag = primary.one(
-        "SELECT greatest(pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn), 0)::int8 AS bytes,"
+        # the insert position: WAL of a commit not yet written (synchronous_commit off) counts
+        "SELECT greatest(pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn), 0)::int8"
+        " AS bytes,"
         " extract(epoch FROM clock_timestamp() - $2::timestamptz)::float8 AS seconds",
         [replay["lsn"], replay["replayed_until"]],
         ["text", "text"],

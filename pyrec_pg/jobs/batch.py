@@ -120,6 +120,9 @@ def batch_ids(
         source = f"({users})"
     else:
         try:
+            # parse_ident fails on a malformed name on every major; to_regclass returns NULL
+            # for one from PostgreSQL 16 on, which would read as "does not exist"
+            db.one("SELECT pg_catalog.parse_ident($1)", [users], ["text"])
             rel = db.scalar("SELECT to_regclass($1)::text", [users], ["text"])
         except db.Error as e:  # not even a name: 'DELETE FROM t', 'a b c'
             raise InvalidParameter(

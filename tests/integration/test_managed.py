@@ -69,6 +69,12 @@ def managed_dsn(server_dsn: str) -> Iterator[str]:
     name = f"pyrec_managed_{os.getpid()}"
     with psycopg.connect(server_dsn, autocommit=True) as su:
         su.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE").format(sql.Identifier(OWNER)))
+        # from PostgreSQL 16 on only a role with ADMIN OPTION on pyrec_admin (its maker, a
+        # superuser) may grant it: when another role made it, that role lets the owner in
+        if su.info.server_version >= 160000 and su.execute(
+            "SELECT 1 FROM pg_roles WHERE rolname = 'pyrec_admin'"
+        ).fetchone():
+            su.execute(sql.SQL("GRANT pyrec_admin TO {}").format(sql.Identifier(OWNER)))
         su.execute(
             sql.SQL("CREATE DATABASE {} OWNER {}").format(
                 sql.Identifier(name), sql.Identifier(OWNER)

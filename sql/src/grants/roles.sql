@@ -11,9 +11,21 @@ BEGIN
     END IF;
 END
 $do$;
-COMMENT ON ROLE pyrec_reader IS 'pyrec: recommend, similar items, ranking, segments, read models and metrics';
-COMMENT ON ROLE pyrec_admin IS 'pyrec: everything pyrec_reader can, and create, train, batch, schedule, drop, forget';
-GRANT pyrec_reader TO pyrec_admin;
+-- From PostgreSQL 16 on, granting a role and commenting on it take ADMIN OPTION on it: roles
+-- that another role made (installing into a second database) keep what it gave them.
+DO $do$
+BEGIN
+    IF pg_catalog.pg_has_role('pyrec_reader', 'MEMBER WITH ADMIN OPTION') THEN
+        COMMENT ON ROLE pyrec_reader IS 'pyrec: recommend, similar items, ranking, segments, read models and metrics';
+    END IF;
+    IF pg_catalog.pg_has_role('pyrec_admin', 'MEMBER WITH ADMIN OPTION') THEN
+        COMMENT ON ROLE pyrec_admin IS 'pyrec: everything pyrec_reader can, and create, train, batch, schedule, drop, forget';
+    END IF;
+    IF NOT pg_catalog.pg_has_role('pyrec_admin', 'pyrec_reader', 'MEMBER') THEN
+        GRANT pyrec_reader TO pyrec_admin;
+    END IF;
+END
+$do$;
 
 -- Functions are executable by PUBLIC by default; pyrec's are not: each role gets its own.
 REVOKE ALL ON ALL ROUTINES IN SCHEMA pyrec FROM PUBLIC;

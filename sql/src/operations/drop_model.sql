@@ -27,7 +27,9 @@ BEGIN
             EXECUTE format('DROP TABLE %s', to_regclass(v_row.target));
         END IF;
     END LOOP;
-    IF to_regprocedure('cron.unschedule(name)') IS NOT NULL THEN
+    -- pg_cron 1.4 has cron.unschedule(name), 1.5 and later cron.unschedule(text)
+    IF to_regprocedure('cron.unschedule(name)') IS NOT NULL
+       OR to_regprocedure('cron.unschedule(text)') IS NOT NULL THEN
         PERFORM pyrec.unschedule_training(name, if_exists => true);
     END IF;
     DELETE FROM pyrec.models m WHERE m.model_id = v_model_id;

@@ -142,8 +142,11 @@ BEGIN
         END IF;
     ELSE
         BEGIN
+            -- parse_ident fails on a malformed name on every major; to_regclass returns NULL
+            -- for one from PostgreSQL 16 on
+            PERFORM pg_catalog.parse_ident(source);
             src := to_regclass(source);
-        EXCEPTION WHEN invalid_name OR syntax_error THEN
+        EXCEPTION WHEN invalid_name OR syntax_error OR invalid_parameter_value THEN
             RAISE EXCEPTION 'source "%" is not a valid table name', pyrec._shown(source)
                 USING ERRCODE = 'invalid_parameter_value', HINT = 'a name such as public.newsletter_recs';
         END;
