@@ -1846,3 +1846,19 @@ GRANT EXECUTE ON FUNCTION pyrec._filter_rows(text, text, text, jsonb) TO pyrec_r
 REVOKE ALL ON FUNCTION pyrec._exact_top_k_sql(text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pyrec._exact_top_k_sql(text, text, text) TO pyrec_admin;
 GRANT EXECUTE ON FUNCTION pyrec._exact_top_k_sql(text, text, text) TO pyrec_reader;
+
+-- == pyrec.version() reports the PostgreSQL server too: its version and major.
+CREATE OR REPLACE FUNCTION pyrec.version() RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $fn$
+BEGIN
+    RETURN pyrec._result(pyrec._call('version', '{}'))
+        || jsonb_build_object(
+               'sql', (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pyrec'),
+               'pgvector', (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vector'),
+               'postgres', pg_catalog.current_setting('server_version'),
+               'postgres_major', pg_catalog.current_setting('server_version_num')::integer / 10000);
+END
+$fn$;
+COMMENT ON FUNCTION pyrec.version() IS 'Versions of the SQL objects, the server-side Python package, numpy, scipy, pgvector and the PostgreSQL server (its version and major)';

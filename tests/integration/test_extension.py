@@ -15,6 +15,8 @@ def test_version_reports_sql_python_and_pgvector(conn: psycopg.Connection[Any]) 
     assert info["sql"] == info["python_package"] == pyrec_pg.__version__
     assert tuple(int(p) for p in info["pgvector"].split(".")) >= (0, 8, 0)
     assert info["python"].startswith("3.")
+    assert info["postgres_major"] == conn.info.server_version // 10000 >= 15
+    assert info["postgres"].startswith(str(info["postgres_major"]))
 
 
 def test_every_api_object_has_a_comment(conn: psycopg.Connection[Any]) -> None:

@@ -139,6 +139,7 @@ def test_installed_by_a_non_superuser_without_plpython3u(mg: Conn) -> None:
     assert managed.flavour(mg) == "managed"
     version = mg.execute("SELECT pyrec.version()").fetchone()[0]  # type: ignore[index]
     assert version["sql"] == pyrec_pg.__version__ and version["flavour"] == "managed"
+    assert version["postgres_major"] == mg.info.server_version // 10000
     languages = {r[1] for r in mg.execute(ROUTINES)}
     assert languages == {"plpgsql", "sql"}
 

@@ -8,7 +8,9 @@ BEGIN
     RETURN (SELECT jsonb_build_object('sql', i.version, 'flavour', i.flavour, 'installed_at', i.installed_at,
                                       'installed_by', i.installed_by)
               FROM pyrec._installation i)
-        || jsonb_build_object('pgvector', (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vector'));
+        || jsonb_build_object('pgvector', (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vector'),
+                              'postgres', pg_catalog.current_setting('server_version'),
+                              'postgres_major', pg_catalog.current_setting('server_version_num')::integer / 10000);
 END
 $fn$;
-COMMENT ON FUNCTION pyrec.version() IS 'Versions of the SQL objects (managed flavour) and pgvector';
+COMMENT ON FUNCTION pyrec.version() IS 'Versions of the SQL objects (managed flavour), pgvector and the PostgreSQL server (its version and major)';
