@@ -41,7 +41,7 @@ def pair(**theirs: Any) -> tuple[Db, Db, Scripted]:
     primary = Scripted(
         [
             ("pg_control_system", [PRIMARY]),
-            ("pg_current_wal_lsn", [{"bytes": 0, "seconds": 12.5}]),
+            ("pg_current_wal_insert_lsn", [{"bytes": 0, "seconds": 12.5}]),
         ]
     )
     reader = Scripted(
@@ -74,10 +74,10 @@ def test_a_caught_up_standby_of_the_same_database_passes() -> None:
 
 def test_a_standby_behind_reports_bytes_and_an_upper_bound_of_seconds() -> None:
     primary, reader, plpy = pair()
-    plpy.answers[1] = ("pg_current_wal_lsn", [{"bytes": 8192, "seconds": 3.25}])
+    plpy.answers[1] = ("pg_current_wal_insert_lsn", [{"bytes": 8192, "seconds": 3.25}])
     found = standby.check(primary, reader)
     assert (found["lag_bytes"], found["lag_seconds"]) == (8192, 3.25)
-    plpy.answers[1] = ("pg_current_wal_lsn", [{"bytes": 8192, "seconds": None}])
+    plpy.answers[1] = ("pg_current_wal_insert_lsn", [{"bytes": 8192, "seconds": None}])
     assert standby.check(primary, reader)["lag_seconds"] is None  # nothing replayed yet
 
 
