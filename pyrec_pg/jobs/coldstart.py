@@ -15,7 +15,7 @@ from pyrec_pg.errors import InvalidParameter
 from pyrec_pg.jobs.text import embed_for
 from pyrec_pg.ml import text
 from pyrec_pg.ml.attributes import Cold, fit, vectors_for
-from pyrec_pg.store.attributes import read_rows, read_texts, relation
+from pyrec_pg.store.attributes import read_rows, relation
 from pyrec_pg.store.codec import vector_literals, vector_type
 from pyrec_pg.store.vectors import insert_rows
 
@@ -90,13 +90,14 @@ def refresh(db: Db, name: str | None) -> dict[str, Any]:
         embedded = None
         if "text" in state:  # fitted with text (or recipe semantic): embed the new items alike
             options = text.TextOptions(tuple(state["text"]["columns"]), state["text"]["model"])
-            t_ids, texts, _ = read_texts(db, model, options.columns, missing)
-            by_id = dict(zip(t_ids, texts, strict=True))
             mean = state["text"].get("mean")  # semantic versions center on their mean
-            embedded, _ = text.embed(
-                text.load(options.model),
-                [by_id.get(i, "") for i in ids],
-                mean=np.asarray(mean, dtype=np.float32) if mean is not None else None,
+            embedded, _ = embed_for(
+                db,
+                model,
+                ids,
+                options,
+                missing,
+                np.asarray(mean, dtype=np.float32) if mean is not None else None,
             )
         vecs = vectors_for(state, rows, embedded)
         vtype = vector_type(db, version.dims)

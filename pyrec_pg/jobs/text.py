@@ -120,11 +120,17 @@ def embed_items(db: Db, source: Db, model: Model, recipe: Semantic, data: Intera
 
 
 def embed_for(
-    source: Db, model: Model, ids: list[str], options: text.TextOptions
+    source: Db,
+    model: Model,
+    ids: list[str],
+    options: text.TextOptions,
+    where: str = "true",
+    mean: Matrix | None = None,
 ) -> tuple[Matrix, dict[str, Any]]:
     """Embeddings of the items `ids` (rows in that order, zeros where an item has no text
-    row or an empty text) and the state that embeds later items the same way."""
-    t_ids, texts, columns = read_texts(source, model, options.columns)
+    row among those `where` keeps, or an empty text), centered on `mean` when given, and the
+    state that embeds later items the same way."""
+    t_ids, texts, columns = read_texts(source, model, options.columns, where)
     by_id = dict(zip(t_ids, texts, strict=True))
-    vectors, _ = text.embed(text.load(options.model), [by_id.get(i, "") for i in ids])
+    vectors, _ = text.embed(text.load(options.model), [by_id.get(i, "") for i in ids], mean=mean)
     return vectors, {"model": options.model, "columns": list(columns)}
