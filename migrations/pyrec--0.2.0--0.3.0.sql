@@ -1207,7 +1207,7 @@ BEGIN
         END IF;
     END IF;
     IF v.ann AND filter IS NOT NULL THEN  -- read outside the block below: its own error stands
-        exact_max := pyrec._exact_filter_items();
+        exact_max := nullif(pyrec._exact_filter_items(), 0);  -- 0: the index, no estimate
     END IF;
     BEGIN
         IF promotion IS NOT NULL OR exploration IS NOT NULL THEN
@@ -1783,6 +1783,7 @@ $do$;
 -- exactly instead: an index lookup per passing item, no graph. The default, 20000, bounds
 -- that scan at about 35 to 70 ms on 2 busy cores (3 us per item); above it, recall@10 of the
 -- index was 0.82 for a filter keeping 20% of 100k items and 0.97 for 30%.
+-- Its texts and default are the setting's in pyrec_pg.db.settings (test_settings checks).
 CREATE FUNCTION pyrec._exact_filter_items() RETURNS bigint
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
@@ -1795,8 +1796,8 @@ BEGIN
     ELSIF v_raw !~ '^\s*[0-9]{1,18}\s*$' THEN
         RAISE EXCEPTION 'invalid value for setting pyrec.exact_filter_items: "%"', pyrec._shown(v_raw)
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'pyrec.exact_filter_items: filters the planner expects to keep at most this many items are scored exactly, not through the HNSW index',
-                  HINT = 'a whole number of at least 0 (0: always the index), e.g. SET pyrec.exact_filter_items = 20000';
+                  DETAIL = 'pyrec.exact_filter_items: on versions with an HNSW index, filters the planner expects to keep at most this many items are scored exactly instead of through the index (0: always the index)',
+                  HINT = 'a whole number of at least 0, e.g. SET pyrec.exact_filter_items = 20000';
     END IF;
     RETURN v_raw::bigint;
 END

@@ -62,3 +62,21 @@ def test_the_cli_lists_them_too(trained: Conn) -> None:
     rows = {r["name"]: r for r in json.loads(out.stdout)}
     assert set(rows) == {s.name for s in SETTINGS}
     assert rows["pyrec.ann_min_items"]["value"] == "-1"
+
+
+def test_serving_reads_exact_filter_items_as_the_registry_declares_it(trained: Conn) -> None:
+    # serving reads this setting in plpgsql (no Python on the hot path): same default, texts
+    setting = next(s for s in SETTINGS if s.name == "pyrec.exact_filter_items")
+    assert trained.execute("SELECT pyrec._exact_filter_items()").fetchone() == (
+        int(setting.default),
+    )
+    trained.execute("SET pyrec.exact_filter_items = 12")
+    assert trained.execute("SELECT pyrec._exact_filter_items()").fetchone() == (12,)
+    trained.execute("SET pyrec.exact_filter_items = 'lots'")
+    with pytest.raises(psycopg.Error) as info:
+        trained.execute("SELECT pyrec._exact_filter_items()")
+    diag = info.value.diag
+    assert diag.sqlstate == "22023"
+    assert diag.message_primary == 'invalid value for setting pyrec.exact_filter_items: "lots"'
+    assert diag.message_detail == f"{setting.name}: {setting.description}"
+    assert diag.message_hint == setting.hint

@@ -333,7 +333,7 @@ BEGIN
         END IF;
     END IF;
     IF v.ann AND filter IS NOT NULL THEN  -- read outside the block below: its own error stands
-        exact_max := pyrec._exact_filter_items();
+        exact_max := nullif(pyrec._exact_filter_items(), 0);  -- 0: the index, no estimate
     END IF;
     BEGIN
         IF promotion IS NOT NULL OR exploration IS NOT NULL THEN
