@@ -33,6 +33,7 @@ from pyrec_pg.ml.recipes.popularity import item_popularity
 from pyrec_pg.ml.recipes.semantic import Semantic
 from pyrec_pg.ml.registry import cold_text, recipe_params
 from pyrec_pg.store import interactions
+from pyrec_pg.store.attributes import require_items
 from pyrec_pg.store.vectors import read_vectors, write_version
 
 LOCK_CLASS = 0x7079  # first key of pyrec's advisory locks ("py"); the second is the model id
@@ -62,11 +63,7 @@ def _plan(model: Model, overrides: dict[str, Any] | None) -> _Plan:
     needs = recipe.model if isinstance(recipe, Semantic) else texts.model if texts else None
     if needs is not None:  # a missing text extra fails here, before any work
         text.require(needs)
-        if model.items is None:
-            raise InvalidParameter(
-                f'model "{model.name}" has no items relation to read item texts from',
-                hint="create the model with items => '<table of items with text columns>'",
-            )
+        require_items(model)
     data_options = getattr(recipe, "data_options", None)
     if data_options is not None:  # e.g. trending reads events weighted by recency
         options = {**data_options(), **options}

@@ -57,6 +57,16 @@ def text_columns(model: Model, rel: Relation, wanted: tuple[str, ...]) -> tuple[
     return found
 
 
+def require_items(model: Model) -> str:
+    """The model's items relation, which item texts are read from; an error without one."""
+    if model.items is None:
+        raise InvalidParameter(
+            f'model "{model.name}" has no items relation to read item texts from',
+            hint="create the model with items => '<table of items with text columns>'",
+        )
+    return model.items
+
+
 def read_texts(
     db: Db,
     model: Model,
@@ -66,12 +76,7 @@ def read_texts(
 ) -> tuple[list[str], list[str], tuple[str, ...]]:
     """Ids (text), texts and the columns read, of the items relation's rows: an item's text
     is its columns' values (arrays joined by ', ') joined by '. ' (ml.text.compose)."""
-    if model.items is None:
-        raise InvalidParameter(
-            f'model "{model.name}" has no items relation to read item texts from',
-            hint="create the model with items => '<table of items with text columns>'",
-        )
-    rel = resolve_relation(db, model.items, "items")
+    rel = resolve_relation(db, require_items(model), "items")
     columns = text_columns(model, rel, wanted)
     key = db.ident(model.columns["items_id"])
     values = ", ".join(
