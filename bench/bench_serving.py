@@ -22,6 +22,10 @@ statement after its 5th run), the version made active with pyrec.activate:
   known          recommend() for a user of the version (source 'model')
   known+filter   with a named filter keeping ~30% of the items, on an Items attribute
                  (MovieLens: genre Comedy; synthetic: price, which is independent of taste)
+  known+boost    ranking => a boost of 0.2 for the filter's items (the model's best 100
+                 candidates and the best 100 of the filter's items, re-ranked)
+  known+diversity  ranking => at most 3 items per value of an Items field (MovieLens: genre,
+                 an array: per genre; synthetic: category, the taste cluster)
   known+experiment  the same user through an A/A experiment (two variants of the model), so
                  each call also logs its impression: the cost of experiment => name
   fold-in        a user inserted after the version was written with 5 interactions (the items
@@ -58,6 +62,7 @@ Run: .venv/bin/python -m bench.bench_serving [--items 100000] [--users 1000000] 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import re
@@ -108,6 +113,8 @@ CASES = (
     "known",
     "known+filter",
     "known+experiment",
+    "known+boost",
+    "known+diversity",
     "fold-in",
     "fold-in+filter",
     "similar peer",
@@ -119,6 +126,8 @@ EXPECTED_SOURCE = {
     "known": "model",
     "known+filter": "model",
     "known+experiment": "a:model",  # every user of variant "a" or "b", both the model
+    "known+boost": "model",
+    "known+diversity": "model",
     "fold-in": "fold-in",
     "fold-in+filter": "fold-in",
     "similar": "model",
@@ -128,6 +137,8 @@ NAMES = {
     "known": "recommend, known user",
     "known+filter": "recommend, known user + filter",
     "known+experiment": "recommend, known user, experiment",
+    "known+boost": "recommend, known user, ranking with a boost",
+    "known+diversity": "recommend, known user, ranking with a diversity cap",
     "fold-in": "recommend, fold-in user",
     "fold-in+filter": "recommend, fold-in user + filter",
     "similar peer": "peer: plain SQL cosine top-10",
@@ -155,6 +166,7 @@ class Catalog:
     setup: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     filter_name: str = "thirty"
+    diversity_field: str = "Items.category"  # at most 3 items of each value per list
 
 
 @dataclass
@@ -249,12 +261,20 @@ def cases_for(conn: psycopg.Connection[Any], cat: Catalog, version: int) -> list
         " experiment => %s)"
     ).format(K)
     sim = sql.SQL("SELECT item_id, source FROM pyrec.similar_items(%s, %s, {})").format(K)
+    ranked = sql.SQL(
+        "SELECT item_id, source FROM pyrec.recommend(%s, %s, {}, ranking => %s)"
+    ).format(K)
     m, f = cat.model, cat.filter_name
+    # the filter's items raised (the default 100 candidates, and the best 100 of those items)
+    boost = json.dumps({"boosts": [{"filter": cat.filter_text, "weight": 0.2}]})
+    diverse = json.dumps({"diversity": {"field": cat.diversity_field, "max_per_value": 3}})
     return [
         Case("peer", peer, cat.known, lambda u: [u]),
         Case("known", rec, cat.known, lambda u: [m, u]),
         Case("known+filter", rec_f, cat.known, lambda u: [m, u, f]),
         Case("known+experiment", rec_e, cat.known, lambda u: [m, u, f"bench_{m}"]),
+        Case("known+boost", ranked, cat.known, lambda u: [m, u, boost]),
+        Case("known+diversity", ranked, cat.known, lambda u: [m, u, diverse]),
         Case("fold-in", rec, cat.fold_in, lambda u: [m, u]),
         Case("fold-in+filter", rec_f, cat.fold_in, lambda u: [m, u, f]),
         Case("similar peer", similar_peer, cat.items, lambda i: [i, i]),
@@ -488,6 +508,7 @@ def movielens_catalog(conn: psycopg.Connection[Any], rng: np.random.Generator) -
         " ALS 64 factors by CALL pyrec.train",
         model="movies",
         filter_text=ML_FILTER,
+        diversity_field="Items.genre",
         exact_version=int(versions[0][0]),
         ann_version=int(versions[1][0]),
         known=[str(u) for u in rng.permutation(viewers).tolist()],

@@ -31,8 +31,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return _items(
         args,
         "SELECT rank, item_id, score::float8, source FROM pyrec.recommend(%s, %s::text, %s,"
-        " filter => %s, params => %s::jsonb, exclude_seen => %s, exclude_items => %s::text[])"
-        " ORDER BY rank",
+        " filter => %s, params => %s::jsonb, exclude_seen => %s, exclude_items => %s::text[],"
+        " ranking => %s::jsonb) ORDER BY rank",
         [
             args.model,
             args.user,
@@ -41,6 +41,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             _jsonb(params),
             not args.keep_seen,
             args.exclude,
+            _jsonb(_ranking(args)),
         ],
     )
 
@@ -50,9 +51,10 @@ def cmd_recommend_items(args: argparse.Namespace) -> int:
     return _items(
         args,
         "SELECT rank, item_id, score::float8, source FROM pyrec.recommend_for_items(%s,"
-        " %s::text[], %s, filter => %s, params => %s::jsonb, exclude_items => %s::text[])"
-        " ORDER BY rank",
-        [args.model, args.items, args.k, args.filter, _jsonb(params), args.exclude],
+        " %s::text[], %s, filter => %s, params => %s::jsonb, exclude_items => %s::text[],"
+        " ranking => %s::jsonb) ORDER BY rank",
+        [args.model, args.items, args.k, args.filter, _jsonb(params), args.exclude,
+         _jsonb(_ranking(args))],
     )
 
 
@@ -63,6 +65,22 @@ def cmd_similar(args: argparse.Namespace) -> int:
         "SELECT rank, item_id, score::float8, source FROM pyrec.similar_items(%s, %s::text, %s,"
         " filter => %s, params => %s::jsonb, exclude_items => %s::text[]) ORDER BY rank",
         [args.model, args.item, args.k, args.filter, _jsonb(params), args.exclude],
+    )
+
+
+RANKING_EXAMPLE = '{"popularity": 0.2, "diversity": {"field": "Items.genre", "max_per_value": 3}}'
+
+
+def _ranking(args: argparse.Namespace) -> Any:
+    return parse_json("--ranking", args.ranking, RANKING_EXAMPLE)
+
+
+def _ranking_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ranking",
+        metavar="JSON",
+        help="re-rank by popularity, freshness, boosts and a cap per value of an item field,"
+        f" e.g. '{RANKING_EXAMPLE}' (docs/ranking.md)",
     )
 
 
@@ -168,6 +186,7 @@ def register(sub: Subparsers) -> None:
     _serving_options(p, 10)
     p.add_argument("--keep-seen", action="store_true", help="also items the user interacted with")
     _exclude_option(p)
+    _ranking_option(p)
 
     p = command(
         sub,
@@ -185,6 +204,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument("items", nargs="+", help="the items' ids (as text)")
     _serving_options(p, 10)
     _exclude_option(p)
+    _ranking_option(p)
 
     p = command(
         sub,

@@ -138,6 +138,7 @@ def recommend(
     exploration: Json | None = None,
     experiment: Text | None = None,
     exclude_items: Sequence[str | int] | Expr | None = None,
+    ranking: Json | None = None,
     name: str | None = None,
 ) -> TableValuedAlias:
     """`pyrec.recommend(...)` as a FROM clause with columns item_id, score, rank, source.
@@ -157,6 +158,7 @@ def recommend(
             "exploration": (exploration, JSONB()),
             "experiment": (experiment, sa.Text()),
             "exclude_items": (_ids(exclude_items), ARRAY(sa.Text())),
+            "ranking": (ranking, JSONB()),
         },
         name,
     )
@@ -174,6 +176,7 @@ def recommend_for_items(
     exploration: Json | None = None,
     experiment: Text | None = None,
     session_id: Text | None = None,
+    ranking: Json | None = None,
     name: str | None = None,
 ) -> TableValuedAlias:
     """`pyrec.recommend_for_items(...)`: top-k items for a cart or an anonymous session (the
@@ -191,6 +194,7 @@ def recommend_for_items(
             "exploration": (exploration, JSONB()),
             "experiment": (experiment, sa.Text()),
             "session_id": (session_id, sa.Text()),
+            "ranking": (ranking, JSONB()),
         },
         name,
     )

@@ -140,3 +140,22 @@ AS $fn$ SELECT format(
     p_source, p_table, p_pred) $fn$;
 COMMENT ON FUNCTION pyrec._exact_top_k_sql(text, text, text) IS
 'The exact top-k by inner product over the items a filter keeps, for filters that keep few (pyrec.exact_filter_items)';
+
+-- recommend()'s candidate query by what it has: a vector (scored exactly over a selective
+-- filter's items, or by the top-k scan) or none (the most popular items); p_first and p_then
+-- split p_pred as _top_k_sql takes them
+CREATE FUNCTION pyrec._candidates_sql(v pyrec._versions, p_vector boolean, p_exact boolean, p_how text,
+                                      p_pred text, p_pred_ann text, p_first text, p_then text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $fn$ SELECT CASE
+    WHEN p_vector AND p_exact
+        THEN pyrec._exact_top_k_sql(v.items_table, format('(%s) AND (%s) IS TRUE', p_first, p_then), p_how)
+    WHEN p_vector
+        THEN pyrec._top_k_sql(v.items_table, 'ItemID', 'dot', CASE WHEN v.ann THEN p_pred_ann ELSE p_pred END,
+                              v.ann, p_how, p_first, p_then)
+    ELSE pyrec._top_k_sql(v.items_table, 'ItemID', 'popularity', p_pred, p_source => 'popular',
+                          p_first => p_first, p_then => p_then)
+    END $fn$;
+COMMENT ON FUNCTION pyrec._candidates_sql(pyrec._versions, boolean, boolean, text, text, text, text, text) IS
+'recommend()''s candidate query: exact over a selective filter''s items, the top-k scan of the vectors, or the most popular items';

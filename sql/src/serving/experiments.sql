@@ -52,7 +52,8 @@ CREATE FUNCTION pyrec._experiment_serve(experiment text, model text, user_id tex
                                         filter text, params jsonb, exclude_seen boolean,
                                         promotion jsonb, exploration jsonb,
                                         exclude_items text[] DEFAULT NULL,
-                                        given_items text[] DEFAULT NULL)
+                                        given_items text[] DEFAULT NULL,
+                                        ranking jsonb DEFAULT NULL)
 RETURNS TABLE (item_id text, score real, rank integer, source text)
 LANGUAGE plpgsql VOLATILE
 SET search_path FROM CURRENT
@@ -99,7 +100,8 @@ BEGIN
                         exclude_seen,
                         CASE WHEN var ? 'promotion' THEN var->'promotion' ELSE promotion END,
                         CASE WHEN var ? 'exploration' THEN var->'exploration' ELSE exploration END,
-                        var->>'serve' IS DISTINCT FROM 'popular', exclude_items, given_items)),
+                        var->>'serve' IS DISTINCT FROM 'popular', exclude_items, given_items,
+                        ranking)),
     logged AS (
         INSERT INTO pyrec.impressions (experiment_id, variant, user_id, items, scores)
         SELECT e.experiment_id, vname, _experiment_serve.user_id,
@@ -108,5 +110,5 @@ BEGIN
     SELECT r.item_id, r.score, r.rank, vname || ':' || r.source FROM r ORDER BY r.rank;
 END
 $fn$;
-COMMENT ON FUNCTION pyrec._experiment_serve(text, text, text, integer, text, jsonb, boolean, jsonb, jsonb, text[], text[]) IS
+COMMENT ON FUNCTION pyrec._experiment_serve(text, text, text, integer, text, jsonb, boolean, jsonb, jsonb, text[], text[], jsonb) IS
 'recommend() (or recommend_for_items()) for an experiment: the user''s (session''s) variant serves and the impression is logged';

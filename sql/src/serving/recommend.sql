@@ -261,7 +261,8 @@ CREATE FUNCTION pyrec._serve(
     exploration jsonb,
     personalized boolean,
     exclude_items text[] DEFAULT NULL,
-    given_items text[] DEFAULT NULL
+    given_items text[] DEFAULT NULL,
+    ranking jsonb DEFAULT NULL
 ) RETURNS TABLE (item_id text, score real, rank integer, source text)
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
@@ -279,6 +280,14 @@ DECLARE
     ukey text;
     promo record;
     exact_max bigint;  -- filters expected to keep at most this many items are scored exactly
+    exact boolean := false;
+    rk record;
+    pool integer := k;  -- candidates read ($3): k, or ranking's pool
+    boost_vals jsonb;
+    q text;
+    pools text[];
+    c record;
+    counts jsonb;  -- items kept per value of the diversity field
 BEGIN
     IF given_items IS NULL THEN
         f := pyrec._prepare_filter(v, filter, params, 'ItemID', 'recommend', true, false);
@@ -318,6 +327,19 @@ BEGIN
         RAISE EXCEPTION 'a request takes a promotion or exploration, not both'
             USING ERRCODE = 'feature_not_supported', HINT = 'pass one of them';
     END IF;
+    IF ranking IS NOT NULL THEN
+        IF promotion IS NOT NULL OR exploration IS NOT NULL THEN
+            RAISE EXCEPTION 'a request takes ranking or a promotion or exploration, not both'
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'a boost with a positive weight raises a filter''s items the way a promotion does';
+        END IF;
+        rk := pyrec._ranking(v, ranking, k, given_items IS NULL);
+        pool := rk.pool;
+        boost_vals := rk.boost_vals;
+        IF rk.uses_user AND ukey IS NULL THEN
+            ukey := pyrec._user_key(v.model_id, user_id);
+        END IF;
+    END IF;
     IF promotion IS NOT NULL THEN
         promo := pyrec._promotion(v, promotion, k);
         IF promo.uses_user AND ukey IS NULL THEN
@@ -339,35 +361,55 @@ BEGIN
         IF promotion IS NOT NULL OR exploration IS NOT NULL THEN
             RETURN QUERY SELECT * FROM pyrec._promoted(v, uvec, how, seen, k, ukey, f.pred, f.vals,
                                                         promo.pred, promo.vals, promo.n, promo.label);
-        ELSIF uvec IS NOT NULL AND exact_max IS NOT NULL
-              AND pyrec._filter_rows(v.items_table, f.filter_pred, ukey, f.vals) <= exact_max THEN
-            -- a filter that keeps few items: score them exactly (the HNSW scan would miss most)
-            RETURN QUERY EXECUTE pyrec._exact_top_k_sql(v.items_table,
-                                                        format('(%s) AND (%s) IS TRUE', f.filter_pred, f.live_ann), how)
-              USING uvec, seen, k, ukey, f.vals, NULL::text;
-        ELSIF uvec IS NOT NULL THEN
-            RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'dot',
-                                                  CASE WHEN v.ann THEN f.pred_ann ELSE f.pred END,
-                                                  v.ann, how, f.filter_pred, f.live_ann)
-              USING uvec, seen, k, ukey, f.vals, NULL::text;
-        ELSE
-            -- unknown user (or one who arrived after training): the most popular unseen items
-            RETURN QUERY EXECUTE pyrec._top_k_sql(v.items_table, 'ItemID', 'popularity', f.pred,
-                                                  p_source => 'popular', p_first => f.filter_pred,
-                                                  p_then => f.live_ann)
-              USING uvec, seen, k, ukey, f.vals, NULL::text;
+            RETURN;
         END IF;
+        IF uvec IS NOT NULL AND exact_max IS NOT NULL THEN
+            -- a filter that keeps few items: score them exactly (the HNSW scan would miss most)
+            exact := pyrec._filter_rows(v.items_table, f.filter_pred, ukey, f.vals) <= exact_max;
+        END IF;
+        q := pyrec._candidates_sql(v, uvec IS NOT NULL, exact, how, f.pred, f.pred_ann, f.filter_pred, f.live_ann);
+        IF ranking IS NOT NULL THEN
+            -- the model's best candidates, and each positive boost's best among the items it
+            -- raises, re-ranked together
+            pools := ARRAY[q];
+            FOR b IN 1 .. coalesce(array_length(rk.boost_scan, 1), 0) LOOP
+                pools := pools || pyrec._candidates_sql(
+                    v, uvec IS NOT NULL, exact, how,
+                    format('(%s) AND (%s)', f.pred, rk.boost_scan[b]),
+                    format('(%s) AND (%s)', f.pred_ann, rk.boost_ann[b]),
+                    format('(%s) AND (%s)', f.filter_pred, rk.boost_scan[b]), f.live_ann);
+            END LOOP;
+            q := pyrec._ranked_sql(v.items_table, pools, rk.boost, rk.lookup, rk.mix, rk.cap IS NOT NULL);
+            IF rk.cap IS NOT NULL THEN
+                -- diversity: best first, an item is kept while each of its values has room
+                counts := '{}';
+                FOR c IN EXECUTE q USING uvec, seen, pool, ukey, f.vals, NULL::text, boost_vals, k LOOP
+                    CONTINUE WHEN EXISTS (SELECT 1 FROM unnest(c.grps) g
+                                           WHERE coalesce((counts->>g)::integer, 0) >= rk.cap);
+                    SELECT counts || coalesce(jsonb_object_agg(g, coalesce((counts->>g)::integer, 0) + 1), '{}')
+                      INTO counts FROM (SELECT DISTINCT g FROM unnest(c.grps) g) d;
+                    item_id := c.item_id;
+                    score := c.score;
+                    rank := coalesce(rank, 0) + 1;
+                    source := c.source;
+                    RETURN NEXT;
+                    EXIT WHEN rank >= k;
+                END LOOP;
+                RETURN;
+            END IF;
+        END IF;
+        RETURN QUERY EXECUTE q USING uvec, seen, pool, ukey, f.vals, NULL::text, boost_vals, k;
     EXCEPTION
         WHEN invalid_text_representation OR invalid_datetime_format OR datetime_field_overflow
              OR numeric_value_out_of_range OR invalid_parameter_value THEN
-            IF filter IS NULL THEN
+            IF filter IS NULL AND ranking IS NULL THEN
                 RAISE;
             END IF;
             RAISE EXCEPTION 'a filter value does not fit its field: %', pyrec._shown(SQLERRM)
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'check that each value in params has the type of the field it is compared with';
         WHEN undefined_table OR undefined_column THEN
-            IF filter IS NULL THEN
+            IF filter IS NULL AND ranking IS NULL THEN
                 RAISE;
             END IF;
             RAISE EXCEPTION 'filter of model "%" refers to a relation or column that is gone: %',
@@ -377,8 +419,8 @@ BEGIN
     END;
 END
 $fn$;
-COMMENT ON FUNCTION pyrec._serve(pyrec._versions, text, integer, text, jsonb, boolean, jsonb, jsonb, boolean, text[], text[]) IS
-'recommend() (or recommend_for_items(), given the items) from a given version: filters, seen and excluded items, fold-in, promotions, exploration';
+COMMENT ON FUNCTION pyrec._serve(pyrec._versions, text, integer, text, jsonb, boolean, jsonb, jsonb, boolean, text[], text[], jsonb) IS
+'recommend() (or recommend_for_items(), given the items) from a given version: filters, seen and excluded items, fold-in, promotions, exploration, ranking';
 
 CREATE FUNCTION pyrec.recommend(
     model text,
@@ -390,7 +432,8 @@ CREATE FUNCTION pyrec.recommend(
     promotion jsonb DEFAULT NULL,
     exploration jsonb DEFAULT NULL,
     experiment text DEFAULT NULL,
-    exclude_items text[] DEFAULT NULL
+    exclude_items text[] DEFAULT NULL,
+    ranking jsonb DEFAULT NULL
 ) RETURNS TABLE (item_id text, score real, rank integer, source text)
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
@@ -404,26 +447,27 @@ BEGIN
     IF experiment IS NOT NULL THEN  -- the user's variant serves, and the impression is logged
         RETURN QUERY SELECT * FROM pyrec._experiment_serve(experiment, model, user_id, k, filter,
                                                             params, exclude_seen, promotion, exploration,
-                                                            exclude_items);
+                                                            exclude_items, NULL, ranking);
         RETURN;
     END IF;
     RETURN QUERY SELECT * FROM pyrec._serve(pyrec._active_version(model), user_id, k, filter, params,
-                                            exclude_seen, promotion, exploration, true, exclude_items);
+                                            exclude_seen, promotion, exploration, true, exclude_items,
+                                            NULL, ranking);
 END
 $fn$;
-COMMENT ON FUNCTION pyrec.recommend(text, text, integer, text, jsonb, boolean, jsonb, jsonb, text, text[]) IS
-'Top-k items for a user from the model''s active version (or the user''s variant of an experiment), leaving out exclude_items; source says what answered: model, fold-in (live history the version has not seen), attributes, popular, promotion or exploration';
+COMMENT ON FUNCTION pyrec.recommend(text, text, integer, text, jsonb, boolean, jsonb, jsonb, text, text[], jsonb) IS
+'Top-k items for a user from the model''s active version (or the user''s variant of an experiment), leaving out exclude_items, re-ranked by ranking (popularity, freshness, boosts, diversity); source says what answered: model, fold-in (live history the version has not seen), attributes, popular, promotion or exploration';
 
 CREATE FUNCTION pyrec.recommend(model text, user_id bigint, k integer DEFAULT 10,
                                 filter text DEFAULT NULL, params jsonb DEFAULT NULL,
                                 exclude_seen boolean DEFAULT true, promotion jsonb DEFAULT NULL,
                                 exploration jsonb DEFAULT NULL, experiment text DEFAULT NULL,
-                                exclude_items text[] DEFAULT NULL)
+                                exclude_items text[] DEFAULT NULL, ranking jsonb DEFAULT NULL)
 RETURNS TABLE (item_id text, score real, rank integer, source text)
 LANGUAGE sql STABLE
 AS $fn$ SELECT * FROM pyrec.recommend(model, user_id::text, k, filter, params, exclude_seen, promotion,
-                                      exploration, experiment, exclude_items) $fn$;
-COMMENT ON FUNCTION pyrec.recommend(text, bigint, integer, text, jsonb, boolean, jsonb, jsonb, text, text[]) IS
+                                      exploration, experiment, exclude_items, ranking) $fn$;
+COMMENT ON FUNCTION pyrec.recommend(text, bigint, integer, text, jsonb, boolean, jsonb, jsonb, text, text[], jsonb) IS
 'Top-k items for a user with an integer id';
 
 CREATE FUNCTION pyrec.recommend_for_items(
@@ -436,7 +480,8 @@ CREATE FUNCTION pyrec.recommend_for_items(
     promotion jsonb DEFAULT NULL,
     exploration jsonb DEFAULT NULL,
     experiment text DEFAULT NULL,
-    session_id text DEFAULT NULL
+    session_id text DEFAULT NULL,
+    ranking jsonb DEFAULT NULL
 ) RETURNS TABLE (item_id text, score real, rank integer, source text)
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
@@ -458,14 +503,15 @@ BEGIN
         END IF;
         RETURN QUERY SELECT * FROM pyrec._experiment_serve(experiment, model, session_id, k, filter,
                                                             params, true, promotion, exploration,
-                                                            exclude_items, items);
+                                                            exclude_items, items, ranking);
         RETURN;
     END IF;
     RETURN QUERY SELECT * FROM pyrec._serve(pyrec._active_version(model), NULL, k, filter, params,
-                                            true, promotion, exploration, true, exclude_items, items);
+                                            true, promotion, exploration, true, exclude_items, items,
+                                            ranking);
 END
 $fn$;
-COMMENT ON FUNCTION pyrec.recommend_for_items(text, text[], integer, text, jsonb, text[], jsonb, jsonb, text, text) IS
+COMMENT ON FUNCTION pyrec.recommend_for_items(text, text[], integer, text, jsonb, text[], jsonb, jsonb, text, text, jsonb) IS
 'Top-k items for a list of items (an anonymous session, a cart): the list folded in as a history and left out of the answer; source says what answered: fold-in, popular (no listed item is known to the version), promotion or exploration';
 
 -- The unqualified recommend(user_id, k, filter) of the SQL API, for the default model.
