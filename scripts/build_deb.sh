@@ -180,7 +180,7 @@ PKG=postgresql-$PG_MAJOR-pyrec
 # The files the package is made of, tracked or new (not ignored), one a line.
 inputs() {
   (cd "$ROOT" && git ls-files -co --exclude-standard -- pyrec_pg sql migrations requirements-server.txt \
-     packaging/deb scripts/build_deb.sh | LC_ALL=C sort -u | while read -r f; do [ -f "$f" ] && [ ! -L "$f" ] && echo "$f"; done)
+     packaging/deb scripts/build_deb.sh | LC_ALL=C sort -u | while read -r f; do if [ -f "$f" ] && [ ! -L "$f" ]; then echo "$f"; fi; done)
 }
 
 build_pyrec() {
@@ -214,7 +214,7 @@ build_pyrec() {
     case "$f" in pyrec_pg/*.py|pyrec_pg/py.typed) ;; *) continue ;; esac
     excl=no
     for d in "${SERVER_EXCLUDES[@]}"; do case "$f" in pyrec_pg/"$d"/*) excl=yes ;; esac; done
-    [ $excl = no ] && install -D -m 644 "$ROOT/$f" "$stage$PYDIR/$f"
+    if [ $excl = no ]; then install -D -m 644 "$ROOT/$f" "$stage$PYDIR/$f"; fi
   done <<< "$files"
   while read -r f; do
     case "$f" in sql/Makefile|sql/pyrec.control|sql/src/*/*.sql|sql/managed/*/*.sql)
@@ -316,6 +316,6 @@ PY
   say "built ${deb##*/} ($(du -k "$deb" | cut -f1) KiB, $size KiB installed)"
 }
 
-[ $with_pgvector = yes ] && build_pgvector
+if [ $with_pgvector = yes ]; then build_pgvector; fi
 build_pyrec
 ls -1 "$OUT"/*.deb | sed 's/^/build_deb: /'

@@ -55,11 +55,17 @@ fi
 backup=$(mktemp -d /tmp/smoke_deb.XXXXXX)
 mkdir "$backup/files"
 for deb in "${debs[@]}"; do
-  dpkg-deb --fsys-tarfile "$deb" | tar -t | sed -n 's|^\./||p' | grep -v '/$' | while read -r path; do
-    [ -f "/$path" ] || continue
-    dpkg-query -S "/$path" >/dev/null 2>&1 || echo "$path"
+  dpkg-deb --fsys-tarfile "$deb" | tar -t | sed -n 's|^\./|/|p' | grep -v '/$' | while read -r path; do
+    if [ -f "$path" ]; then echo "$path"; fi
   done
-done > "$backup/list"
+done | LC_ALL=C sort -u > "$backup/present"
+# those no package owns (one dpkg-query for all: "pkg[, pkg]: /path" for each owned one)
+if [ -s "$backup/present" ]; then
+  xargs -d '\n' dpkg-query -S < "$backup/present" 2>/dev/null | sed 's/^[^:]*: //' | LC_ALL=C sort -u > "$backup/owned" || true
+  LC_ALL=C comm -23 "$backup/present" "$backup/owned" | sed 's|^/||' > "$backup/list"
+else
+  : > "$backup/list"
+fi
 kept=$(grep -c . "$backup/list" || true)
 if [ "$kept" -gt 0 ]; then
   tar -C / -cf - -T "$backup/list" | tar -C "$backup/files" -xpf - \
