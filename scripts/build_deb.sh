@@ -51,8 +51,8 @@ esac
 
 # --- what the machine must have ---------------------------------------------------------------
 command -v dpkg-deb >/dev/null || die "dpkg-deb not found: this builds Debian packages on Debian or Ubuntu (apt-get install dpkg-dev)"
-[ -x "$PG_CONFIG" ] || die "$PG_CONFIG not found: the package is built against Debian's PostgreSQL $PG_MAJOR
-fix: make postgres (or apt-get install postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR)"
+[ -x "$PG_CONFIG" ] || die "$PG_CONFIG not found: the packages are built against Debian's own PostgreSQL $PG_MAJOR (bookworm: 15)
+fix: make postgres (or apt-get install postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR); a major Debian does not package here (built from source into .build/) has no .deb: use make install"
 [ -x "$SERVER_PY" ] || die "$SERVER_PY not found: the server's Python (plpython3u's), which the wheels are built for"
 PY=$("$SERVER_PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 ARCH=$(dpkg --print-architecture)
