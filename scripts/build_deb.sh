@@ -174,7 +174,8 @@ $(tail -n 15 "$log")"
 
 # --- postgresql-15-pyrec ----------------------------------------------------------------------
 PYDIR=/usr/lib/postgresql-$PG_MAJOR-pyrec/python$PY   # the private directory of the Python part
-SERVER_EXCLUDES=(cli dev integrations)                # as `make install`: the server never imports them
+# as `make install` (the Makefile passes its SERVER_EXCLUDES): the server never imports them
+read -r -a SERVER_EXCLUDES <<< "${SERVER_EXCLUDES:-cli dev integrations}"
 PKG=postgresql-$PG_MAJOR-pyrec
 
 # The files the package is made of, tracked or new (not ignored), one a line.
@@ -190,7 +191,7 @@ build_pyrec() {
   debver="$version-1"
   deb="$OUT/${PKG}_${debver}_$ARCH.deb"
   files=$(inputs)
-  recipe="$debver $PY $("$PG_CONFIG" --version) $(cd "$ROOT" && echo "$files" | tr '\n' '\0' | xargs -0 sha256sum | sha256sum | cut -c1-32)"
+  recipe="$debver $PY $("$PG_CONFIG" --version) ${SERVER_EXCLUDES[*]} $(cd "$ROOT" && echo "$files" | tr '\n' '\0' | xargs -0 sha256sum | sha256sum | cut -c1-32)"
   if [ -f "$deb" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$recipe" ]; then
     say "${deb##*/} present (its inputs are unchanged)"
     return 0
