@@ -2174,3 +2174,32 @@ GRANT EXECUTE ON FUNCTION pyrec._ranked_sql(text, text[], text, text, text, bool
 REVOKE ALL ON FUNCTION pyrec._candidates_sql(pyrec._versions, boolean, boolean, text, text, text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pyrec._candidates_sql(pyrec._versions, boolean, boolean, text, text, text, text, text) TO pyrec_admin;
 GRANT EXECUTE ON FUNCTION pyrec._candidates_sql(pyrec._versions, boolean, boolean, text, text, text, text, text) TO pyrec_reader;
+DROP PROCEDURE pyrec.batch_recommend(text, text, integer, text, text, jsonb, boolean);
+CREATE PROCEDURE pyrec.batch_recommend(
+    model text,
+    users text DEFAULT NULL,
+    k integer DEFAULT 25,
+    filter text DEFAULT NULL,
+    into_table text DEFAULT NULL,
+    params jsonb DEFAULT NULL,
+    exclude_seen boolean DEFAULT true,
+    ranking jsonb DEFAULT NULL
+)
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    outcome jsonb;
+    r jsonb;
+BEGIN
+    CALL pyrec._call_proc('batch_recommend', jsonb_build_object(
+        'model', model, 'users', users, 'k', k, 'filter', filter, 'into_table', into_table,
+        'params', params, 'exclude_seen', exclude_seen, 'ranking', ranking), outcome);
+    r := pyrec._result(outcome);
+    RAISE NOTICE '% rows for % users in % (model "%" version %) in % s', r->>'rows', r->>'users',
+        r->>'table', r->>'model', r->>'version', round((r->>'seconds')::numeric, 1);
+END
+$fn$;
+COMMENT ON PROCEDURE pyrec.batch_recommend(text, text, integer, text, text, jsonb, boolean, jsonb) IS
+'Top-k items for many users (all, a query or a table) into a table of (user_id, item_id, score, rank, source), replaced atomically; with ranking, each user''s list is recommend()''s with that ranking';
+REVOKE ALL ON PROCEDURE pyrec.batch_recommend(text, text, integer, text, text, jsonb, boolean, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE pyrec.batch_recommend(text, text, integer, text, text, jsonb, boolean, jsonb) TO pyrec_admin;

@@ -17,9 +17,12 @@ from pyrec_pg.cli._progress import Progress
 PARAMS_EXAMPLE = '{"GENRES": ["Comedy", "Drama"]}'
 
 
-def _items(args: argparse.Namespace, query: str, values: list[Any]) -> int:
+def _items(
+    args: argparse.Namespace, query: str, values: list[Any], ranking: Any = None
+) -> int:
     with Client(dsn_of(args)) as client:
-        client.prepare_filter(args.model, args.filter)
+        for flt in [args.filter, *_boost_filters(ranking)]:
+            client.prepare_filter(args.model, flt)
         found = client.rows(query, values)
     text = table(["rank", "item", "score", "source"], [tuple(r.values()) for r in found])
     emit(args, found, text if found else "no items (the filter may exclude them all)")
@@ -28,6 +31,7 @@ def _items(args: argparse.Namespace, query: str, values: list[Any]) -> int:
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     params = parse_json("--params", args.params, PARAMS_EXAMPLE)
+    ranking = _ranking(args)
     return _items(
         args,
         "SELECT rank, item_id, score::float8, source FROM pyrec.recommend(%s, %s::text, %s,"
@@ -41,20 +45,23 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             _jsonb(params),
             not args.keep_seen,
             args.exclude,
-            _jsonb(_ranking(args)),
+            _jsonb(ranking),
         ],
+        ranking,
     )
 
 
 def cmd_recommend_items(args: argparse.Namespace) -> int:
     params = parse_json("--params", args.params, PARAMS_EXAMPLE)
+    ranking = _ranking(args)
     return _items(
         args,
         "SELECT rank, item_id, score::float8, source FROM pyrec.recommend_for_items(%s,"
         " %s::text[], %s, filter => %s, params => %s::jsonb, exclude_items => %s::text[],"
         " ranking => %s::jsonb) ORDER BY rank",
         [args.model, args.items, args.k, args.filter, _jsonb(params), args.exclude,
-         _jsonb(_ranking(args))],
+         _jsonb(ranking)],
+        ranking,
     )
 
 
@@ -75,6 +82,14 @@ def _ranking(args: argparse.Namespace) -> Any:
     return parse_json("--ranking", args.ranking, RANKING_EXAMPLE)
 
 
+def _boost_filters(ranking: Any) -> list[str]:
+    """The filter expressions of a ranking's boosts (the server checks the rest)."""
+    boosts = ranking.get("boosts") if isinstance(ranking, dict) else None
+    if not isinstance(boosts, list):
+        return []
+    return [b["filter"] for b in boosts if isinstance(b, dict) and isinstance(b.get("filter"), str)]
+
+
 def _ranking_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--ranking",
@@ -89,7 +104,8 @@ def _jsonb(value: Any) -> str | None:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    return _batch_job(args, "batch_recommend", "users", {"users": args.users, "k": args.k})
+    sources = {"users": args.users, "k": args.k, "ranking": _ranking(args)}
+    return _batch_job(args, "batch_recommend", "users", sources)
 
 
 def cmd_segments(args: argparse.Namespace) -> int:
@@ -111,6 +127,8 @@ def _batch_job(args: argparse.Namespace, procedure: str, per: str, sources: dict
     }
     with Client(dsn) as client:
         conn = client.conn
+        for flt in _boost_filters(arguments.get("ranking")):
+            client.prepare_filter(args.model, flt)
         if client.managed:
             with Progress(dsn, f"{args.command} {args.model}", args.model, "batch_jobs"):
                 r = client.client_side(procedure, arguments)
@@ -126,14 +144,20 @@ def _batch_job(args: argparse.Namespace, procedure: str, per: str, sources: dict
         conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
         named = sql.SQL(", ").join(
             sql.SQL("{} => {}{}").format(
-                sql.Identifier(k), sql.Placeholder(k), sql.SQL("::jsonb" if k == "params" else "")
+                sql.Identifier(k),
+                sql.Placeholder(k),
+                sql.SQL("::jsonb" if k in ("params", "ranking") else ""),
             )
             for k in arguments
         )
         with Progress(dsn, f"{args.command} {args.model}", args.model, "batch_jobs"):
             conn.execute(
                 sql.SQL("CALL pyrec.{}({})").format(sql.Identifier(procedure), named),
-                {**arguments, "params": _jsonb(params)},
+                {
+                    **arguments,
+                    "params": _jsonb(params),
+                    **({"ranking": _jsonb(arguments["ranking"])} if "ranking" in arguments else {}),
+                },
             )
         # the job's row: what it wrote, where, from which version (its NOTICE says the same)
         (job,) = rows(
@@ -240,6 +264,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--into", metavar="TABLE", help="output table (default pyrec.batch_<model>)")
     _serving_options(p, 25)
     p.add_argument("--keep-seen", action="store_true", help="also items the users interacted with")
+    _ranking_option(p)
 
     p = command(
         sub,

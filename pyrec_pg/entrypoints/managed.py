@@ -194,8 +194,11 @@ _FILTERED = {
 
 
 def _ad_hoc_filters(db: Db, fn: str, arguments: dict[str, Any]) -> None:
-    for key in _FILTERED.get(fn, ()):
-        flt = arguments.get(key)
+    found = [arguments.get(key) for key in _FILTERED.get(fn, ())]
+    ranking = arguments.get("ranking") if fn == "batch_recommend" else None
+    if isinstance(ranking, dict) and isinstance(ranking.get("boosts"), list):
+        found += [b.get("filter") for b in ranking["boosts"] if isinstance(b, dict)]
+    for flt in found:
         if isinstance(flt, str) and not db.one(
             "SELECT 1 FROM pyrec._filters f JOIN pyrec.models m USING (model_id)"
             " WHERE m.name = $1 AND f.name = $2",

@@ -151,6 +151,7 @@ def _batch_recommend(db: Db, a: dict[str, Any]) -> dict[str, Any]:
         a.get("params"),
         a.get("into_table"),
         a.get("exclude_seen") is not False,
+        a.get("ranking"),
     )
 
 

@@ -438,6 +438,7 @@ def batch_recommend(
     into_table: str | None = None,
     params: Mapping[str, Any] | None = None,
     exclude_seen: bool | None = None,
+    ranking: Mapping[str, Any] | None = None,
 ) -> str:
     """`CALL pyrec.batch_recommend(...)` on an autocommit connection; returns the table it
     wrote (BI tools read it through pyrec.create_bi_view)."""
@@ -452,6 +453,7 @@ def batch_recommend(
             "into_table": (into_table, sa.Text()),
             "params": (params, JSONB()),
             "exclude_seen": (exclude_seen, sa.Boolean()),
+            "ranking": (ranking, JSONB()),
         },
     )
     try:

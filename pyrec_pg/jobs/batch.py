@@ -393,6 +393,7 @@ def batch_recommend(
     params: Any,
     into: str | None,
     exclude_seen: bool,
+    ranking: Any = None,
 ) -> dict[str, Any]:
     """Top k items for many users into `into` (user_id, item_id, score, rank, source)."""
     model = get_model(db, name)
@@ -401,6 +402,9 @@ def batch_recommend(
     version = active_version(db, model)
 
     def work(run: Run, staging: str) -> dict[str, Any]:
+        if ranking is not None:
+            return _batch_ranked(db, model, version, run, staging, users, k, flt, params,
+                                 exclude_seen, ranking)
         return _batch(db, model, version, run, staging, users, k, flt, params, exclude_seen)
 
     return run_job(db, model, version, into, RECOMMENDATIONS, work)
@@ -470,6 +474,81 @@ def _batch(
         "users_without_vectors": int((source == POPULAR).sum()),
         "rows": written,
     }
+
+
+def _batch_ranked(
+    db: Db,
+    model: Model,
+    version: Version,
+    run: Run,
+    staging: str,
+    users: str | None,
+    k: int,
+    flt: str | None,
+    params: Any,
+    exclude_seen: bool,
+    ranking: Any,
+) -> dict[str, Any]:
+    """Each user's list as recommend() answers it with `ranking` (serving's re-ranking in
+    SQL, one user at a time: its boosts, caps and normalization are recommend()'s exactly, at
+    the cost of a request per user)."""
+    run.phase("reading", 0)
+    # the filter and the ranking are checked once, before any user is served (a filter may
+    # depend on the user here: each list is served for its user)
+    db.run(
+        "SELECT pyrec._prepare_filter(v, $3, $4::jsonb, 'ItemID', 'batch_recommend', true, false),"
+        " pyrec._ranking(v, $5::jsonb, $6, true) FROM pyrec._versions v"
+        " WHERE v.model_id = $1 AND v.version = $2",
+        [model.model_id, version.version, flt, _json(params), json.dumps(ranking), k],
+        ["int4", "int4", "text", "text", "text", "int4"],
+    )
+    ids = batch_ids(db, model, version, users)
+    stage = db.ident("pyrec", staging)
+    db.run(
+        f"CREATE TABLE {stage} (user_id text NOT NULL, item_id text NOT NULL,"
+        f" score real NOT NULL, rank integer NOT NULL, source text NOT NULL)"
+    )
+    sql = (
+        f"WITH added AS (INSERT INTO {stage} SELECT u.id, r.item_id, r.score, r.rank, r.source"
+        f" FROM unnest($1::text[]) u(id), pyrec._versions v,"
+        f" LATERAL pyrec._serve(v, u.id, $4, $5, $6::jsonb, $7, NULL, NULL, true, NULL, NULL,"
+        f" $8::jsonb) r WHERE v.model_id = $2 AND v.version = $3 RETURNING 1)"
+        f" SELECT count(*)::int8 AS n FROM added"
+    )
+    run.phase("scoring", 10, 0)
+    written = 0
+    for lo in range(0, len(ids), USERS_PER_BLOCK):
+        hi = min(lo + USERS_PER_BLOCK, len(ids))
+        done = db.scalar(
+            sql,
+            [
+                list(ids[lo:hi]),
+                model.model_id,
+                version.version,
+                k,
+                flt,
+                _json(params),
+                exclude_seen,
+                json.dumps(ranking),
+            ],
+            ["text[]", "int4", "int4", "int4", "text", "text", "bool", "text"],
+        )
+        written += int(done or 0)
+        run.phase("writing", 10 + 80 * hi / max(len(ids), 1), written)
+    counts = db.one(
+        f"SELECT count(DISTINCT user_id) FILTER (WHERE source = 'fold-in')::int8 AS folded,"
+        f" count(DISTINCT user_id) FILTER (WHERE source = 'popular')::int8 AS popular FROM {stage}"
+    )
+    return {
+        "users": len(ids),
+        "users_folded_in": int(counts["folded"]) if counts else 0,
+        "users_without_vectors": int(counts["popular"]) if counts else 0,
+        "rows": written,
+    }
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
 
 
 def _fold_in(

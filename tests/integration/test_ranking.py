@@ -236,3 +236,36 @@ def test_a_boost_value_of_the_wrong_type_names_the_value(trained: Conn) -> None:
     }
     with raises_pg(trained, "22023", "does not fit its field", "params"):
         top(trained, "42", 10, bad)
+
+
+def test_batch_with_ranking_writes_recommend_s_lists(trained: Conn) -> None:
+    ranking = {
+        "popularity": 0.2,
+        "boosts": [
+            {"filter": "INCLUDE ItemID WHERE Items.year < $Y", "params": {"Y": 1970}, "weight": 0.3}
+        ],
+        "diversity": {"field": "Items.genre", "max_per_value": 2},
+        "candidates": 300,
+    }
+    trained.execute(
+        "CALL pyrec.batch_recommend('movies',"
+        " 'SELECT viewer_id FROM viewers WHERE viewer_id <= 20', 10,"
+        " filter => 'EXCLUDE ItemID WHERE Items.genre IN (\"Horror\")', ranking => %s)",
+        [json.dumps(ranking)],
+    )
+    genres = dict(trained.execute("SELECT movie_id::text, genre FROM movies").fetchall())
+    for user in range(1, 21):
+        written = trained.execute(
+            "SELECT item_id, score, rank, source FROM pyrec.batch_movies WHERE user_id = %s"
+            " ORDER BY rank",
+            [str(user)],
+        ).fetchall()
+        served = top(
+            trained, str(user), 10, ranking, 'EXCLUDE ItemID WHERE Items.genre IN ("Horror")'
+        )
+        assert [r[0] for r in written] == [r[0] for r in served]
+        assert [r[1] for r in written] == pytest.approx([r[1] for r in served])
+        assert all("Horror" not in genres[r[0]] for r in written)
+        assert max(Counter(g for r in written for g in genres[r[0]]).values()) <= 2
+    with raises_pg(trained, "22023", 'unknown ranking field "boost"', "boosts"):
+        trained.execute("CALL pyrec.batch_recommend('movies', ranking => '{\"boost\": []}')")

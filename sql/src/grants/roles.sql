@@ -50,7 +50,7 @@ REVOKE EXECUTE ON FUNCTION
 FROM pyrec_reader;
 REVOKE EXECUTE ON PROCEDURE
     pyrec.train(text, jsonb, text), pyrec._call_proc(text, jsonb, jsonb),
-    pyrec.batch_recommend(text, text, integer, text, text, jsonb, boolean),
+    pyrec.batch_recommend(text, text, integer, text, text, jsonb, boolean, jsonb),
     pyrec.batch_users_for_items(text, text, integer, text, text, jsonb, boolean)
 FROM pyrec_reader;
 

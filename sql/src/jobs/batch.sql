@@ -7,7 +7,8 @@ CREATE PROCEDURE pyrec.batch_recommend(
     filter text DEFAULT NULL,
     into_table text DEFAULT NULL,
     params jsonb DEFAULT NULL,
-    exclude_seen boolean DEFAULT true
+    exclude_seen boolean DEFAULT true,
+    ranking jsonb DEFAULT NULL
 )
 LANGUAGE plpgsql
 AS $fn$
@@ -17,14 +18,14 @@ DECLARE
 BEGIN
     CALL pyrec._call_proc('batch_recommend', jsonb_build_object(
         'model', model, 'users', users, 'k', k, 'filter', filter, 'into_table', into_table,
-        'params', params, 'exclude_seen', exclude_seen), outcome);
+        'params', params, 'exclude_seen', exclude_seen, 'ranking', ranking), outcome);
     r := pyrec._result(outcome);
     RAISE NOTICE '% rows for % users in % (model "%" version %) in % s', r->>'rows', r->>'users',
         r->>'table', r->>'model', r->>'version', round((r->>'seconds')::numeric, 1);
 END
 $fn$;
-COMMENT ON PROCEDURE pyrec.batch_recommend(text, text, integer, text, text, jsonb, boolean) IS
-'Top-k items for many users (all, a query or a table) into a table of (user_id, item_id, score, rank, source), replaced atomically';
+COMMENT ON PROCEDURE pyrec.batch_recommend(text, text, integer, text, text, jsonb, boolean, jsonb) IS
+'Top-k items for many users (all, a query or a table) into a table of (user_id, item_id, score, rank, source), replaced atomically; with ranking, each user''s list is recommend()''s with that ranking';
 
 CREATE PROCEDURE pyrec.batch_users_for_items(
     model text,
