@@ -20,7 +20,7 @@ from psycopg import sql
 
 from pyrec_pg.dev import movielens
 from pyrec_pg.dev.cluster import PG_BIN, Cluster
-from pyrec_pg.dev.embedded import WITHOUT_PLPYTHON, has_plpython, is_embedded
+from pyrec_pg.dev.embedded import has_plpython, is_embedded
 
 TEMPLATE = "pyrec_test_template"
 _counter = itertools.count()
@@ -28,7 +28,10 @@ _counter = itertools.count()
 # the throwaway clusters' server: with plpython3u the extension, else the managed flavour
 # (PYREC_TEST_DSN's server is taken to have what the extension needs)
 PLPYTHON = bool(os.environ.get("PYREC_TEST_DSN")) or has_plpython(PG_BIN)
-WHY_SKIPPED = f"needs plpython3u: {WITHOUT_PLPYTHON}; see docs/platforms.md"
+WHY_SKIPPED = (
+    "needs plpython3u, which the server has not (pyrec's managed flavour runs there;"
+    " docs/platforms.md)"
+)
 # what the managed flavour says where the extension would run Python (sql/managed): an entry
 # point refused, an ad-hoc filter expression no client compiled; and the extension not there
 MANAGED_REFUSALS = (
@@ -239,9 +242,11 @@ def _refused(error: BaseException | None) -> str | None:
     managed flavour's refusal, or a server without pg_cron asked to preload it."""
     seen = 0
     while error is not None and seen < 10:
-        if any(said in str(error) for said in MANAGED_REFUSALS):
-            return WHY_SKIPPED
-        if NO_PG_CRON in str(error):
+        said = str(error)
+        if any(refusal in said for refusal in MANAGED_REFUSALS):
+            first = said.strip().splitlines()[0] if said.strip() else ""
+            return f"{WHY_SKIPPED}: {first[:160]}"
+        if NO_PG_CRON in said:
             return f"needs pg_cron, which {PG_BIN} does not have"
         error = error.__cause__ or error.__context__
         seen += 1
