@@ -243,9 +243,11 @@ def _refused(error: BaseException | None) -> str | None:
     seen = 0
     while error is not None and seen < 10:
         said = str(error)
-        if any(refusal in said for refusal in MANAGED_REFUSALS):
-            first = said.strip().splitlines()[0] if said.strip() else ""
-            return f"{WHY_SKIPPED}: {first[:160]}"
+        for refusal in MANAGED_REFUSALS:
+            at = said.find(refusal)
+            if at >= 0:  # the refusal's own words, wherever an assertion's repr put them
+                start = max(said.rfind("\n", 0, at) + 1, at - 120)
+                return f"{WHY_SKIPPED}: {said[start : at + len(refusal)].strip()}"
         if NO_PG_CRON in said:
             return f"needs pg_cron, which {PG_BIN} does not have"
         error = error.__cause__ or error.__context__
