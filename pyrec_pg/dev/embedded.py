@@ -90,6 +90,7 @@ def _config(what: str) -> Path:
 def server_source(sources: Path, major: str) -> Path:
     """The orig tarball of Debian's postgresql-<major>: one in `sources` (as provision.sh
     keeps them), else downloaded there through a private apt configuration (no root)."""
+    sources = sources.resolve()  # apt reads relative directories from its own
     found = sorted(sources.glob(f"postgresql-{major}_*.orig.tar.*"))
     if found:
         return found[-1]
