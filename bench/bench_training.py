@@ -557,6 +557,20 @@ def main() -> None:
             f"  {label(c.n):>6} {c.ids:>5} {a:9.2f} {b:9.2f} {a / b:6.2f}x"
             f" {per_pair(c.pyrec):7.0f} {per_interaction(c.pyrec):6.1f}"
         )
+    for n in sizes:  # the same data with text ids vs bigint ids, from this run
+        by_ids = {c.ids: c for c in results if c.n == n}
+        if "int" in by_ids and "text" in by_ids:
+            a, b = by_ids["text"].pyrec, by_ids["int"].pyrec
+            ratio = median([r.total for r in a]) / median([r.total for r in b])
+            phases = ", ".join(
+                f"{ph} {median([r.steps[ph] for r in a]):.2f} vs"
+                f" {median([r.steps[ph] for r in b]):.2f}"
+                for ph in PHASES
+            )
+            print(
+                f"  {label(n)}: CALL pyrec.train with text ids / bigint ids {ratio:.3f}"
+                f" (medians of {len(a)}; by phase, text vs bigint: {phases})"
+            )
     print(
         f"whole run {time.perf_counter() - started:.0f} s;"
         f" load average at end: {Path('/proc/loadavg').read_text().strip()}"

@@ -208,14 +208,25 @@ def _load_rows(db: Db, model: Model, rows: Rows) -> Coded | None:
     """No event times needed: every row ships as it is (its ids, and its weight unless all
     are 1), in chunks of about CHUNK_ROWS, each coded at once; numpy sums the pairs into the
     matrix, and pairs whose weights sum to <= 0 go, as HAVING sum(weight) > 0 drops them in
-    SQL. Integer ids ship natively; others as the 64-bit hash of their text, resolved by one
-    list of the distinct ids read first (None if two ids share a hash, or a row's hash is
-    not listed: the caller then groups in SQL).
+    SQL. Integer ids ship natively; others as the 64-bit hash of their text (None if two ids
+    share a hash: the caller then groups in SQL).
+
+    Hashed ids of a table (one relation with blocks): each row also ships its ctid, and
+    each chunk the sum of a second hash of its ids (another seed); a new hash gets the next
+    code as it is first seen, and the texts are read after the scan from the rows where each
+    was first seen (a TID scan of one row per id, sorted in text order), so no step lists
+    the ids over all rows. Two ids that share a hash show as a sum of second hashes other
+    than the rows' codes give (None). A row gone or changed by then: the ids are listed by
+    a GROUP BY instead, as for views and trees of tables, where the list is read before the
+    scan (None if two ids share a hash, or a row's hash is not listed).
 
     Memory: per row, the two codes (int32) and the weight (float64, only when weighted) while
     reading; then the matrix (float32 counts, or float64 weights). Nothing holds all the
     rows' raw bytes at once, in the server or here."""
-    send, hashed = {}, {}
+    layout = _layout(db, model.interactions)
+    # a row of one table is found again by its ctid; a tree of tables repeats ctids
+    by_tid = layout.blocks and not layout.children
+    send, hashed, seen = {}, {}, {}
     for key in ("user", "item"):
         col = db.ident(model.columns[key])
         typ = model.columns[f"{key}_type"]
@@ -225,27 +236,44 @@ def _load_rows(db: Db, model: Model, rows: Rows) -> Coded | None:
             send[key] = (f"int8send({col}::int8)", ">i8")
         else:
             send[key] = (f"int8send(hashtextextended({col}::text, 0))", ">i8")
+            if by_tid:
+                seen[key] = Seen()
+                continue
             found = _hashed_ids(db, f"{model.interactions} WHERE {rows.where_literal}", col)
             if found is None:
                 return None
             hashed[key] = found
     aggs = [f"string_agg({send[k][0]}, ''::bytea) AS {k}" for k in ("user", "item")]
+    if seen:
+        aggs.append("string_agg(tidsend(ctid), ''::bytea) AS tid")
+        aggs += [
+            f"sum(hashtextextended({db.ident(model.columns[k])}::text, 1)) AS {k}_check"
+            for k in seen
+        ]
     weight, args = rows.weight, rows.args
     if weight:
         # float8 as computed: recency weights reach 1e-301, under float4's range
         aggs.append(f"string_agg(float8send(coalesce({weight}, 0)), ''::bytea) AS w")
     # per key: for integer ids the raw values of each chunk (coded once all are seen), for
-    # hashed ids each chunk's codes already
+    # hashed ids each chunk's codes already (provisional ones, in the order first seen, for
+    # ids whose texts are fetched after the scan)
     parts: dict[str, list[npt.NDArray[Any]]] = {"user": [], "item": [], "w": []}
     rows_read = 0
     # closed on every way out (an early return, an error), so no cursor outlives the reading:
     # a procedure's COMMIT or ROLLBACK cannot hold a failed one
-    with closing(_chunks(db, model.interactions, rows.where, ", ".join(aggs), args)) as chunks:
+    with closing(
+        _chunks(db, model.interactions, layout, rows.where, ", ".join(aggs), args)
+    ) as chunks:
         for chunk in chunks:
             rows_read += int(chunk["n"])
+            tids = np.frombuffer(chunk["tid"], dtype=TID) if seen else None
             for key in ("user", "item"):
                 raw = np.frombuffer(chunk[key], dtype=send[key][1])
-                if key in hashed:
+                if key in seen:
+                    assert tids is not None
+                    check = int(chunk[f"{key}_check"])
+                    parts[key].append(seen[key].codes(raw.astype(np.int64), tids, check))
+                elif key in hashed:
                     codes = hashed[key].codes(raw.astype(np.int64))
                     if codes is None:
                         return None
@@ -258,7 +286,21 @@ def _load_rows(db: Db, model: Model, rows: Rows) -> Coded | None:
         return None
     names: dict[str, list[str]] = {}
     for key in ("user", "item"):
-        if key in hashed:
+        if key in seen:
+            col = db.ident(model.columns[key])
+            texts = _texts_of(db, model.interactions, col, seen[key])
+            if texts is not None and seen[key].shared(texts[2]):
+                return None  # two ids share a hash
+            named = None if texts is None else texts[:2]
+            if named is None:  # a row changed since the scan: list the ids instead
+                listed = _hashed_ids(db, f"{model.interactions} WHERE {rows.where_literal}", col)
+                coded = None if listed is None else listed.codes(seen[key].hashes)
+                if listed is None or coded is None:
+                    return None
+                named = listed.ids, coded
+            names[key], final = named
+            parts[key] = [final[c] for c in parts[key]]
+        elif key in hashed:
             names[key] = hashed[key].ids
         else:  # codes in the text order of the ids, as serving breaks ties
             distinct = _distinct_of(parts[key])
@@ -278,8 +320,8 @@ def _load_rows(db: Db, model: Model, rows: Rows) -> Coded | None:
         matrix.data[matrix.data <= 0] = 0.0
         matrix.eliminate_zeros()
     del u, i
-    # ids left without a pair (their weights cancelled out; for hashed ids, also ids listed
-    # by the first read only, from rows deleted in between) are dropped
+    # ids left without a pair (their weights cancelled out; for listed ids, also ids listed
+    # by the list's read only, from rows deleted in between) are dropped
     keep_u = np.diff(matrix.indptr) > 0
     keep_i = np.bincount(matrix.indices, minlength=shape[1]) > 0
     users, items = names["user"], names["item"]
@@ -339,18 +381,24 @@ def _coder(distinct: Ints, rank: npt.NDArray[np.int32]) -> Callable[[Any], npt.N
     return lambda raw: rank[np.searchsorted(distinct, raw)]
 
 
-def _chunks(
-    db: Db, relation: str, where: str, aggs: str, args: list[Any]
-) -> Generator[Mapping[str, Any], None, None]:
-    """`aggs` (aggregates over the rows of `relation` passing `where`) for chunks of about
-    CHUNK_ROWS rows, each chunk a range of the relation's blocks (a TID range scan), all from
-    one statement: one snapshot, but never more than a chunk in memory. A relation without
-    blocks of its own (a view, a foreign table) is one chunk."""
-    agg_sql = f"SELECT {aggs}, count(*) AS n FROM {relation} WHERE {where}"
+@dataclass(frozen=True)
+class Layout:
+    """A relation's storage: whether it has blocks (a table, not a view), whether it heads
+    a tree of tables (partitions, inheritance), its largest member's size in blocks, and
+    its statistics' rows and blocks."""
+
+    blocks: bool
+    children: bool
+    pages: int
+    tuples: float
+    relpages: float
+
+
+def _layout(db: Db, relation: str) -> Layout:
     size = db.one(
         "WITH RECURSIVE tree(oid) AS (SELECT to_regclass($1)::oid UNION"
         " SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent = t.oid)"
-        " SELECT bool_or(c.relkind IN ('r', 'm', 't')) AS blocks,"
+        " SELECT bool_or(c.relkind IN ('r', 'm', 't')) AS blocks, count(*) > 1 AS children,"
         " max(pg_catalog.pg_relation_size(c.oid)"
         "     / current_setting('block_size')::int8)::int8 AS pages,"
         " sum(greatest(c.reltuples, 0))::float8 AS tuples,"
@@ -359,13 +407,32 @@ def _chunks(
         [relation],
         ["text"],
     )
-    if size is None or not size["blocks"]:
+    if size is None:
+        return Layout(False, False, 0, 0.0, 0.0)
+    return Layout(
+        bool(size["blocks"]),
+        bool(size["children"]),
+        int(size["pages"] or 0),
+        float(size["tuples"] or 0),
+        float(size["relpages"] or 0),
+    )
+
+
+def _chunks(
+    db: Db, relation: str, layout: Layout, where: str, aggs: str, args: list[Any]
+) -> Generator[Mapping[str, Any], None, None]:
+    """`aggs` (aggregates over the rows of `relation` passing `where`) for chunks of about
+    CHUNK_ROWS rows, each chunk a range of the relation's blocks (a TID range scan), all from
+    one statement: one snapshot, but never more than a chunk in memory. A relation without
+    blocks of its own (a view, a foreign table) is one chunk."""
+    agg_sql = f"SELECT {aggs}, count(*) AS n FROM {relation} WHERE {where}"
+    if not layout.blocks:
         row = db.one(agg_sql, args, ["jsonb", "float8"])
         if row is not None and row["n"]:
             yield row
         return
-    pages = max(int(size["pages"] or 0), 1)
-    per_page = float(size["tuples"] or 0) / max(float(size["relpages"] or 0), 1.0) or 200.0
+    pages = max(layout.pages, 1)
+    per_page = layout.tuples / max(layout.relpages, 1.0) or 200.0
     step = max(1, int(CHUNK_ROWS / per_page))
     # the last range is open: rows added after the size was read are read too
     ranged = (
@@ -445,40 +512,171 @@ def _text_order(db: Db, distinct: Ints) -> tuple[list[str], Ints]:
     return list(row["ids"]), rank
 
 
-class Hashed:
-    """Ids shipped as 64-bit hashes of their text, resolved by the list of distinct ids.
+class HashIndex:
+    """Where each of some 64-bit hashes sits in their array. Lookup: a table indexed by some
+    of the hashes' bits (at least 8 slots per hash, up to 2^25), holding the position of the
+    one hash in its slot, checked against the row's hash: two gathers and a compare per row
+    (at 200k hashes ~3x faster than a sorted copy with a directory of its top bits, ~8x than
+    a binary search). The hashes that share a slot are indexed the same way by other bits,
+    and the few left after that by a binary search among them."""
 
-    A row's code is its id's position in `ids` (text order). Lookup: the hashes sorted, and a
-    directory of where each value of their top bits starts in that order (about two slots
-    per id, so each lookup compares a few neighbours): ~3x faster than a binary search."""
+    def __init__(self, hashes: Ints, shift: int = 0) -> None:
+        n = hashes.size
+        self.size, self.shift = n, shift
+        self.mask = (1 << int(min(max(np.ceil(np.log2(max(n, 1) * 8)), 10), 25))) - 1
+        slot = (hashes >> shift) & self.mask
+        per_slot = np.bincount(slot, minlength=self.mask + 1)
+        alone = per_slot[slot] == 1
+        # n: no hash in the slot; n + 1: several (looked up among the crowded)
+        self.table = np.full(self.mask + 1, n, dtype=np.int32)
+        self.table[per_slot > 1] = n + 1
+        positions = np.arange(n, dtype=np.int32)
+        self.table[slot[alone]] = positions[alone]
+        self.keys = np.concatenate([hashes, np.zeros(2, dtype=np.int64)])
+        crowded, self.crowded_at = hashes[~alone], positions[~alone]
+        self.crowd: HashIndex | None = None
+        if shift == 0 and crowded.size > 64:
+            self.crowd = HashIndex(crowded, 32)
+        order = np.argsort(crowded, kind="stable")
+        self.crowded, self.crowded_order = crowded[order], order
+
+    def find(self, raw: Ints) -> npt.NDArray[np.int32]:
+        """Each hash's position in the array indexed; -1 for a hash not there."""
+        at = self.table[(raw >> self.shift) & self.mask]
+        out = np.where(self.keys[at] == raw, at, -1).astype(np.int32)
+        out[out >= self.size] = -1  # a hash equal to the empty slots' key
+        crowd = at == self.size + 1
+        if crowd.any():
+            some = raw[crowd]
+            if self.crowd is not None:
+                inner = self.crowd.find(some)
+            else:
+                k = np.minimum(np.searchsorted(self.crowded, some), self.crowded.size - 1)
+                inner = np.where(self.crowded[k] == some, self.crowded_order[k], -1)
+            out[crowd] = np.where(inner >= 0, self.crowded_at[inner], -1)
+        return out
+
+
+class Hashed(HashIndex):
+    """Ids shipped as 64-bit hashes of their text, resolved by the list of distinct ids: a
+    row's code is its id's position in `ids` (text order)."""
 
     def __init__(self, ids: list[str], hashes: Ints) -> None:
+        super().__init__(hashes)
         self.ids = ids
-        order = np.argsort(hashes, kind="stable")
-        self.order = order.astype(np.int32)
-        self.ranked = hashes[order]
-        self.unique = not np.any(self.ranked[1:] == self.ranked[:-1])
-        self.bits = int(np.ceil(np.log2(max(self.ranked.size, 2)))) + 1
-        slots = self._slot(self.ranked)
-        self.directory = np.searchsorted(slots, np.arange(2**self.bits + 1)).astype(np.int64)
-        self.width = int(np.diff(self.directory).max())
-
-    def _slot(self, h: Ints) -> npt.NDArray[np.intp]:
-        # the top bits of the hash as unsigned: the sort order of the signed values
-        flipped = h.view(np.uint64) ^ np.uint64(1 << 63)
-        return (flipped >> np.uint64(64 - self.bits)).astype(np.intp)
+        self.unique = np.unique(hashes).size == hashes.size
 
     def codes(self, raw: Ints) -> npt.NDArray[np.int32] | None:
         """Each row's code; None if a hash is not listed (a row committed after the list
         was read)."""
-        start = self.directory[self._slot(raw)]
-        out = np.full(raw.size, -1, dtype=np.int32)
-        last = self.ranked.size - 1
-        for k in range(self.width):
-            at = np.minimum(start + k, last)
-            hit = self.ranked[at] == raw
-            out[hit] = self.order[at[hit]]
+        out = self.find(raw)
         return None if np.any(out < 0) else out
+
+
+# a ctid as tidsend writes it: block number, then the line pointer's offset
+TID = np.dtype([("block", ">u4"), ("offset", ">u2")])
+
+
+class Seen:
+    """Hashed ids coded as first seen (a new hash gets the next code), with the ctid of the
+    row each was first seen in, how many rows hold each, and the sum of the rows' second
+    hashes (of another seed), which tells whether two ids share a hash."""
+
+    MERGE = 4  # indexes of the hashes new in later chunks kept apart, before one over all
+
+    def __init__(self) -> None:
+        self.hashes: Ints = np.empty(0, dtype=np.int64)
+        self.tids = np.empty(0, dtype=TID)
+        self.counts: Ints = np.empty(0, dtype=np.int64)
+        self.checksum = 0
+        # (index, code of its first hash): each chunk's new hashes get an index of their
+        # own, so a chunk that brings a few does not rebuild the index of all
+        self.indexes: list[tuple[HashIndex, int]] = []
+
+    def find(self, raw: Ints) -> npt.NDArray[np.int32]:
+        """Each hash's code; -1 for a hash not seen."""
+        out = np.full(raw.size, -1, dtype=np.int32)
+        for index, start in self.indexes:
+            miss = np.flatnonzero(out < 0) if start else None
+            if miss is not None and miss.size == 0:
+                break
+            some = raw if miss is None else raw[miss]
+            at = index.find(some)
+            at[at >= 0] += start
+            if miss is None:
+                out = at
+            else:
+                out[miss] = at
+        return out
+
+    def codes(self, raw: Ints, tids: npt.NDArray[Any], checksum: int) -> npt.NDArray[np.int32]:
+        """The rows' codes, giving new ones to hashes not seen before; `checksum` is the sum
+        of the rows' second hashes."""
+        codes = self.find(raw)
+        new = codes < 0
+        if new.any():
+            fresh, first, inverse = np.unique(raw[new], return_index=True, return_inverse=True)
+            start = self.hashes.size
+            codes[new] = start + inverse.reshape(-1)
+            self.hashes = np.concatenate([self.hashes, fresh])
+            self.tids = np.concatenate([self.tids, tids[np.flatnonzero(new)[first]]])
+            self.counts = np.concatenate([self.counts, np.zeros(fresh.size, dtype=np.int64)])
+            if len(self.indexes) < self.MERGE:
+                self.indexes.append((HashIndex(fresh), start))
+            else:
+                self.indexes = [(HashIndex(self.hashes), 0)]
+        self.counts += np.bincount(codes, minlength=self.hashes.size)
+        self.checksum += checksum
+        return codes
+
+    def shared(self, checks: Ints) -> bool:
+        """Whether two ids share a hash, given each id's second hash (by code): the rows'
+        second hashes then do not sum to the ids' own, each counted once per row (sums
+        modulo 2^64; two ids colliding in both hashes would go unseen)."""
+        want = (self.counts.astype(np.uint64) * checks.view(np.uint64)).sum(dtype=np.uint64)
+        return int(want) != self.checksum % 2**64
+
+
+def _texts_of(
+    db: Db, relation: str, col: str, seen: Seen
+) -> tuple[list[str], npt.NDArray[np.int32], Ints] | None:
+    """The texts of the ids seen, read from the rows where each was first seen, in text
+    order, each id's code there and its second hash (both indexed by its code in `seen`);
+    None if one of those rows no longer holds the id seen there (deleted, updated, or its
+    slot reused)."""
+    tids = [
+        f"({b},{o})"
+        for b, o in zip(seen.tids["block"].tolist(), seen.tids["offset"].tolist(), strict=True)
+    ]
+    # one sort (the window's); the aggregates take its rows in one order, which `o` names.
+    # The array behind a subquery: given its length, the planner prices a TID per row read
+    # at random and scans the whole table instead (with ~2% of its rows, 20x slower here)
+    row = db.one(
+        f"SELECT array_agg(r.t) AS ids, string_agg(int4send(r.o), ''::bytea) AS o,"
+        f" string_agg(int8send(hashtextextended(r.t, 0)), ''::bytea) AS h,"
+        f" string_agg(int8send(hashtextextended(r.t, 1)), ''::bytea) AS c"
+        f" FROM (SELECT x.t, (row_number() OVER (ORDER BY x.t) - 1)::int4 AS o"
+        f" FROM (SELECT {col}::text AS t FROM {relation}"
+        f" WHERE ctid = ANY ((SELECT $1::tid[])::tid[]) AND {col} IS NOT NULL) x) r",
+        [tids],
+        ["tid[]"],
+    )
+    if row is None or not row["ids"] or len(row["ids"]) != seen.hashes.size:
+        return None
+    order = np.frombuffer(row["o"], dtype=">i4").astype(np.int64)
+    at = seen.find(np.frombuffer(row["h"], dtype=">i8").astype(np.int64))
+    if np.any(at < 0):
+        return None
+    rank = np.full(seen.hashes.size, -1, dtype=np.int32)
+    rank[at] = order
+    if np.any(rank < 0):  # two rows hold one id: another is missing
+        return None
+    ids = [""] * at.size
+    for k, t in zip(order.tolist(), row["ids"], strict=True):
+        ids[k] = t
+    checks = np.empty(seen.hashes.size, dtype=np.int64)
+    checks[at] = np.frombuffer(row["c"], dtype=">i8")
+    return ids, rank, checks
 
 
 def _hashed_ids(db: Db, source: str, col: str) -> Hashed | None:
