@@ -22,8 +22,8 @@ statement after its 5th run), the version made active with pyrec.activate:
   known          recommend() for a user of the version (source 'model')
   known+filter   with a named filter keeping ~30% of the items, on an Items attribute
                  (MovieLens: genre Comedy; synthetic: price, which is independent of taste)
-  known+boost    ranking => a boost of 0.2 for the filter's items (the model's best 100
-                 candidates and the best 100 of the filter's items, re-ranked)
+  known+boost    ranking => a boost of 0.2 for the filter's items (the model's best 50
+                 candidates and the best 50 of the filter's items, re-ranked)
   known+diversity  ranking => at most 3 items per value of an Items field (MovieLens: genre,
                  an array: per genre; synthetic: category, the taste cluster)
   known+experiment  the same user through an A/A experiment (two variants of the model), so
@@ -265,7 +265,7 @@ def cases_for(conn: psycopg.Connection[Any], cat: Catalog, version: int) -> list
         "SELECT item_id, source FROM pyrec.recommend(%s, %s, {}, ranking => %s)"
     ).format(K)
     m, f = cat.model, cat.filter_name
-    # the filter's items raised (the default 100 candidates, and the best 100 of those items)
+    # the filter's items raised (the default 50 candidates, and the best 50 of those items)
     boost = json.dumps({"boosts": [{"filter": cat.filter_text, "weight": 0.2}]})
     diverse = json.dumps({"diversity": {"field": cat.diversity_field, "max_per_value": 3}})
     return [

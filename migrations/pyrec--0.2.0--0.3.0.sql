@@ -1003,7 +1003,7 @@ DROP FUNCTION pyrec._prepare_filter(pyrec._versions, text, jsonb, text, text, bo
 CREATE FUNCTION pyrec._prepare_filter(
     v pyrec._versions, filter text, params jsonb, target text, fn text,
     allow_user boolean, allow_item boolean, OUT pred text, OUT vals jsonb, OUT uses_user boolean,
-    OUT pred_ann text, OUT live_ann text, OUT filter_pred text)
+    OUT pred_ann text, OUT live_ann text, OUT filter_pred text, OUT filter_ann text)
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
 AS $fn$
@@ -1017,6 +1017,7 @@ BEGIN
     uses_user := false;
     live_ann := 'true';
     filter_pred := 'true';
+    filter_ann := 'true';
     IF target = 'ItemID' THEN  -- items: only those the live catalog still offers
         SELECT l.pred, l.pred_ann INTO live, live_ann FROM pyrec._live_items(v.model_id) l;
     END IF;
@@ -1058,6 +1059,7 @@ BEGIN
     -- an HNSW scan tests a few candidates: the per-row form looks their fields up one by one
     pred_ann := coalesce(v_compiled->>'sql_per_row', pred);
     filter_pred := pred;
+    filter_ann := pred_ann;
     IF live <> 'true' THEN
         pred := format('(%s) AND (%s)', live, pred);
         pred_ann := format('(%s) AND (%s)', live_ann, pred_ann);
@@ -1065,7 +1067,7 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION pyrec._prepare_filter(pyrec._versions, text, jsonb, text, text, boolean, boolean) IS
-'Resolves and checks a filter for a serving function: the predicate (and its per-row form for HNSW scans) and the values it reads; for items, with the live catalog''s test (also alone in its per-row form, as live_ann, and the filter without it, as filter_pred)';
+'Resolves and checks a filter for a serving function: the predicate (and its per-row form for HNSW scans) and the values it reads; for items, with the live catalog''s test (also alone in its per-row form, as live_ann, and the filter without it, as filter_pred and, per row, filter_ann)';
 CREATE OR REPLACE FUNCTION pyrec._filter_values(compiled jsonb, params jsonb) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE
 SET search_path FROM CURRENT
@@ -1160,7 +1162,9 @@ DECLARE
     boost_vals jsonb;
     q text;
     pools text[];
-    c record;
+    c pyrec._ranked;
+    kept pyrec._ranked[];
+    got integer;
     counts jsonb;  -- items kept per value of the diversity field
 BEGIN
     IF given_items IS NULL THEN
@@ -1243,32 +1247,42 @@ BEGIN
         END IF;
         q := pyrec._candidates_sql(v, uvec IS NOT NULL, exact, how, f.pred, f.pred_ann, f.filter_pred, f.live_ann);
         IF ranking IS NOT NULL THEN
-            -- the model's best candidates, and each positive boost's best among the items it
-            -- raises, re-ranked together
+            -- the model's best candidates, and each positive boost's best k among the items it
+            -- raises (a list holds at most k of them), re-ranked together: the boost's scan
+            -- reads k ($8) where the candidates' reads the pool ($3)
             pools := ARRAY[q];
             FOR b IN 1 .. coalesce(array_length(rk.boost_scan, 1), 0) LOOP
-                pools := pools || pyrec._candidates_sql(
+                pools := pools || regexp_replace(pyrec._candidates_sql(
                     v, uvec IS NOT NULL, exact, how,
                     format('(%s) AND (%s)', f.pred, rk.boost_scan[b]),
                     format('(%s) AND (%s)', f.pred_ann, rk.boost_ann[b]),
-                    format('(%s) AND (%s)', f.filter_pred, rk.boost_scan[b]), f.live_ann);
+                    format('(%s) AND (%s)', f.filter_pred, rk.boost_scan[b]), f.live_ann),
+                    '\$3(?![0-9])', '$8', 'g');
             END LOOP;
             q := pyrec._ranked_sql(v.items_table, pools, rk.boost, rk.lookup, rk.mix, rk.cap IS NOT NULL);
             IF rk.cap IS NOT NULL THEN
-                -- diversity: best first, an item is kept while each of its values has room
-                counts := '{}';
-                FOR c IN EXECUTE q USING uvec, seen, pool, ukey, f.vals, NULL::text, boost_vals, k LOOP
-                    CONTINUE WHEN EXISTS (SELECT 1 FROM unnest(c.grps) g
-                                           WHERE coalesce((counts->>g)::integer, 0) >= rk.cap);
-                    SELECT counts || coalesce(jsonb_object_agg(g, coalesce((counts->>g)::integer, 0) + 1), '{}')
-                      INTO counts FROM (SELECT DISTINCT g FROM unnest(c.grps) g) d;
-                    item_id := c.item_id;
-                    score := c.score;
-                    rank := coalesce(rank, 0) + 1;
-                    source := c.source;
-                    RETURN NEXT;
-                    EXIT WHEN rank >= k;
+                -- diversity: best first, an item is kept while each of its values has room;
+                -- when the candidates run out first, four times as many are re-ranked once
+                -- (if the scan had more to give): on a catalog whose values follow the users'
+                -- tastes, each further step costs more than the whole request (100k items)
+                LOOP
+                    counts := '{}';
+                    kept := '{}';
+                    got := 0;
+                    FOR c IN EXECUTE q USING uvec, seen, pool, ukey, f.vals, NULL::text, boost_vals, k LOOP
+                        got := got + 1;
+                        CONTINUE WHEN EXISTS (SELECT 1 FROM unnest(c.grps) g
+                                               WHERE coalesce((counts->>g)::integer, 0) >= rk.cap);
+                        SELECT counts || coalesce(jsonb_object_agg(g, coalesce((counts->>g)::integer, 0) + 1), '{}')
+                          INTO counts FROM (SELECT DISTINCT g FROM unnest(c.grps) g) d;
+                        kept := kept || c;
+                        EXIT WHEN cardinality(kept) >= k;
+                    END LOOP;
+                    EXIT WHEN cardinality(kept) >= k OR got < pool OR pool > rk.pool OR pool >= 10000;
+                    pool := least(pool * 4, 10000);
                 END LOOP;
+                RETURN QUERY SELECT x.i, x.s, x.n::integer, x.src
+                               FROM unnest(kept) WITH ORDINALITY x(i, s, r, src, g, n) ORDER BY x.n;
                 RETURN;
             END IF;
         END IF;
@@ -1913,6 +1927,8 @@ $fn$;
 COMMENT ON FUNCTION pyrec.version() IS 'Versions of the SQL objects, the server-side Python package, numpy, scipy, pgvector and the PostgreSQL server (its version and major)';
 
 -- recommend()'s ranking argument
+CREATE TYPE pyrec._ranked AS (item_id text, score real, rank integer, source text, grps text[]);
+COMMENT ON TYPE pyrec._ranked IS 'A candidate of recommend()''s ranking: its score, rank and diversity values';
 
 -- The scores mixed, each over the candidates:
 --   relevance   the model's score scaled to 0..1 between the worst and best candidate
@@ -1966,8 +1982,8 @@ BEGIN
     END IF;
     half_life := pyrec._ranking_number(ranking, 'half_life_days', 1e-6, 1e6, 30,
                                        'freshness halves every half_life_days days (default 30)');
-    pool := pyrec._ranking_number(ranking, 'candidates', k, 10000, greatest(10 * k, 100),
-                                  format('how many of the model''s best items are re-ranked: from k (%s) to 10000, default max(10 k, 100)', k))::integer;
+    pool := pyrec._ranking_number(ranking, 'candidates', k, 10000, greatest(5 * k, 50),
+                                  format('how many of the model''s best items are re-ranked: from k (%s) to 10000, default max(5 k, 50)', k))::integer;
     IF ranking->>'candidates' IS NOT NULL AND (ranking->>'candidates')::numeric <> pool THEN
         RAISE EXCEPTION 'ranking candidates must be a whole number, got %', ranking->>'candidates'
             USING ERRCODE = 'invalid_parameter_value', HINT = 'for example 200';
@@ -2012,11 +2028,12 @@ BEGIN
             uses_user := uses_user OR f.uses_user;
             -- each boost's values are bound as element n - 1 of $7 (the compiler says $5)
             rebound := format('($7->%s)', n - 1);
+            -- the filter alone: the candidates passed the live catalog's test already
             boost := boost || format(' + CASE WHEN (%s) IS TRUE THEN %s ELSE 0 END',
-                                     regexp_replace(f.pred_ann, '\$5(?![0-9])', rebound, 'g'), weight);
+                                     regexp_replace(f.filter_ann, '\$5(?![0-9])', rebound, 'g'), weight);
             IF weight > 0 THEN  -- its best items join the candidates
                 boost_scan := boost_scan || regexp_replace(f.filter_pred, '\$5(?![0-9])', rebound, 'g');
-                boost_ann := boost_ann || regexp_replace(f.pred_ann, '\$5(?![0-9])', rebound, 'g');
+                boost_ann := boost_ann || regexp_replace(f.filter_ann, '\$5(?![0-9])', rebound, 'g');
             END IF;
             boost_vals := boost_vals || jsonb_build_array(f.vals);
         END LOOP;

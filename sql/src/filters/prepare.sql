@@ -68,7 +68,7 @@ COMMENT ON FUNCTION pyrec._live_items(integer) IS
 CREATE FUNCTION pyrec._prepare_filter(
     v pyrec._versions, filter text, params jsonb, target text, fn text,
     allow_user boolean, allow_item boolean, OUT pred text, OUT vals jsonb, OUT uses_user boolean,
-    OUT pred_ann text, OUT live_ann text, OUT filter_pred text)
+    OUT pred_ann text, OUT live_ann text, OUT filter_pred text, OUT filter_ann text)
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
 AS $fn$
@@ -82,6 +82,7 @@ BEGIN
     uses_user := false;
     live_ann := 'true';
     filter_pred := 'true';
+    filter_ann := 'true';
     IF target = 'ItemID' THEN  -- items: only those the live catalog still offers
         SELECT l.pred, l.pred_ann INTO live, live_ann FROM pyrec._live_items(v.model_id) l;
     END IF;
@@ -123,6 +124,7 @@ BEGIN
     -- an HNSW scan tests a few candidates: the per-row form looks their fields up one by one
     pred_ann := coalesce(v_compiled->>'sql_per_row', pred);
     filter_pred := pred;
+    filter_ann := pred_ann;
     IF live <> 'true' THEN
         pred := format('(%s) AND (%s)', live, pred);
         pred_ann := format('(%s) AND (%s)', live_ann, pred_ann);
@@ -130,4 +132,4 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION pyrec._prepare_filter(pyrec._versions, text, jsonb, text, text, boolean, boolean) IS
-'Resolves and checks a filter for a serving function: the predicate (and its per-row form for HNSW scans) and the values it reads; for items, with the live catalog''s test (also alone in its per-row form, as live_ann, and the filter without it, as filter_pred)';
+'Resolves and checks a filter for a serving function: the predicate (and its per-row form for HNSW scans) and the values it reads; for items, with the live catalog''s test (also alone in its per-row form, as live_ann, and the filter without it, as filter_pred and, per row, filter_ann)';

@@ -3,6 +3,11 @@
 -- each boost's best among the items it raises) are re-ranked, so an item from outside the
 -- plain top k can enter, and no item a filter excludes ever does.
 
+-- A re-ranked candidate with the values of its diversity field, as pyrec._ranked_sql returns
+-- them when a cap applies
+CREATE TYPE pyrec._ranked AS (item_id text, score real, rank integer, source text, grps text[]);
+COMMENT ON TYPE pyrec._ranked IS 'A candidate of recommend()''s ranking: its score, rank and diversity values';
+
 -- The scores mixed, each over the candidates:
 --   relevance   the model's score scaled to 0..1 between the worst and best candidate
 --   popularity  ln(1 + trained interactions), scaled to 0..1 by the most popular candidate
@@ -55,8 +60,8 @@ BEGIN
     END IF;
     half_life := pyrec._ranking_number(ranking, 'half_life_days', 1e-6, 1e6, 30,
                                        'freshness halves every half_life_days days (default 30)');
-    pool := pyrec._ranking_number(ranking, 'candidates', k, 10000, greatest(10 * k, 100),
-                                  format('how many of the model''s best items are re-ranked: from k (%s) to 10000, default max(10 k, 100)', k))::integer;
+    pool := pyrec._ranking_number(ranking, 'candidates', k, 10000, greatest(5 * k, 50),
+                                  format('how many of the model''s best items are re-ranked: from k (%s) to 10000, default max(5 k, 50)', k))::integer;
     IF ranking->>'candidates' IS NOT NULL AND (ranking->>'candidates')::numeric <> pool THEN
         RAISE EXCEPTION 'ranking candidates must be a whole number, got %', ranking->>'candidates'
             USING ERRCODE = 'invalid_parameter_value', HINT = 'for example 200';
@@ -101,11 +106,12 @@ BEGIN
             uses_user := uses_user OR f.uses_user;
             -- each boost's values are bound as element n - 1 of $7 (the compiler says $5)
             rebound := format('($7->%s)', n - 1);
+            -- the filter alone: the candidates passed the live catalog's test already
             boost := boost || format(' + CASE WHEN (%s) IS TRUE THEN %s ELSE 0 END',
-                                     regexp_replace(f.pred_ann, '\$5(?![0-9])', rebound, 'g'), weight);
+                                     regexp_replace(f.filter_ann, '\$5(?![0-9])', rebound, 'g'), weight);
             IF weight > 0 THEN  -- its best items join the candidates
                 boost_scan := boost_scan || regexp_replace(f.filter_pred, '\$5(?![0-9])', rebound, 'g');
-                boost_ann := boost_ann || regexp_replace(f.pred_ann, '\$5(?![0-9])', rebound, 'g');
+                boost_ann := boost_ann || regexp_replace(f.filter_ann, '\$5(?![0-9])', rebound, 'g');
             END IF;
             boost_vals := boost_vals || jsonb_build_array(f.vals);
         END LOOP;

@@ -286,7 +286,9 @@ DECLARE
     boost_vals jsonb;
     q text;
     pools text[];
-    c record;
+    c pyrec._ranked;
+    kept pyrec._ranked[];
+    got integer;
     counts jsonb;  -- items kept per value of the diversity field
 BEGIN
     IF given_items IS NULL THEN
@@ -369,32 +371,42 @@ BEGIN
         END IF;
         q := pyrec._candidates_sql(v, uvec IS NOT NULL, exact, how, f.pred, f.pred_ann, f.filter_pred, f.live_ann);
         IF ranking IS NOT NULL THEN
-            -- the model's best candidates, and each positive boost's best among the items it
-            -- raises, re-ranked together
+            -- the model's best candidates, and each positive boost's best k among the items it
+            -- raises (a list holds at most k of them), re-ranked together: the boost's scan
+            -- reads k ($8) where the candidates' reads the pool ($3)
             pools := ARRAY[q];
             FOR b IN 1 .. coalesce(array_length(rk.boost_scan, 1), 0) LOOP
-                pools := pools || pyrec._candidates_sql(
+                pools := pools || regexp_replace(pyrec._candidates_sql(
                     v, uvec IS NOT NULL, exact, how,
                     format('(%s) AND (%s)', f.pred, rk.boost_scan[b]),
                     format('(%s) AND (%s)', f.pred_ann, rk.boost_ann[b]),
-                    format('(%s) AND (%s)', f.filter_pred, rk.boost_scan[b]), f.live_ann);
+                    format('(%s) AND (%s)', f.filter_pred, rk.boost_scan[b]), f.live_ann),
+                    '\$3(?![0-9])', '$8', 'g');
             END LOOP;
             q := pyrec._ranked_sql(v.items_table, pools, rk.boost, rk.lookup, rk.mix, rk.cap IS NOT NULL);
             IF rk.cap IS NOT NULL THEN
-                -- diversity: best first, an item is kept while each of its values has room
-                counts := '{}';
-                FOR c IN EXECUTE q USING uvec, seen, pool, ukey, f.vals, NULL::text, boost_vals, k LOOP
-                    CONTINUE WHEN EXISTS (SELECT 1 FROM unnest(c.grps) g
-                                           WHERE coalesce((counts->>g)::integer, 0) >= rk.cap);
-                    SELECT counts || coalesce(jsonb_object_agg(g, coalesce((counts->>g)::integer, 0) + 1), '{}')
-                      INTO counts FROM (SELECT DISTINCT g FROM unnest(c.grps) g) d;
-                    item_id := c.item_id;
-                    score := c.score;
-                    rank := coalesce(rank, 0) + 1;
-                    source := c.source;
-                    RETURN NEXT;
-                    EXIT WHEN rank >= k;
+                -- diversity: best first, an item is kept while each of its values has room;
+                -- when the candidates run out first, four times as many are re-ranked once
+                -- (if the scan had more to give): on a catalog whose values follow the users'
+                -- tastes, each further step costs more than the whole request (100k items)
+                LOOP
+                    counts := '{}';
+                    kept := '{}';
+                    got := 0;
+                    FOR c IN EXECUTE q USING uvec, seen, pool, ukey, f.vals, NULL::text, boost_vals, k LOOP
+                        got := got + 1;
+                        CONTINUE WHEN EXISTS (SELECT 1 FROM unnest(c.grps) g
+                                               WHERE coalesce((counts->>g)::integer, 0) >= rk.cap);
+                        SELECT counts || coalesce(jsonb_object_agg(g, coalesce((counts->>g)::integer, 0) + 1), '{}')
+                          INTO counts FROM (SELECT DISTINCT g FROM unnest(c.grps) g) d;
+                        kept := kept || c;
+                        EXIT WHEN cardinality(kept) >= k;
+                    END LOOP;
+                    EXIT WHEN cardinality(kept) >= k OR got < pool OR pool > rk.pool OR pool >= 10000;
+                    pool := least(pool * 4, 10000);
                 END LOOP;
+                RETURN QUERY SELECT x.i, x.s, x.n::integer, x.src
+                               FROM unnest(kept) WITH ORDINALITY x(i, s, r, src, g, n) ORDER BY x.n;
                 RETURN;
             END IF;
         END IF;
