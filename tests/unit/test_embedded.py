@@ -85,8 +85,16 @@ def test_make_picks_system_for_root_and_embedded_otherwise() -> None:
 @make
 def test_make_takes_the_flavour_from_the_command_line_or_the_environment() -> None:
     said = "make: PostgreSQL path embedded (PG_FLAVOUR=embedded given)"
-    assert flavour("PG_FLAVOUR=embedded").stdout.strip() == said
-    assert flavour(env={"PG_FLAVOUR": "embedded"}).stdout.strip() == said
+    assert flavour("PG_FLAVOUR=embedded").stdout.splitlines()[0] == said
+    assert flavour(env={"PG_FLAVOUR": "embedded"}).stdout.splitlines()[0] == said
+
+
+@make
+def test_make_says_whether_plpython3u_is_built_for_the_embedded_server() -> None:
+    lines = flavour("PG_FLAVOUR=embedded", "EMBEDDED_PLPYTHON=no").stdout.splitlines()
+    assert lines[1] == "make: plpython3u no (EMBEDDED_PLPYTHON=no given)"
+    lines = flavour("PG_FLAVOUR=embedded", "SERVER_PY=/nonexistent").stdout.splitlines()
+    assert lines[1].startswith("make: plpython3u no (no gcc, perl or headers of /nonexistent")
 
 
 @make
