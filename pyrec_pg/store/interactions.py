@@ -299,7 +299,8 @@ def _load_rows(db: Db, model: Model, rows: Rows) -> Coded | None:
                     return None
                 named = listed.ids, coded
             names[key], final = named
-            parts[key] = [final[c] for c in parts[key]]
+            for n, codes in enumerate(parts[key]):  # each chunk's old codes freed as it goes
+                parts[key][n] = final[codes]
         elif key in hashed:
             names[key] = hashed[key].ids
         else:  # codes in the text order of the ids, as serving breaks ties
