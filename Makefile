@@ -31,13 +31,14 @@ else ifeq ($(origin PG_CONFIG),undefined)
 PG_CONFIG   := $(shell PG_MAJOR=$(PG_MAJOR) ./scripts/provision.sh --pg-config)
 endif
 
-.PHONY: help postgres venv ext server-deps setup install demo test eval lint typecheck layers check clean \
+.PHONY: help postgres venv ext server-deps setup install deb demo test eval lint typecheck layers check clean \
 	flavour
 
 help:
 	@echo "make demo     provision Postgres, load MovieLens-100K, train in-database, recommend"
 	@echo "make test     provision everything and run the test suite against a real server"
 	@echo "make install  install the extension and pyrec_pg into an existing Postgres $(PG_MAJOR) server"
+	@echo "make deb      Debian packages postgresql-$(PG_MAJOR)-pyrec and postgresql-$(PG_MAJOR)-pgvector (>= 0.8.0) in .build/deb/"
 	@echo "make eval     offline metrics of every recipe on MovieLens-100K (3 seeds)"
 	@echo "make check    ruff + mypy + the layering of pyrec_pg (tools/check_layers.py)"
 	@echo "PG_MAJOR=17   (or make demo PG_MAJOR=17) another PostgreSQL major: docs/platforms.md"
@@ -106,6 +107,9 @@ ext: flavour postgres
 install:
 	@echo "make install: the embedded path has no server to install into (PG_FLAVOUR=system" \
 		"with root, or PG_CONFIG=... for an existing server)" >&2; exit 1
+deb:
+	@echo "make deb: the Debian packages are built against Debian's PostgreSQL (PG_FLAVOUR=system," \
+		"as root)" >&2; exit 1
 else ifeq ($(PG_FLAVOUR),embedded)
 # nothing goes into the server's files: the clients install the managed flavour per database
 ext: flavour postgres
@@ -113,6 +117,9 @@ server-deps:
 install:
 	@echo "make install: the embedded path has no server to install into (PG_FLAVOUR=system" \
 		"with root, or PG_CONFIG=... for an existing server)" >&2; exit 1
+deb:
+	@echo "make deb: the Debian packages are built against Debian's PostgreSQL (PG_FLAVOUR=system," \
+		"as root)" >&2; exit 1
 else
 ext: postgres
 	$(MAKE) -s -C sql PG_CONFIG=$(PG_CONFIG) install
@@ -139,6 +146,12 @@ install: ext venv
 	site=$$($(SERVER_PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))') && \
 	$(BIN)/pip install -q --no-deps --upgrade --target "$$site" -r requirements-server.txt . && \
 	for d in $(SERVER_EXCLUDES); do rm -rf "$$site/pyrec_pg/$$d"; done
+
+# Debian packages for a DBA's server (docs/platforms.md, "Debian package"): pyrec's (the same
+# layers as install) and Debian's pgvector source package rebuilt for this release, into
+# .build/deb/; tests/package/smoke_deb.sh installs, uses and purges them
+deb: postgres
+	PG_MAJOR=$(PG_MAJOR) SERVER_EXCLUDES="$(SERVER_EXCLUDES)" ./scripts/build_deb.sh
 endif
 
 # the throwaway clusters of the demo, the tests and eval run the binaries of this pg_config

@@ -138,7 +138,7 @@ def _batch_job(args: argparse.Namespace, procedure: str, per: str, sources: dict
                 f' (model "{r["model"]}" version {r["version"]}) in {r["seconds"]:.1f} s'
                 + (f"; {missing} items are not in the version" if missing else "")
             )
-            emit(args, r, text)
+            emit(args, {**r, "notice": text}, text)  # the line a server's NOTICE would give
             return 0
         notices: list[str] = []
         conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))

@@ -14,6 +14,7 @@ from psycopg.rows import dict_row
 from pyrec_pg.errors import UndefinedParameter, from_fields
 
 # string literals and quoted identifiers are copied (with '%' doubled), $n become placeholders
+_PLAIN = re.compile(r"[a-z_][a-z0-9_$]*\Z")  # what quote_ident leaves bare, keywords aside
 _TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$(\d+)|%")
 
 
@@ -102,6 +103,7 @@ class PsycopgPlpy:
             raise ValueError("the plpy stub needs a connection with autocommit off")
         self.conn = conn
         self._cursors = 0
+        self._keywords: frozenset[str] | None = None
         self.notices: list[str] = []
 
     @classmethod
@@ -152,7 +154,19 @@ class PsycopgPlpy:
         self.conn.rollback()
 
     def quote_ident(self, name: str, /) -> str:
+        # the server's rule, as plpy.quote_ident: bare when it needs no quotes, so messages
+        # name relations alike in both flavours (public.movies, not "public"."movies")
+        if _PLAIN.match(name) and name not in self._quoted_keywords():
+            return name
         return psql.Identifier(name).as_string(self.conn)
+
+    def _quoted_keywords(self) -> frozenset[str]:
+        """The keywords quote_ident quotes (all but the unreserved), read once."""
+        if self._keywords is None:
+            with self.conn.cursor() as cur:
+                cur.execute("SELECT word FROM pg_catalog.pg_get_keywords() WHERE catcode <> 'U'")
+                self._keywords = frozenset(r[0] for r in cur.fetchall())
+        return self._keywords
 
     def quote_literal(self, value: str, /) -> str:
         return psql.Literal(value).as_string(self.conn)
