@@ -288,7 +288,6 @@ DECLARE
     pools text[];
     c pyrec._ranked;
     kept pyrec._ranked[];
-    got integer;
     counts jsonb;  -- items kept per value of the diversity field
 BEGIN
     IF given_items IS NULL THEN
@@ -386,24 +385,18 @@ BEGIN
             q := pyrec._ranked_sql(v.items_table, pools, rk.boost, rk.lookup, rk.mix, rk.cap IS NOT NULL);
             IF rk.cap IS NOT NULL THEN
                 -- diversity: best first, an item is kept while each of its values has room;
-                -- when the candidates run out first, four times as many are re-ranked once
-                -- (if the scan had more to give): on a catalog whose values follow the users'
-                -- tastes, each further step costs more than the whole request (100k items)
-                LOOP
-                    counts := '{}';
-                    kept := '{}';
-                    got := 0;
-                    FOR c IN EXECUTE q USING uvec, seen, pool, ukey, f.vals, NULL::text, boost_vals, k LOOP
-                        got := got + 1;
-                        CONTINUE WHEN EXISTS (SELECT 1 FROM unnest(c.grps) g
-                                               WHERE coalesce((counts->>g)::integer, 0) >= rk.cap);
-                        SELECT counts || coalesce(jsonb_object_agg(g, coalesce((counts->>g)::integer, 0) + 1), '{}')
-                          INTO counts FROM (SELECT DISTINCT g FROM unnest(c.grps) g) d;
-                        kept := kept || c;
-                        EXIT WHEN cardinality(kept) >= k;
-                    END LOOP;
-                    EXIT WHEN cardinality(kept) >= k OR got < pool OR pool > rk.pool OR pool >= 10000;
-                    pool := least(pool * 4, 10000);
+                -- the candidates are not widened when fewer than k fit (the caller's
+                -- `candidates` is): on a catalog whose values follow the users' tastes each
+                -- widening costs more than the request (6.5 ms against 3.3 at 100k items)
+                counts := '{}';
+                kept := '{}';
+                FOR c IN EXECUTE q USING uvec, seen, pool, ukey, f.vals, NULL::text, boost_vals, k LOOP
+                    CONTINUE WHEN EXISTS (SELECT 1 FROM unnest(c.grps) g
+                                           WHERE coalesce((counts->>g)::integer, 0) >= rk.cap);
+                    SELECT counts || coalesce(jsonb_object_agg(g, coalesce((counts->>g)::integer, 0) + 1), '{}')
+                      INTO counts FROM (SELECT DISTINCT g FROM unnest(c.grps) g) d;
+                    kept := kept || c;
+                    EXIT WHEN cardinality(kept) >= k;
                 END LOOP;
                 RETURN QUERY SELECT x.i, x.s, x.n::integer, x.src
                                FROM unnest(kept) WITH ORDINALITY x(i, s, r, src, g, n) ORDER BY x.n;
