@@ -77,6 +77,12 @@ class Client:
         if self.conn.execute(query, [model, expression]).fetchone() is None:
             self.client_side("compile_filter", {"model": model, "expression": expression})
 
+    def prepare_ranking(self, model: str, ranking: Any) -> None:
+        """prepare_filter for each boost of a ranking argument."""
+        if self.managed:
+            for expression in managed_required().ranking_filters(ranking):
+                self.prepare_filter(model, expression)
+
     def close(self) -> None:
         self.conn.close()
 

@@ -21,8 +21,8 @@ def _items(
     args: argparse.Namespace, query: str, values: list[Any], ranking: Any = None
 ) -> int:
     with Client(dsn_of(args)) as client:
-        for flt in [args.filter, *_boost_filters(ranking)]:
-            client.prepare_filter(args.model, flt)
+        client.prepare_filter(args.model, args.filter)
+        client.prepare_ranking(args.model, ranking)
         found = client.rows(query, values)
     text = table(["rank", "item", "score", "source"], [tuple(r.values()) for r in found])
     emit(args, found, text if found else "no items (the filter may exclude them all)")
@@ -82,14 +82,6 @@ def _ranking(args: argparse.Namespace) -> Any:
     return parse_json("--ranking", args.ranking, RANKING_EXAMPLE)
 
 
-def _boost_filters(ranking: Any) -> list[str]:
-    """The filter expressions of a ranking's boosts (the server checks the rest)."""
-    boosts = ranking.get("boosts") if isinstance(ranking, dict) else None
-    if not isinstance(boosts, list):
-        return []
-    return [b["filter"] for b in boosts if isinstance(b, dict) and isinstance(b.get("filter"), str)]
-
-
 def _ranking_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--ranking",
@@ -127,8 +119,6 @@ def _batch_job(args: argparse.Namespace, procedure: str, per: str, sources: dict
     }
     with Client(dsn) as client:
         conn = client.conn
-        for flt in _boost_filters(arguments.get("ranking")):
-            client.prepare_filter(args.model, flt)
         if client.managed:
             with Progress(dsn, f"{args.command} {args.model}", args.model, "batch_jobs"):
                 r = client.client_side(procedure, arguments)

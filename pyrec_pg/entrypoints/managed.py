@@ -193,11 +193,18 @@ _FILTERED = {
 }
 
 
+def ranking_filters(ranking: Any) -> list[str]:
+    """The filter expressions of a ranking argument's boosts (the server checks the rest)."""
+    boosts = ranking.get("boosts") if isinstance(ranking, dict) else None
+    if not isinstance(boosts, list):
+        return []
+    return [b["filter"] for b in boosts if isinstance(b, dict) and isinstance(b.get("filter"), str)]
+
+
 def _ad_hoc_filters(db: Db, fn: str, arguments: dict[str, Any]) -> None:
     found = [arguments.get(key) for key in _FILTERED.get(fn, ())]
-    ranking = arguments.get("ranking") if fn == "batch_recommend" else None
-    if isinstance(ranking, dict) and isinstance(ranking.get("boosts"), list):
-        found += [b.get("filter") for b in ranking["boosts"] if isinstance(b, dict)]
+    if fn == "batch_recommend":
+        found += ranking_filters(arguments.get("ranking"))
     for flt in found:
         if isinstance(flt, str) and not db.one(
             "SELECT 1 FROM pyrec._filters f JOIN pyrec.models m USING (model_id)"

@@ -435,11 +435,7 @@ def _batch(
     if history is not None and version.fold != "none":
         _fold_in(db, model, version, ids, items, history, vectors, source)
     run.phase("scoring", 10, 0)
-    stage = db.ident("pyrec", staging)
-    db.run(
-        f"CREATE TABLE {stage} (user_id text NOT NULL, item_id text NOT NULL,"
-        f" score real NOT NULL, rank integer NOT NULL, source text NOT NULL)"
-    )
+    stage = _stage(db, staging)
     written = 0
     sql = (
         f"INSERT INTO {stage} SELECT * FROM unnest($1::text[], $2::text[], $3::real[],"
@@ -503,11 +499,7 @@ def _batch_ranked(
         ["int4", "int4", "text", "text", "text", "int4"],
     )
     ids = batch_ids(db, model, version, users)
-    stage = db.ident("pyrec", staging)
-    db.run(
-        f"CREATE TABLE {stage} (user_id text NOT NULL, item_id text NOT NULL,"
-        f" score real NOT NULL, rank integer NOT NULL, source text NOT NULL)"
-    )
+    stage = _stage(db, staging)
     sql = (
         f"WITH added AS (INSERT INTO {stage} SELECT u.id, r.item_id, r.score, r.rank, r.source"
         f" FROM unnest($1::text[]) u(id), pyrec._versions v,"
@@ -545,6 +537,16 @@ def _batch_ranked(
         "users_without_vectors": int(counts["popular"]) if counts else 0,
         "rows": written,
     }
+
+
+def _stage(db: Db, staging: str) -> str:
+    """The staging table of a batch_recommend job (its rows replace the target's), created."""
+    stage = db.ident("pyrec", staging)
+    db.run(
+        f"CREATE TABLE {stage} (user_id text NOT NULL, item_id text NOT NULL,"
+        f" score real NOT NULL, rank integer NOT NULL, source text NOT NULL)"
+    )
+    return stage
 
 
 def _json(value: Any) -> str | None:
