@@ -66,6 +66,7 @@ APT_OPTS=(-o "Dir::Etc::SourceList=/dev/null" -o "Dir::Etc::SourceParts=$APT_DIR
           -o "Dir::State::Lists=$APT_DIR/lists" -o "Dir::Cache=$APT_DIR/cache"
           -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
 apt_ready=no
+MIRROR=""                       # the Debian mirror searched, set by source_apt
 trap 'rm -rf "$APT_DIR"' EXIT   # its lists are fetched afresh on each run that needs them
 source_apt() {
   [ $apt_ready = yes ] && return 0
@@ -77,6 +78,7 @@ source_apt() {
     uris=$(awk '/^URIs:/{print $2; exit}' "$src")
     signed=$(awk '/^Signed-By:/{print $2; exit}' "$src")
   fi
+  MIRROR=${uris%/}
   printf 'Types: deb-src\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: %s\n' \
     "$uris" "${SUITES[*]}" "$signed" > "$APT_DIR/sources/debian.sources"
   apt-get "${APT_OPTS[@]}" update -qq 2>"$APT_DIR/update.log" \
@@ -96,17 +98,77 @@ offered() {
   done
 }
 
+# The first HTTP error in apt's log $1 ("404  Not Found"), or a generic reason.
+download_error() {
+  grep -m1 -o '[0-9]\{3\} *[A-Za-z][A-Za-z ]*[a-z]' "$1" 2>/dev/null || echo 'download failed'
+}
+
+# --- earlier point releases, straight from the mirror's pool ---------------------------------
+# A mirror can list a stable update in its index before its pool serves the files (seen for
+# postgresql-17 17.12-0+deb13u1: index listed, every file 404), while the pool still holds the
+# previous point releases. Those are tried, newest first, a bounded number of steps down.
+POOL_STEPS=6
+
+# Debian's pool directory of source package $1: pool/main/<first letter, or libX>/<pkg>.
+pool_dir() { case "$1" in lib?*) echo "pool/main/${1:0:4}/$1" ;; *) echo "pool/main/${1:0:1}/$1" ;; esac; }
+
+# Earlier point releases of Debian version $1 with the same Debian revision, newest first, at
+# most POOL_STEPS, none below upstream version $2: 17.12-0+deb13u1 -> 17.11-0+deb13u1 ...
+earlier_releases() {
+  local v=${1#*:} min=$2 up rev="" head last n
+  [[ "$v" == *-* ]] && rev="-${v##*-}"
+  up=$(upstream "$1")
+  [[ "$up" =~ ^(.*[^0-9])([0-9]+)$ ]] || return 0   # no trailing number to count down
+  head=${BASH_REMATCH[1]}; last=$((10#${BASH_REMATCH[2]}))
+  for ((n = last - 1; n >= 0 && n >= last - POOL_STEPS; n--)); do
+    version_ge "$head$n" "$min" || break
+    echo "$head$n$rev"
+  done
+}
+
+# Download apt's way (the private configuration's proxy and options; no curl needed) URL $1 to
+# file $2, apt's messages into log $3.
+download() { /usr/lib/apt/apt-helper "${APT_OPTS[@]}" download-file "$1" "$2" >"$3" 2>&1; }
+
+# POOL_FETCHED= the orig tarball of source package $1 at Debian version $2, downloaded from the
+# mirror's pool into directory $3 with the .dsc that names it; else POOL_ERROR says why.
+# The .dsc comes from the pool, not from the archive's signed index (which no longer lists this
+# version), so nothing but the mirror vouches for it; the tarball must match the sha256 in the
+# .dsc's Checksums-Sha256, which rules out a truncated or corrupt download.
+POOL_FETCHED=""; POOL_ERROR=""
+pool_fetch() {
+  local pkg=$1 version=${2#*:} dir=$3 url dsc up line sha name
+  url="$MIRROR/$(pool_dir "$pkg")"
+  dsc="${pkg}_${version}.dsc"
+  up=$(upstream "$version")
+  if ! download "$url/${dsc//+/%2b}" "$dir/$dsc" "$dir.log"; then
+    POOL_ERROR="$(download_error "$dir.log") (.dsc)"; return 1
+  fi
+  line=$(awk -v p="${pkg}_${up}.orig.tar." '/^Checksums-Sha256:/ {on = 1; next} /^[^ ]/ {on = 0}
+           on && index($3, p) == 1 && $3 !~ /\.asc$/ {print $1, $3; exit}' "$dir/$dsc")
+  if [ -z "$line" ]; then POOL_ERROR="its .dsc names no sha256 of an orig tarball"; return 1; fi
+  sha=${line%% *}; name=${line#* }
+  if ! download "$url/${name//+/%2b}" "$dir/$name" "$dir.log"; then
+    POOL_ERROR="$(download_error "$dir.log") ($name)"; return 1
+  fi
+  if [ "$(sha256sum "$dir/$name" | awk '{print $1}')" != "$sha" ]; then
+    POOL_ERROR="$name does not match the sha256 of its .dsc"; return 1
+  fi
+  POOL_FETCHED="$dir/$name"
+}
+
 # FETCHED= the path of an orig tarball of source package $1 at upstream version >= $2: one
 # already in $PYREC_SOURCES or .build/sources (the highest), else the first the archives offer
-# and serve. (A variable, not output: the exits below must end the script, not a subshell.)
+# and serve, else the first earlier point release of an offered version the mirror's pool
+# serves. (A variable, not output: the exits below must end the script, not a subshell.)
 FETCHED=""
 fetch_source() {
-  local pkg=$1 min=$2 dir f v best="" best_v="" tried=() listed=()
+  local pkg=$1 min=$2 dir f v best="" best_v="" tried=() listed=() versions=()
   mkdir -p "$SOURCES"
   for dir in ${PYREC_SOURCES:+"$PYREC_SOURCES"} "$SOURCES"; do
     for f in "$dir/${pkg}"_*.orig.tar.*; do
       [ -f "$f" ] || continue
-      v=${f##*/${pkg}_}; v=${v%.orig.tar.*}
+      v=${f##*/"${pkg}"_}; v=${v%.orig.tar.*}
       version_ge "$v" "$min" || continue
       if [ -z "$best_v" ] || version_ge "$v" "$best_v"; then best=$f; best_v=$v; fi
     done
@@ -120,17 +182,36 @@ fetch_source() {
     listed+=("$version ($suite)")
     up=$(upstream "$version")
     version_ge "$up" "$min" || continue
+    versions+=("$version")
     tmp="$SOURCES/download" && rm -rf "$tmp" && mkdir -p "$tmp"
     if (cd "$tmp" && apt-get "${APT_OPTS[@]}" source --download-only -qq "$pkg=$version" >"$tmp.log" 2>&1); then
-      f=$(ls "$tmp/${pkg}_${up}".orig.tar.* 2>/dev/null | head -n1 || true)
-      if [ -n "$f" ]; then
+      for f in "$tmp/${pkg}_${up}".orig.tar.*; do break; done
+      if [ -f "$f" ]; then
         mv "$f" "$SOURCES/" && rm -rf "$tmp" "$tmp.log"
         FETCHED="$SOURCES/${f##*/}"; return 0
       fi
     fi
-    tried+=("$version ($suite): $(grep -m1 -o '[0-9]\{3\} *[A-Za-z][A-Za-z ]*[a-z]' "$tmp.log" 2>/dev/null || echo 'download failed')")
+    tried+=("$version ($suite): $(download_error "$tmp.log")")
     rm -rf "$tmp"
   done < <(offered "$pkg")
+
+  # None of the offered versions downloaded: earlier point releases from the same mirror's pool
+  local earlier seen=" ${versions[*]:-} "
+  for version in ${versions[@]+"${versions[@]}"}; do
+    for earlier in $(earlier_releases "$version" "$min"); do
+      [[ "$seen" == *" $earlier "* ]] && continue
+      seen+="$earlier "
+      tmp="$SOURCES/download" && rm -rf "$tmp" && mkdir -p "$tmp"
+      if pool_fetch "$pkg" "$earlier" "$tmp"; then
+        mv "$POOL_FETCHED" "$SOURCES/" && FETCHED="$SOURCES/${POOL_FETCHED##*/}"
+        rm -rf "$tmp" "$tmp.log"
+        say "$pkg: the archives list ${versions[*]} without serving it; took the earlier $earlier from the pool of $MIRROR (its .dsc from the pool, not from the signed index; ${FETCHED##*/} matches the .dsc's sha256)"
+        return 0
+      fi
+      tried+=("$earlier (pool): $POOL_ERROR")
+      rm -rf "$tmp"
+    done
+  done
 
   local what="${listed[*]:-none}"
   [ ${#tried[@]} -gt 0 ] && what="${what}; downloads failed: $(printf "%s; " "${tried[@]}" | sed "s/; $//")"
