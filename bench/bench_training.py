@@ -48,6 +48,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,7 @@ MB = 1024 * 1024
 PHASES = ("starting", "reading", "evaluating", "training", "writing")  # pyrec._runs.phase
 DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
 COPY_TRAILER = b"\xff\xff"
+INDEX_STEP = "of which indexes"  # the peer's step when peer_pipeline is given index_items
 COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 
 
@@ -218,10 +220,18 @@ def run_pyrec(dsn: str, model: str) -> Run:
     )
 
 
-def run_peer(dsn: str, table: str, out: str, ids: str) -> Run:
-    """The peer pipeline in a fresh process (so its memory peak is its own)."""
+def run_peer(
+    dsn: str,
+    table: str,
+    out: str,
+    ids: str,
+    module: str = "bench.bench_training",
+    extra: Sequence[str] = (),
+) -> Run:
+    """The peer pipeline in a fresh process (so its memory peak is its own): `module`'s
+    --peer entry point, which hands its arguments (and `extra`, its own) to peer_pipeline."""
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "bench.bench_training", "--peer", dsn, table, out, ids]
+    cmd = [sys.executable, "-m", module, "--peer", dsn, table, out, ids, *extra]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"peer pipeline failed:\n{done.stdout}{done.stderr}")
@@ -307,13 +317,22 @@ def write_vectors(
     conn.execute(sql.SQL("ANALYZE {}").format(t))
 
 
-def peer_main(dsn: str, table: str, out: str, ids: str) -> None:
-    """Child process: run the peer pipeline, print its timings and memory as one JSON line."""
+def peer_pipeline(
+    dsn: str,
+    table: str,
+    out: str,
+    ids: str,
+    index_items: Callable[[psycopg.Connection[Any], str], None] | None = None,
+) -> dict[str, Any]:
+    """The peer pipeline in this process: its timings, memory and shape. `index_items`, when
+    given, indexes the item factors' table inside the writing transaction (timed as part of
+    the write, and on its own as a sub-step)."""
     import implicit  # type: ignore[import-untyped]
     import implicit.als  # type: ignore[import-untyped]
     import pandas  # noqa: F401 (imported before the clock starts, as pyrec's are)
 
     after_imports = proc_status(os.getpid()).get("VmRSS", 0)
+    indexing = 0.0
     with psycopg.connect(dsn) as conn:
         pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
         t0 = time.perf_counter()
@@ -335,25 +354,33 @@ def peer_main(dsn: str, table: str, out: str, ids: str) -> None:
         with conn.transaction():
             write_vectors(conn, f"{out}_users", "user_id", users, model.user_factors)
             write_vectors(conn, f"{out}_items", "item_id", items, model.item_factors)
+            if index_items is not None:
+                started = time.perf_counter()
+                index_items(conn, f"{out}_items")
+                indexing = time.perf_counter() - started
         t3 = time.perf_counter()
         backend_peak = proc_status(pid).get("VmHWM", 0)
-    print(
-        json.dumps(
-            {
-                "total": t3 - t0,
-                "steps": {
-                    "read (psql + pandas)": t1 - t0,
-                    "fit (implicit)": t2 - t1,
-                    "write (binary COPY)": t3 - t2,
-                },
-                "peak": proc_status(os.getpid()).get("VmHWM", 0),
-                "after_imports": after_imports,
-                "backend_peak": backend_peak,
-                "shape": [int(users.size), int(items.size), int(matrix.nnz)],
-                "implicit": implicit.__version__,
-            }
-        )
-    )
+    steps = {
+        "read (psql + pandas)": t1 - t0,
+        "fit (implicit)": t2 - t1,
+        "write (binary COPY)": t3 - t2,
+    }
+    if index_items is not None:
+        steps[INDEX_STEP] = indexing
+    return {
+        "total": t3 - t0,
+        "steps": steps,
+        "peak": proc_status(os.getpid()).get("VmHWM", 0),
+        "after_imports": after_imports,
+        "backend_peak": backend_peak,
+        "shape": [int(users.size), int(items.size), int(matrix.nnz)],
+        "implicit": implicit.__version__,
+    }
+
+
+def peer_main(dsn: str, table: str, out: str, ids: str) -> None:
+    """Child process: run the peer pipeline, print its timings and memory as one JSON line."""
+    print(json.dumps(peer_pipeline(dsn, table, out, ids)))
 
 
 def load_size(dsn: str, n: int, seed: int, id_types: list[str]) -> dict[str, float]:
