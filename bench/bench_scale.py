@@ -313,8 +313,9 @@ def serve(dsn: str, requests: int, seed: int, clients: int, seconds: float, peer
                 out.latency[kind].append(ms)
                 if exact:
                     out.recall[kind].append(len(set(got) & set(exact)) / len(exact))
-    for peer_first in (False, True) if seed % 2 == 0 else (True, False):  # alternate the order
-        if peer_first:
+    # recommend() first in even rounds, the peer first in odd ones
+    for peers_turn in (False, True) if seed % 2 == 0 else (True, False):
+        if peers_turn:
             out.peer_per_second = throughput(
                 dsn, peer_sql, [peer_args(u) for u in theirs], PEER_SETTINGS, clients, seconds
             )
