@@ -10,50 +10,51 @@ import numpy.typing as npt
 
 from pyrec_pg.db import Db
 
-_DIGITS3 = np.array([list(b"%03d" % k) for k in range(1000)], dtype=np.uint8)
-_EXPONENT = np.array([list(b"e%+03d," % k) for k in range(-99, 100)], dtype=np.uint8)
-_POW10 = 10.0 ** np.arange(-99, 100)
-_WIDTH = 15  # "+123456789e-05,"
+# A value's text as a C99 hex float, "+0x1.91eb86p-003," (17 bytes), written through one
+# packed record per value: its sign, its lead by exponent bits ("0x0." for zero and
+# subnormals, which then read as 0x0.<mantissa>p-126), its 23 mantissa bits as three byte
+# pairs of hex digits, and its power of two by exponent bits.
+_CELL = np.dtype(
+    [("sign", "u1"), ("lead", "<u4"), ("h0", "<u2"), ("h1", "<u2"), ("h2", "<u2"), ("power", "S6")]
+)
+_SIGN = np.array([ord("+"), ord("-")], dtype=np.uint8)
+_LEAD = np.frombuffer(b"".join(b"0x1." if e else b"0x0." for e in range(256)), dtype="<u4")
+_HEX = np.frombuffer(b"".join(b"%02x" % k for k in range(256)), dtype="<u2")
+_POWER = np.array([b"p%+04d," % (e - 127 if e else -126) for e in range(256)], dtype="S6")
 _FEW_ROWS = 32
 
 
 def vector_literals(m: npt.NDArray[np.float32]) -> list[str]:
     """pgvector's text form, '[x,y,...]', of each row; every float32 round-trips exactly.
 
-    A few rows (fold-in's one vector): %.9g per value. Many rows: numpy writes every value as
-    sign, 9 significant digits and an exponent ('+123456789e-10') into one byte buffer, ~3x
-    faster than formatting each value in Python (9 digits: any float32 round-trips).
+    A few rows (fold-in's one vector): %.9g per value. Many rows: each value's bits as a C99
+    hex float ('+0x1.91eb86p-003', read exactly by pgvector's strtof), written by table
+    lookups into one byte buffer: no decimal conversion, ~2x faster than writing 9
+    significant digits the same way, and as fast for the server to read.
     """
     if m.shape[0] <= _FEW_ROWS:
         template = "[" + ",".join(["%.9g"] * m.shape[1]) + "]"
         return [template % tuple(row) for row in m.tolist()]
     rows, dims = m.shape
-    v = m.astype(np.float64).ravel()
-    a = np.abs(v)
-    nonzero = a > 0
-    e = np.zeros(v.size, dtype=np.int64)
-    e[nonzero] = np.floor(np.log10(a[nonzero])).astype(np.int64) - 8
-    sig = np.rint(a / _POW10[e + 99])
-    # log10 can be off by one next to a power of ten: keep exactly 9 digits
-    for fix, step in ((sig >= 1e9, 1), (nonzero & (sig < 1e8), -1)):
-        e[fix] += step
-        sig[fix] = np.rint(a[fix] / _POW10[e[fix] + 99])
-    digits = sig.astype(np.int64)
-    head = digits // 1_000_000
-    tail = (digits - head * 1_000_000).astype(np.int32)
-    cells = np.empty((v.size, _WIDTH), dtype=np.uint8)
-    cells[:, 0] = np.where(np.signbit(v), ord("-"), ord("+"))
-    cells[:, 1:4] = _DIGITS3[head]
-    cells[:, 4:7] = _DIGITS3[tail // 1000]
-    cells[:, 7:10] = _DIGITS3[tail % 1000]
-    cells[:, 10:15] = _EXPONENT[e + 99]
-    width = dims * _WIDTH + 1
+    bits = np.ascontiguousarray(m, dtype=np.float32).view(np.uint32)
+    exponent = (bits >> 23) & 0xFF
+    mantissa = (bits & 0x7FFFFF) << 1  # 24 bits: 6 hex digits
+    # '[', the cells, and a spare byte that lets the cells be viewed as records; the last
+    # cell's comma becomes ']' and the spare byte is left out
+    width = dims * _CELL.itemsize + 2
     lines = np.empty((rows, width), dtype=np.uint8)
     lines[:, 0] = ord("[")
-    lines[:, 1:] = cells.reshape(rows, dims * _WIDTH)
-    lines[:, -1] = ord("]")  # over the last value's comma
-    text = lines.tobytes().decode("ascii")
-    return [text[k : k + width] for k in range(0, rows * width, width)]
+    cells = lines[:, 1:-1].view(_CELL)  # rows x dims records
+    cells["sign"] = _SIGN[bits >> 31]
+    cells["lead"] = _LEAD[exponent]
+    cells["h0"] = _HEX[mantissa >> 16]
+    cells["h1"] = _HEX[(mantissa >> 8) & 0xFF]
+    cells["h2"] = _HEX[mantissa & 0xFF]
+    cells["power"] = _POWER[exponent]
+    lines[:, -2] = ord("]")
+    text = lines[:, :-1].tobytes().decode("ascii")
+    n = width - 1
+    return [text[k : k + n] for k in range(0, rows * n, n)]
 
 
 def vector_schema(db: Db) -> str:
