@@ -115,12 +115,13 @@ def write_version(
     vtype = vector_type(db, dims)
     # history: what a user's vector sums per item for item-item recipes (fold-in, similar
     # items); n_items: the user's distinct items at training, to notice new history
+    # keys added once the rows are in: one sorted build instead of an insert per row
     db.run(
-        f"CREATE TABLE {qi} (item_id text PRIMARY KEY, embedding {vtype} NOT NULL,"
+        f"CREATE TABLE {qi} (item_id text NOT NULL, embedding {vtype} NOT NULL,"
         f" popularity real NOT NULL, history {vtype})"
     )
     db.run(
-        f"CREATE TABLE {qu} (user_id text PRIMARY KEY, embedding {vtype} NOT NULL,"
+        f"CREATE TABLE {qu} (user_id text NOT NULL, embedding {vtype} NOT NULL,"
         f" n_items integer NOT NULL)"
     )
     item_cols = [("embedding", vtype, factors.items), ("popularity", "real", popularity)]
@@ -143,6 +144,8 @@ def write_version(
         data.users,
         [("embedding", vtype, factors.users), ("n_items", "int4", n_items)],
     )
+    db.run(f"ALTER TABLE {qi} ADD PRIMARY KEY (item_id)")
+    db.run(f"ALTER TABLE {qu} ADD PRIMARY KEY (user_id)")
     ann = ann_wanted(db, int(data.items.size), factors.fold)
     if ann:  # large catalogs: an HNSW index serves recommend() without a full scan
         db.run(f"CREATE INDEX ON {qi} USING hnsw (embedding {vector_schema(db)}.vector_ip_ops)")
