@@ -54,6 +54,7 @@ Peak memory: the batch backend's VmHWM (peak RSS; includes the shared buffers it
 its private memory (RssAnon) sampled every 20 ms, per phase; the peer process's VmHWM and its
 backend's. Every run uses fresh sessions, so each VmHWM is that run's.
 Run: .venv/bin/python -m bench.bench_batch [--users N] [--items N] [--repeat N] [--fast]
+     [--cases 'no filter,filter'] (the cases run; default both)
 Smoke: .venv/bin/python -m bench.bench_batch --users 20000 --items 5000
 """
 
@@ -736,6 +737,11 @@ def main() -> None:
         "--repeat", type=int, default=3, help="rounds (each: both cases, pyrec then peer)"
     )
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--cases",
+        default=",".join(name for name, _, _ in CASES),
+        help="comma-separated cases to run (default: all)",
+    )
     ap.add_argument("--fast", action="store_true", help="durability off (printed first)")
     ap.add_argument("--peer", nargs=3, help=argparse.SUPPRESS)  # child: dsn, filter 0/1, out
     args = ap.parse_args()
@@ -743,9 +749,17 @@ def main() -> None:
         peer_main(args.peer[0], args.peer[1] == "1", args.peer[2])
         return
     started = time.perf_counter()
+    wanted = args.cases.split(",")
+    unknown = set(wanted) - {name for name, _, _ in CASES}
+    if unknown:
+        ap.error(
+            f"unknown case(s) {', '.join(sorted(unknown))}:"
+            f" choose from {', '.join(n for n, _, _ in CASES)}"
+        )
     cases = [
         Case(name, flt, f"recs_pyrec_{suffix}", f"recs_peer_{suffix}")
         for name, flt, suffix in CASES
+        if name in wanted
     ]
     # autovacuum off in postgresql.conf from the start: no vacuum of outputs mid-run, and the
     # header reads the setting every session has (a reload reaches sessions asynchronously)
