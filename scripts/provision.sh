@@ -16,7 +16,8 @@
 # Usage: scripts/provision.sh               provision $PG_MAJOR
 #        scripts/provision.sh --pg-config   print the pg_config the major's path uses; changes nothing
 # Exit status 3: a source this major needs is not offered by the archives (the message says
-# which version was looked for and what to do); any other failure exits 1.
+# which version was looked for and what to do); any other failure exits 1. pg_cron is not
+# needed: when its source is not served, the major is provisioned without it (said so).
 set -euo pipefail
 
 PG_MAJOR=${PG_MAJOR:-15}
@@ -215,8 +216,13 @@ fetch_source() {
 
   local what="${listed[*]:-none}"
   [ ${#tried[@]} -gt 0 ] && what="${what}; downloads failed: $(printf "%s; " "${tried[@]}" | sed "s/; $//")"
-  unavailable "no source package $pkg at version $min or later, as PostgreSQL $PG_MAJOR needs: Debian's source archives (${SUITES[*]}) offer: $what
+  local message="no source package $pkg at version $min or later, as PostgreSQL $PG_MAJOR needs: Debian's source archives (${SUITES[*]}) offer: $what
 fix: put the upstream tarball of $pkg >= $min in .build/sources/ as ${pkg}_<version>.orig.tar.gz (or .bz2, .xz; or in a directory named by PYREC_SOURCES) and run this again, or wait until the archives serve it"
+  if [ "${3:-}" = optional ]; then
+    printf 'provision: %s\n' "$message" >&2
+    return 1
+  fi
+  unavailable "$message"
 }
 
 # Extract tarball $1 into a fresh directory $2.
@@ -337,10 +343,14 @@ fi
 ensure_pgvector
 if [ -f "$("$PG_CONFIG" --pkglibdir)/pg_cron.so" ]; then
   say "pg_cron $(installed_version pg_cron) present"
-else
-  fetch_source pg-cron "$(pg_cron_min)"
+elif fetch_source pg-cron "$(pg_cron_min)" optional; then
   say "building pg_cron from ${FETCHED##*/}"
   build_extension "$FETCHED" pg_cron
   say "pg_cron installed into $("$PG_CONFIG" --pkglibdir)"
+else
+  # pg_cron only runs scheduled trainings: everything else works without it, and the tests
+  # of schedules skip, saying why (as on the embedded path). A later run builds it once its
+  # source is served or put in .build/sources/.
+  say "pg_cron left out (its source is not served, above): pyrec.schedule_training will say it needs pg_cron, and the tests of schedules skip"
 fi
 say "done: PostgreSQL $PG_MAJOR ($PG_CONFIG)"
