@@ -59,7 +59,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -90,7 +89,7 @@ from .bench_training import (
     proc_status,
     run_peer,
 )
-from .common import header, median
+from .common import header, median, nearest_rank
 
 MB = 1024 * 1024
 CLUSTERS = 20
@@ -362,12 +361,6 @@ def throughput(
 
 def spread(xs: list[float], fmt: str = "7.2f") -> str:
     return f"{min(xs):{fmt}} / {median(xs):{fmt}} / {max(xs):{fmt}}"
-
-
-def nearest_rank(xs: list[float], q: float) -> float:
-    """The q-quantile by nearest rank (p99 of 200 requests: the 2nd slowest)."""
-    s = sorted(xs)
-    return s[max(0, math.ceil(q * len(s)) - 1)]
 
 
 def mean(xs: list[float]) -> float:

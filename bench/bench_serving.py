@@ -92,7 +92,7 @@ from pyrec_pg.ml.recipes.base import Factors
 from pyrec_pg.ml.recipes.popularity import item_popularity
 from pyrec_pg.store.vectors import write_version
 
-from .common import median, movielens_server
+from .common import median, movielens_server, nearest_rank
 
 K = 10
 DIMS = 64
@@ -207,12 +207,6 @@ class Case:
     query: sql.Composed
     args: list[str]  # one per call, cycled
     params: Callable[[str], list[Any]]
-
-
-def pct(xs: list[float], q: float) -> float:
-    """The q-quantile by nearest rank (p99 of 1000 calls: the 10th slowest)."""
-    s = sorted(xs)
-    return s[max(0, math.ceil(q * len(s)) - 1)]
 
 
 def size(n: int) -> str:
@@ -723,8 +717,8 @@ def synthetic_catalog(dsn: str, args: Any, rng: np.random.Generator) -> Catalog:
 
 
 def line(name: str, ms: list[float], peer: list[float] | None) -> str:
-    p50, p99 = median(ms), pct(ms, 0.99)
-    ratio = f"  {p50 / median(peer):6.2f}x {p99 / pct(peer, 0.99):6.2f}x" if peer else ""
+    p50, p99 = median(ms), nearest_rank(ms, 0.99)
+    ratio = f"  {p50 / median(peer):6.2f}x {p99 / nearest_rank(peer, 0.99):6.2f}x" if peer else ""
     return f"    {name:<34} {len(ms):5d}  p50 {p50:8.3f} ms  p99 {p99:8.3f} ms{ratio}"
 
 
