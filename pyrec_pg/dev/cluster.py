@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 from pyrec_pg.dev.embedded import has_plpython
@@ -80,6 +82,7 @@ class Cluster:
         self.tcp = tcp
         self.port = port or (free_port() if tcp else 5432)
         self.settings = settings or {}  # extra postgresql.conf lines, e.g. to preload pg_cron
+        self._on_term: signal.Handlers | None = None
         self.socket_dir = self.base
         self.os_user = "postgres" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
 
@@ -218,9 +221,31 @@ class Cluster:
         return f"host={self.socket_dir} port={self.port} user=postgres dbname={dbname}"
 
     def __enter__(self) -> Cluster:
+        self._on_term = _exit_on_sigterm()
         self.init()
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        try:
+            self.stop()
+        finally:
+            if self._on_term is not None:
+                signal.signal(signal.SIGTERM, self._on_term)
+
+
+def _exit_on_sigterm() -> signal.Handlers | None:
+    """Make SIGTERM (`timeout`, `kill`) unwind the process like Ctrl-C does, so each `with
+    Cluster()` stops its server: Python's default ends the process at once and leaves the
+    postmaster, and any busy backend, running. Returns the handler to restore, or None when
+    one is installed already or this is not the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    return signal.SIG_DFL
