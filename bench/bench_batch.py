@@ -1,4 +1,4 @@
-"""Batch recommendations: CALL pyrec.batch_recommend for every user vs COPY out, top-k, COPY in.
+"""Batch recommendations: CALL pyrec.batch_recommend for every user vs COPY out, top-k + COPY in.
 
 Target: 200,000 users x 25 recommendations over a 20,000-item catalog in under 30 s
 on this 2-core machine, with and without a filter.
@@ -33,15 +33,26 @@ run, in a fresh process, given its best:
      numpy); the (user_id, item_id) interactions as one bytea (string_agg of int8send: psycopg
      reads a COPY one message per row, ~7 s more for 4M rows), mapped to rows and columns with
      np.searchsorted into a CSR; with the filter, the allowed item ids;
-  2. the same selection routine as pyrec's batch, with the same threads: implicit's compiled
-     top-k (implicit.cpu.topk.topk: numpy matmul per 100 users, a heap per row, OpenMP over
-     the batches) with num_threads 0 (every core), called through pyrec_pg.ml.topk.top_k as
-     the batch calls it (which hands implicit each user's seen items as numpy slices of the
-     CSR, not scipy rows), over the (allowed) items, seen items excluded; numpy's BLAS on the
-     server's OPENBLAS_NUM_THREADS / OMP_NUM_THREADS (both pools are printed in the header);
-  3. in one transaction: binary COPY of (user_id, item_id, score, rank, source) -- the same
-     columns and types as pyrec's output -- into a new table, primary key (user_id, rank),
-     ANALYZE, drop the previous table, rename the new one into place.
+  2. in one transaction, scoring and COPY in overlapped (the server parses a COPY in its own
+     process, so a client need not wait for one to start the other): CREATE TABLE of the new
+     output, then one binary COPY of (user_id, item_id, score, rank, source) -- the same
+     columns and types as pyrec's output -- into it, while the users are scored in blocks of
+     pyrec_pg.jobs.batch.USERS_PER_BLOCK (the batch's block size): block N's rows are encoded
+     and written into the open COPY by a second thread (psycopg's copy.write releases the GIL
+     on the network, implicit and numpy during their heavy work) while block N+1 is scored,
+     at most one scored block waiting for that thread (a queue of one), an error there failing
+     the run. Each block is scored by the same selection routine as pyrec's batch, with the
+     same threads: implicit's compiled top-k (implicit.cpu.topk.topk: numpy matmul per 100
+     users, a heap per row, OpenMP over the batches) with num_threads 0 (every core), called
+     through pyrec_pg.ml.topk.top_k as the batch calls it (which hands implicit each user's
+     seen items as numpy slices of the CSR, not scipy rows), over the (allowed) items, seen
+     items excluded; numpy's BLAS on the server's OPENBLAS_NUM_THREADS / OMP_NUM_THREADS (both
+     pools are printed in the header). Timed as one step, "score + COPY in (overlapped)", from
+     the CREATE TABLE to the COPY's end, with two figures inside it: the scoring thread's time
+     in top_k (the writer running alongside) and the writer's tail, its work after the last
+     block is scored (at the smoke size, 20,000 users, there is one block: nothing overlaps);
+  3. in the same transaction: primary key (user_id, rank), ANALYZE, drop the previous table,
+     rename the new one into place, commit.
 Both pipelines replace their previous output from the second round on. Autovacuum is off from
 the start (both pipelines ANALYZE their output; a vacuum of one run's output would otherwise
 overlap the next run) and each timed run starts after a CHECKPOINT, untimed. Each figure:
@@ -64,6 +75,7 @@ import argparse
 import itertools
 import json
 import os
+import queue
 import re
 import subprocess
 import sys
@@ -85,9 +97,10 @@ from pyrec_pg.catalog.versions import Trained
 from pyrec_pg.db import Db
 from pyrec_pg.db.stub import PsycopgPlpy
 from pyrec_pg.dev.cluster import Cluster
+from pyrec_pg.jobs.batch import USERS_PER_BLOCK
 from pyrec_pg.ml.interactions import Interactions
 from pyrec_pg.ml.recipes.base import Factors
-from pyrec_pg.ml.topk import top_k
+from pyrec_pg.ml.topk import Codes, Scores, top_k
 from pyrec_pg.store.vectors import write_version
 
 from .bench_training import DURABLE, line, mb, proc_status, spread
@@ -507,6 +520,79 @@ def output_chunks(
         yield out.tobytes()
 
 
+class BlockWriter(threading.Thread):
+    """Writes scored blocks of users into an open binary COPY from its own thread, so block
+    N's rows go to the server while block N+1 is scored: the signature, each block's rows
+    (catalog codes, then output_chunks), the trailer after the last block. At most one
+    scored block waits for it (plus the one it writes); its error is re-raised in the scoring
+    thread by put() or finish(), so it fails the run."""
+
+    def __init__(
+        self,
+        copy: psycopg.Copy,
+        users: tuple[npt.NDArray[np.bytes_], npt.NDArray[Any]],
+        items: tuple[npt.NDArray[np.bytes_], npt.NDArray[Any]],
+        allowed: npt.NDArray[Any],
+    ) -> None:
+        super().__init__(name="copy-writer", daemon=True)
+        self.copy, self.users, self.items, self.allowed = copy, users, items, allowed
+        self.blocks: queue.Queue[tuple[int, Codes, Scores] | None] = queue.Queue(maxsize=1)
+        self.abort = threading.Event()
+        self.error: BaseException | None = None
+        self.rows = 0
+        self.users_written = 0
+
+    def run(self) -> None:
+        try:
+            self.copy.write(COPY_SIGNATURE)
+            while (block := self.blocks.get()) is not None:
+                if self.abort.is_set():
+                    return
+                self.write_block(*block)
+            if not self.abort.is_set():
+                self.copy.write(COPY_TRAILER)
+        except BaseException as exc:  # re-raised in the scoring thread
+            self.error = exc
+
+    def write_block(self, lo: int, got: Codes, scores: Scores) -> None:
+        codes = np.where(got >= 0, self.allowed[np.maximum(got, 0)], -1)
+        valid = codes >= 0  # fewer than k allowed unseen items: ranks 1..n
+        u = np.broadcast_to(np.arange(lo, lo + codes.shape[0])[:, None], codes.shape)[valid]
+        ranks = np.broadcast_to(np.arange(1, K + 1, dtype=np.int32), codes.shape)[valid]
+        for chunk in output_chunks(self.users, self.items, u, codes[valid], scores[valid], ranks):
+            if self.abort.is_set():
+                return
+            self.copy.write(chunk)
+        self.rows += int(u.size)
+        self.users_written += int(valid.any(axis=1).sum())
+
+    def put(self, block: tuple[int, Codes, Scores]) -> None:
+        """Queue a scored block, waiting while one already waits; raises if the writer died."""
+        while True:
+            if not self.is_alive():
+                raise RuntimeError("the peer's COPY writer stopped") from self.error
+            try:
+                self.blocks.put(block, timeout=0.05)
+                return
+            except queue.Full:
+                pass
+
+    def finish(self, failed: bool) -> None:
+        """End the writer: after the queued blocks and the trailer, or at once when the
+        scoring failed (the COPY is then aborted); re-raise the writer's error."""
+        if failed:
+            self.abort.set()
+        while self.is_alive():
+            try:
+                self.blocks.put(None, timeout=0.05)
+                break
+            except queue.Full:
+                pass
+        self.join()
+        if self.error is not None and not failed:
+            raise RuntimeError("the peer's COPY writer failed") from self.error
+
+
 def peer_main(dsn: str, flt: bool, out: str) -> None:
     """Child process: run the peer pipeline, print its timings and memory as one JSON line."""
     # implicit's top-k loaded before the clock, as in pyrec's session; an ImportError here
@@ -553,18 +639,13 @@ def peer_main(dsn: str, flt: bool, out: str) -> None:
         del pairs, su, si, keep
         conn.commit()
         t1 = time.perf_counter()
-        # 2. score: the routine pyrec's batch scores with (implicit's top-k), called as the
-        # batch calls it: every allowed item, seen items excluded, its default threads
-        got, scores = top_k(item_vecs[allowed], user_vecs, K, seen, np.zeros(0, dtype=np.int32))
-        codes = np.where(got >= 0, allowed[np.maximum(got, 0)], -1)
-        t2 = time.perf_counter()
-        # 3. COPY in, primary key, ANALYZE, replace the previous table: one transaction
-        valid = codes >= 0  # fewer than k allowed unseen items: ranks 1..n
-        u = np.broadcast_to(np.arange(user_ids.size)[:, None], codes.shape)[valid]
-        ranks = np.broadcast_to(np.arange(1, K + 1, dtype=np.int32), codes.shape)[valid]
-        i, s_valid = codes[valid], scores[valid]
+        # 2. one transaction: a new table, then score in the batch's blocks while a second
+        # thread COPYs the previous block's rows into it; scored by the routine pyrec's batch
+        # scores with (implicit's top-k), called as the batch calls it: every allowed item,
+        # seen items excluded, its default threads
         enc_users, enc_items = encode_ids(user_ids), encode_ids(item_ids)
         stage, target = sql.Identifier(f"{out}_new"), sql.Identifier(out)
+        in_top_k = 0.0
         with conn.transaction():
             conn.execute(
                 sql.SQL(
@@ -574,13 +655,28 @@ def peer_main(dsn: str, flt: bool, out: str) -> None:
             )
             stmt = sql.SQL("COPY {} FROM STDIN (FORMAT binary)").format(stage)
             with conn.cursor() as cur, cur.copy(stmt) as copy:
-                copy.write(COPY_SIGNATURE)
-                for lo in range(0, u.size, 1_000_000):
-                    part_rows = slice(lo, lo + 1_000_000)
-                    cols = (u[part_rows], i[part_rows], s_valid[part_rows], ranks[part_rows])
-                    for chunk in output_chunks(enc_users, enc_items, *cols):
-                        copy.write(chunk)
-                copy.write(COPY_TRAILER)
+                writer = BlockWriter(copy, enc_users, enc_items, allowed)
+                writer.start()
+                failed = True
+                try:
+                    for lo in range(0, user_ids.size, USERS_PER_BLOCK):
+                        hi = min(lo + USERS_PER_BLOCK, user_ids.size)
+                        ts = time.perf_counter()
+                        got, scores = top_k(
+                            item_vecs[allowed],
+                            user_vecs[lo:hi],
+                            K,
+                            seen[lo:hi],
+                            np.zeros(0, dtype=np.int32),
+                        )
+                        in_top_k += time.perf_counter() - ts
+                        writer.put((lo, got, scores))
+                    failed = False
+                finally:
+                    t_scored = time.perf_counter()
+                    writer.finish(failed)  # joins the writer before the COPY ends or aborts
+            t2 = time.perf_counter()  # the COPY has ended: the server holds every row
+            # 3. primary key, ANALYZE, replace the previous table; commit
             conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (user_id, rank)").format(stage))
             conn.execute(sql.SQL("ANALYZE {}").format(stage))
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(target))
@@ -599,14 +695,16 @@ def peer_main(dsn: str, flt: bool, out: str) -> None:
                 "steps": {
                     "COPY out vectors (+ allowed ids)": t_vectors - t0,
                     "interactions out + seen CSR": t1 - t_vectors,
-                    "score (implicit top-k)": t2 - t1,
-                    "COPY in + primary key + ANALYZE + swap": t3 - t2,
+                    "score + COPY in (overlapped)": t2 - t1,
+                    "  of which top_k (scoring thread)": in_top_k,
+                    "  of which writer's tail (after scoring)": t2 - t_scored,
+                    "primary key + ANALYZE + swap": t3 - t2,
                 },
                 "peak": proc_status(os.getpid()).get("VmHWM", 0),
                 "after_imports": after_imports,
                 "backend_peak": backend_peak,
-                "rows": int(u.size),
-                "users": int(np.unique(u).size),
+                "rows": writer.rows,
+                "users": writer.users_written,
                 "pools": threads,
             }
         )
@@ -684,7 +782,7 @@ def report(case: Case) -> None:
     print("    where the time goes (in-server timers, medians):")
     for part in parts:
         print(f"      {part}")
-    print(line("peer: COPY out + implicit top-k + COPY in", [r.total for r in q]))
+    print(line("peer: COPY out + top-k, COPY in overlapped", [r.total for r in q]))
     for step in q[0].steps:
         print(line(f"    {step}", [r.steps[step] for r in q]))
     print(f"  ratio pyrec / peer (median totals): {pyrec_total / peer_total:.2f}x")
@@ -774,7 +872,8 @@ def main() -> None:
             blas_env = server_blas_env(conn)
         print(
             f"peer: binary COPY out + implicit's top-k through pyrec_pg.ml.topk.top_k (the"
-            f" batch's routine and threads) + binary COPY in, with the server's"
+            f" batch's routine and threads) in blocks of {USERS_PER_BLOCK:,} users, each"
+            f" block's binary COPY in overlapped with scoring the next, with the server's"
             f" {', '.join(f'{k}={v}' for k, v in blas_env.items()) or 'default threads'}",
             flush=True,
         )
