@@ -437,10 +437,6 @@ def _batch(
     run.phase("scoring", 10, 0)
     stage = _stage(db, staging)
     written = 0
-    sql = (
-        f"INSERT INTO {stage} SELECT * FROM unnest($1::text[], $2::text[], $3::real[],"
-        f" $4::int4[], $5::text[])"
-    )
     # a filter shrinks the work: only the items it allows are scored
     allowed = np.setdiff1d(np.arange(items.ids.size), excluded)
     if seen is not None and excluded.size:
@@ -449,20 +445,8 @@ def _batch(
         hi = min(lo + USERS_PER_BLOCK, len(ids))
         block_seen = seen[lo:hi] if seen is not None else None
         rows = _score_block(vectors[lo:hi], source[lo:hi], items, allowed, k, block_seen)
-        user_pos, codes, scores, ranks, row_sources = rows
-        block_ids = np.asarray(ids[lo:hi], dtype=object)
-        db.run(
-            sql,
-            [
-                block_ids[user_pos].tolist(),
-                items.ids[codes].tolist(),
-                scores.tolist(),
-                ranks.tolist(),
-                SOURCES[row_sources].tolist(),
-            ],
-            ["text[]", "text[]", "real[]", "int4[]", "text[]"],
-        )
-        written += int(codes.size)
+        _insert(db, stage, np.asarray(ids[lo:hi], dtype=object), items.ids, k, *rows)
+        written += int(rows[1].size)
         run.phase("writing", 10 + 80 * hi / max(len(ids), 1), written)
     return {
         "users": len(ids),
@@ -627,6 +611,50 @@ def _score_block(
     users = np.broadcast_to(np.arange(source.size)[:, None], codes.shape)[valid]
     ranks = np.broadcast_to(np.arange(1, k + 1, dtype=np.int32), codes.shape)[valid]
     return users, codes[valid], scores[valid], ranks, source[users]
+
+
+def _insert(
+    db: Db,
+    stage: str,
+    user_ids: npt.NDArray[Any],
+    item_ids: npt.NDArray[Any],
+    k: int,
+    user_pos: npt.NDArray[Any],
+    codes: npt.NDArray[Any],
+    scores: npt.NDArray[np.float32],
+    ranks: npt.NDArray[Any],
+    sources: npt.NDArray[np.int8],
+) -> None:
+    """One block's rows into the staging table. PL/Python turns each list element into text
+    and back (an int or float through its repr), so when every user has k rows their ranks
+    come from the rows' order, and a source shared by the block is sent once: 1.10 s instead
+    of 1.31 to 1.44 s per 500k rows."""
+    full = codes.size == k * user_ids.size
+    shared = sources.size > 0 and bool((sources == sources[0]).all())
+    values: list[Any] = [user_ids[user_pos].tolist(), item_ids[codes].tolist(), scores.tolist()]
+    types = ["text[]", "text[]", "real[]"]
+    columns = ["$1::text[]", "$2::text[]", "$3::real[]"]
+    rank = f"((n - 1) % {k} + 1)::int4" if full else "r"
+    if not full:
+        values.append(ranks.tolist())
+        types.append("int4[]")
+        columns.append(f"${len(values)}::int4[]")
+    if shared:
+        values.append(str(SOURCES[sources[0]]))
+        types.append("text")
+        source = f"${len(values)}"
+    else:
+        values.append(SOURCES[sources].tolist())
+        types.append("text[]")
+        columns.append(f"${len(values)}::text[]")
+        source = "src"
+    names = ["u", "i", "s"] + ([] if full else ["r"]) + ([] if shared else ["src"])
+    db.run(
+        f"INSERT INTO {stage} SELECT u, i, s, {rank}, {source}"
+        f" FROM unnest({', '.join(columns)}) WITH ORDINALITY x({', '.join(names)}, n)",
+        values,
+        types,
+    )
 
 
 def _swap(db: Db, staging: str, target: tuple[str, str, str], note: str, out: Output) -> None:

@@ -222,3 +222,38 @@ def test_a_filter_allowing_nothing_writes_no_rows(trained: Conn) -> None:
         " filter => 'INCLUDE ItemID WHERE Items.year > 3000')"
     )
     assert trained.execute("SELECT count(*) FROM pyrec.batch_movies").fetchone() == (0,)
+
+
+def test_users_with_fewer_allowed_items_than_k_get_ranks_one_to_n(trained: Conn) -> None:
+    # users 1 to 30 of every source: a new user (popular), one with new history (fold-in)
+    trained.execute("INSERT INTO ratings VALUES (42, 1682, 5, now())")
+    trained.execute(
+        "CALL pyrec.batch_recommend('movies', users => 'SELECT g FROM generate_series(1, 30) g"
+        " UNION ALL SELECT 42 UNION ALL SELECT 99999', k => 6,"
+        " filter => 'INCLUDE ItemID WHERE Items.movie_id IN ($IDS)',"
+        ' params => \'{"IDS": [1, 2, 3, 50, 100, 181]}\')'
+    )
+    got = rows(trained)
+    by_user: dict[str, list[tuple[Any, ...]]] = {}
+    for r in got:
+        by_user.setdefault(r[0], []).append(r)
+    seen = dict(
+        trained.execute(
+            "SELECT viewer_id::text, array_agg(movie_id::text) FROM ratings"
+            " WHERE viewer_id <= 42 GROUP BY 1"
+        ).fetchall()
+    )
+    short = 0
+    for user in [str(u) for u in range(1, 31)] + ["42", "99999"]:
+        recs = by_user.get(user, [])
+        allowed = {"1", "2", "3", "50", "100", "181"} - set(seen.get(user, []))
+        assert {r[1] for r in recs} == allowed  # every allowed unseen item, once
+        assert [r[3] for r in recs] == list(range(1, len(recs) + 1))
+        assert [r[2] for r in recs] == sorted((r[2] for r in recs), reverse=True)
+        short += len(recs) < 6
+    assert short > 0  # some users had seen some of the six
+    assert {by_user["99999"][0][4], by_user["42"][0][4], by_user["7"][0][4]} == {
+        "popular",
+        "fold-in",
+        "model",
+    }
