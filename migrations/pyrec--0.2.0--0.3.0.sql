@@ -1882,15 +1882,15 @@ COMMENT ON FUNCTION pyrec._filter_rows(text, text, text, jsonb) IS
 -- the items relation's own indexes) and fetch their vectors by primary key; the subquery with
 -- OFFSET 0 keeps the planner from ordering through the HNSW index instead
 CREATE FUNCTION pyrec._exact_top_k_sql(p_table text, p_pred text, p_source text) RETURNS text
-LANGUAGE sql IMMUTABLE
-AS $fn$ SELECT format(
+LANGUAGE plpgsql IMMUTABLE
+AS $fn$ BEGIN RETURN format(
     'SELECT t.item_id, (-t.d)::real, (row_number() OVER (ORDER BY t.d, t.item_id))::integer, %1$L
        FROM (SELECT c.item_id, c.embedding <#> $1 AS d
                FROM (SELECT i.item_id, i.embedding FROM pyrec.%2$I i
                       WHERE i.item_id <> ALL ($2) AND %3$s OFFSET 0) c
               ORDER BY d, c.item_id LIMIT $3) t
       ORDER BY 3',
-    p_source, p_table, p_pred) $fn$;
+    p_source, p_table, p_pred); END $fn$;
 COMMENT ON FUNCTION pyrec._exact_top_k_sql(text, text, text) IS
 'The exact top-k by inner product over the items a filter keeps, for filters that keep few (pyrec.exact_filter_items)';
 REVOKE ALL ON FUNCTION pyrec._exact_filter_items() FROM PUBLIC;
@@ -2160,8 +2160,8 @@ COMMENT ON FUNCTION pyrec._ranked_sql(text, text[], text, text, text, boolean) I
 CREATE FUNCTION pyrec._candidates_sql(v pyrec._versions, p_vector boolean, p_exact boolean, p_how text,
                                       p_pred text, p_pred_ann text, p_first text, p_then text)
 RETURNS text
-LANGUAGE sql IMMUTABLE
-AS $fn$ SELECT CASE
+LANGUAGE plpgsql IMMUTABLE
+AS $fn$ BEGIN RETURN CASE
     WHEN p_vector AND p_exact
         THEN pyrec._exact_top_k_sql(v.items_table, format('(%s) AND (%s) IS TRUE', p_first, p_then), p_how)
     WHEN p_vector
@@ -2169,7 +2169,7 @@ AS $fn$ SELECT CASE
                               v.ann, p_how, p_first, p_then)
     ELSE pyrec._top_k_sql(v.items_table, 'ItemID', 'popularity', p_pred, p_source => 'popular',
                           p_first => p_first, p_then => p_then)
-    END $fn$;
+    END; END $fn$;
 COMMENT ON FUNCTION pyrec._candidates_sql(pyrec._versions, boolean, boolean, text, text, text, text, text) IS
 'recommend()''s candidate query: exact over a selective filter''s items, the top-k scan of the vectors, or the most popular items';
 REVOKE ALL ON FUNCTION pyrec._ranking(pyrec._versions, jsonb, integer, boolean) FROM PUBLIC;
@@ -2213,3 +2213,9 @@ COMMENT ON PROCEDURE pyrec.batch_recommend(text, text, integer, text, text, json
 'Top-k items for many users (all, a query or a table) into a table of (user_id, item_id, score, rank, source), replaced atomically; with ranking, each user''s list is recommend()''s with that ranking';
 REVOKE ALL ON PROCEDURE pyrec.batch_recommend(text, text, integer, text, text, jsonb, boolean, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON PROCEDURE pyrec.batch_recommend(text, text, integer, text, text, jsonb, boolean, jsonb) TO pyrec_admin;
+
+-- == Serving checks a forgotten user through plpgsql, which keeps the check's plan for the
+-- == session (as SQL, called from plpgsql, it was planned again at every request).
+CREATE OR REPLACE FUNCTION pyrec._is_forgotten(model_id integer, user_id text) RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $fn$ BEGIN RETURN EXISTS (SELECT 1 FROM pyrec._forgotten f WHERE f.model_id = $1 AND f.user_id = $2); END $fn$;

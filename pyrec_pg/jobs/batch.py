@@ -153,9 +153,11 @@ def batch_ids(
             f"{arg} returns {len(cols)} columns and none is named {user_col}",
             hint=f"return one column of {role} ids, or name it {user_col}",
         )
-    # users forgotten by pyrec.forget_user get no rows at all
+    # users forgotten by pyrec.forget_user get no rows at all (an anti-join: one pass over
+    # pyrec._forgotten, not a lookup per user)
     forgotten = (
-        f" AND NOT pyrec._is_forgotten({int(model.model_id)}, q.{db.ident(col)}::text)"
+        f" AND NOT EXISTS (SELECT 1 FROM pyrec._forgotten f WHERE f.model_id ="
+        f" {int(model.model_id)} AND f.user_id = q.{db.ident(col)}::text)"
         if role == "user"
         else ""
     )
