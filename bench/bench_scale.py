@@ -50,7 +50,9 @@ scan it then runs ranks every item). Then throughput: --clients sessions (2, one
 each calling recommend() for known users back to back for --seconds, requests per second over
 all of them, and the peer's statement from as many sessions for as long (first every other
 round).
-Run: .venv/bin/python -m bench.bench_scale [--interactions 100M] [--repeat 3]
+Run: .venv/bin/python -m bench.bench_scale [--interactions 100M] [--repeat 3] [--trainings N]
+     (--trainings: trainings of each pipeline, default --repeat: a catalog of a million items
+     builds two HNSW indexes per training, so its serving rounds may follow fewer trainings)
      smoke: --users 20000 --items 5000 --interactions 1M --requests 20 --repeat 1
 """
 
@@ -402,6 +404,7 @@ def report(
     print(
         f"\n{rows:,} interactions read: {users:,} users x {items:,} items, {pairs:,} pairs;"
         f" min / median / max of {len(runs)} trainings of each pipeline"
+        + ("" if len(runs) >= 3 else " (!! fewer than 3: one figure, not a spread)")
     )
     if tuple(peers[0].shape) != (users, items, pairs):
         print(f"  !! the peer saw {tuple(peers[0].shape)} (users, items, pairs)")
@@ -483,6 +486,11 @@ def main() -> None:
     ap.add_argument("--interactions", type=parse_size, default=100_000_000)
     ap.add_argument("--requests", type=int, default=200, help="requests of each kind per round")
     ap.add_argument("--repeat", type=int, default=3, help="trainings and serving rounds of each")
+    ap.add_argument(
+        "--trainings",
+        type=int,
+        help="trainings of each pipeline (default --repeat); fewer than 3 is flagged",
+    )
     ap.add_argument("--maintenance-work-mem", default="1GB")
     ap.add_argument("--clients", type=int, default=2, help="sessions of the throughput test")
     ap.add_argument("--seconds", type=float, default=20, help="length of the throughput test")
@@ -507,7 +515,7 @@ def main() -> None:
         runs: list[Training] = []
         peers: list[Run] = []
         rounds: list[Serving] = []
-        for r in range(args.repeat):  # interleaved, so drift hits both alike
+        for r in range(args.trainings or args.repeat):  # interleaved: drift hits both alike
             runs.append(train(dsn))
             peers.append(train_peer(dsn, f"peer_r{r}", runs[-1].hnsw))
             print(
@@ -516,7 +524,7 @@ def main() -> None:
             )
         for r in range(args.repeat):
             # the peer's last tables, as recommend() serves pyrec's last (active) version
-            last = f"peer_r{args.repeat - 1}"
+            last = f"peer_r{len(peers) - 1}"
             rounds.append(serve(dsn, args.requests, r, args.clients, args.seconds, last))
         report(setup, runs, peers, rounds, args.clients)
     print(
