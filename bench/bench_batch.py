@@ -648,6 +648,7 @@ def peer_main(dsn: str, flt: bool, out: str) -> None:
         enc_users, enc_items = encode_ids(user_ids), encode_ids(item_ids)
         stage, target = sql.Identifier(f"{out}_new"), sql.Identifier(out)
         in_top_k = 0.0
+        catalog = np.ascontiguousarray(item_vecs[allowed])  # once, not per block
         with conn.transaction():
             conn.execute(
                 sql.SQL(
@@ -665,7 +666,7 @@ def peer_main(dsn: str, flt: bool, out: str) -> None:
                         hi = min(lo + USERS_PER_BLOCK, user_ids.size)
                         ts = time.perf_counter()
                         got, scores = top_k(
-                            item_vecs[allowed],
+                            catalog,
                             user_vecs[lo:hi],
                             K,
                             seen[lo:hi],
