@@ -441,12 +441,14 @@ def _batch(
     written = 0
     # a filter shrinks the work: only the items it allows are scored
     allowed = np.setdiff1d(np.arange(items.ids.size), excluded)
+    # the allowed items' vectors and popularity, gathered once for every block
+    scored = (np.ascontiguousarray(items.vectors[allowed]), items.popularity[allowed][:, None])
     if seen is not None and excluded.size:
         seen = sp.csr_matrix(seen[:, allowed])
     for lo in range(0, len(ids), USERS_PER_BLOCK):
         hi = min(lo + USERS_PER_BLOCK, len(ids))
         block_seen = seen[lo:hi] if seen is not None else None
-        rows = _score_block(vectors[lo:hi], source[lo:hi], items, allowed, k, block_seen)
+        rows = _score_block(vectors[lo:hi], source[lo:hi], scored, allowed, k, block_seen)
         _insert(db, stage, np.asarray(ids[lo:hi], dtype=object), items.ids, k, *rows)
         written += int(rows[1].size)
         run.phase("writing", 10 + 80 * hi / max(len(ids), 1), written)
@@ -586,14 +588,15 @@ def _fold_in(
 def _score_block(
     vectors: npt.NDArray[np.float32],
     source: npt.NDArray[np.int8],
-    items: Catalog,
+    scored: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
     allowed: npt.NDArray[np.int64],
     k: int,
     seen: sp.csr_matrix | None,
 ) -> tuple[npt.NDArray[Any], ...]:
     """One block's rows, by user then rank: user position, item code, score, rank, and the
     source code (MODEL, FOLD_IN, POPULAR) of the user's vector. Only the `allowed` items
-    (the filter's) are scored; `seen` has their columns."""
+    (the filter's) are scored, by `scored`: their vectors and their popularity as a column;
+    `seen` has their columns."""
     codes = np.full((source.size, k), -1, dtype=np.int32)
     scores = np.zeros((source.size, k), dtype=np.float32)
     for by_vector in (True, False):
@@ -601,10 +604,10 @@ def _score_block(
         if pos.size == 0 or allowed.size == 0:
             continue
         if by_vector:
-            query, catalog = vectors[pos], items.vectors[allowed]
+            query, catalog = vectors[pos], scored[0]
         else:  # users with no vector: the most popular allowed unseen items
             query = np.ones((pos.size, 1), dtype=np.float32)
-            catalog = items.popularity[allowed][:, None]
+            catalog = scored[1]
         got, scores[pos] = top_k(
             catalog, query, k, None if seen is None else seen[pos], np.zeros(0, dtype=np.int32)
         )
