@@ -222,8 +222,14 @@ class Cluster:
 
     def __enter__(self) -> Cluster:
         self._on_term = _exit_on_sigterm()
-        self.init()
-        self.start()
+        try:
+            self.init()
+            self.start()
+        except BaseException:
+            # a server that would not start (a missing preload library, say): `with` runs no
+            # __exit__ when __enter__ fails, so the directory is removed here
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

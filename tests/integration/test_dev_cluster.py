@@ -1,4 +1,4 @@
-"""The throwaway cluster stops its server when its Python process is terminated."""
+"""The throwaway cluster leaves no server or directory behind: terminated, or failing to start."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
+
+from pyrec_pg.dev.cluster import Cluster, ClusterError
 
 SCRIPT = """
 import sys, time
@@ -44,3 +48,11 @@ def test_sigterm_stops_the_server_and_removes_its_directory() -> None:
     else:
         raise AssertionError(f"postmaster {pid} still runs after its Python was terminated")
     assert not data.exists()
+
+
+def test_a_server_that_does_not_start_leaves_no_directory() -> None:
+    cluster = Cluster(settings={"shared_preload_libraries": "no_such_library"})
+    with pytest.raises(ClusterError), cluster:
+        pass
+    assert not cluster.base.exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
