@@ -153,14 +153,10 @@ def batch_ids(
             f"{arg} returns {len(cols)} columns and none is named {user_col}",
             hint=f"return one column of {role} ids, or name it {user_col}",
         )
-    # users forgotten by pyrec.forget_user get no rows at all (an anti-join: one pass over
-    # pyrec._forgotten, not a lookup per user)
-    forgotten = (
-        f" AND NOT EXISTS (SELECT 1 FROM pyrec._forgotten f WHERE f.model_id ="
-        f" {int(model.model_id)} AND f.user_id = q.{db.ident(col)}::text)"
-        if role == "user"
-        else ""
-    )
+    # users forgotten by pyrec.forget_user get no rows at all
+    forgotten = ""
+    if role == "user":
+        forgotten = interactions.not_forgotten(db, model, f"q.{db.ident(col)}")
     plan = db.plpy.prepare(
         f"SELECT DISTINCT q.{db.ident(col)}::text AS u FROM {source} q"
         f" WHERE q.{db.ident(col)} IS NOT NULL{forgotten} ORDER BY 1",
@@ -638,12 +634,12 @@ def _insert(
     shared = sources.size > 0 and bool((sources == sources[0]).all())
     values: list[Any] = [user_ids[user_pos].tolist(), item_ids[codes].tolist(), scores.tolist()]
     types = ["text[]", "text[]", "real[]"]
-    columns = ["$1::text[]", "$2::text[]", "$3::real[]"]
+    columns = [("$1::text[]", "u"), ("$2::text[]", "i"), ("$3::real[]", "s")]  # array, name
     rank = f"((n - 1) % {k} + 1)::int4" if full else "r"
     if not full:
         values.append(ranks.tolist())
         types.append("int4[]")
-        columns.append(f"${len(values)}::int4[]")
+        columns.append((f"${len(values)}::int4[]", "r"))
     if shared:
         values.append(str(SOURCES[sources[0]]))
         types.append("text")
@@ -651,12 +647,12 @@ def _insert(
     else:
         values.append(SOURCES[sources].tolist())
         types.append("text[]")
-        columns.append(f"${len(values)}::text[]")
+        columns.append((f"${len(values)}::text[]", "src"))
         source = "src"
-    names = ["u", "i", "s"] + ([] if full else ["r"]) + ([] if shared else ["src"])
     db.run(
         f"INSERT INTO {stage} SELECT u, i, s, {rank}, {source}"
-        f" FROM unnest({', '.join(columns)}) WITH ORDINALITY x({', '.join(names)}, n)",
+        f" FROM unnest({', '.join(a for a, _ in columns)})"
+        f" WITH ORDINALITY x({', '.join(n for _, n in columns)}, n)",
         values,
         types,
     )

@@ -90,6 +90,22 @@ def where_sql(
     return " AND ".join(conds)
 
 
+def not_forgotten(db: Db, model: Model, user: str) -> str:
+    """' AND <user> is not forgotten' (pyrec.forget_user) for a query over `user`, an SQL
+    expression of the model's user ids; '' when the model has forgotten no one. One hashed
+    pass over pyrec._forgotten, not a lookup per row."""
+    if not db.scalar(
+        "SELECT EXISTS (SELECT 1 FROM pyrec._forgotten WHERE model_id = $1)",
+        [model.model_id],
+        ["int4"],
+    ):
+        return ""
+    return (
+        f" AND {user}::text NOT IN (SELECT f.user_id FROM pyrec._forgotten f"
+        f" WHERE f.model_id = {int(model.model_id)})"
+    )
+
+
 def load(
     db: Db, model: Model, options: dict[str, Any] | None = None, with_times: bool = True
 ) -> Interactions:
@@ -106,16 +122,7 @@ def load(
     else:
         aggs, having = f"sum({weight}) AS w, count(*) AS n", f" HAVING sum({weight}) > 0"
     last = f"max({epoch})" if with_times else "0::float8"
-    forgotten = ""
-    if db.scalar(
-        "SELECT EXISTS (SELECT 1 FROM pyrec._forgotten WHERE model_id = $1)",
-        [model.model_id],
-        ["int4"],
-    ):  # users forgotten by pyrec.forget_user
-        forgotten = (
-            f" AND {user}::text NOT IN (SELECT f.user_id FROM pyrec._forgotten f"
-            f" WHERE f.model_id = {int(model.model_id)})"
-        )
+    forgotten = not_forgotten(db, model, user)
     where += forgotten
     source = f"{model.interactions} WHERE {where}"
     grouped = f"SELECT {user} AS u, {item} AS i, {aggs}, {last} AS t FROM {source} GROUP BY 1, 2"
