@@ -568,28 +568,27 @@ class BlockWriter(threading.Thread):
         self.rows += int(u.size)
         self.users_written += int(valid.any(axis=1).sum())
 
-    def put(self, block: tuple[int, Codes, Scores]) -> None:
-        """Queue a scored block, waiting while one already waits; raises if the writer died."""
-        while True:
-            if not self.is_alive():
-                raise RuntimeError("the peer's COPY writer stopped") from self.error
+    def _offer(self, item: tuple[int, Codes, Scores] | None) -> bool:
+        """Queue item, waiting while one already waits; False if the writer has stopped."""
+        while self.is_alive():
             try:
-                self.blocks.put(block, timeout=0.05)
-                return
+                self.blocks.put(item, timeout=0.05)
+                return True
             except queue.Full:
                 pass
+        return False
+
+    def put(self, block: tuple[int, Codes, Scores]) -> None:
+        """Queue a scored block; raises if the writer died."""
+        if not self._offer(block):
+            raise RuntimeError("the peer's COPY writer stopped") from self.error
 
     def finish(self, failed: bool) -> None:
         """End the writer: after the queued blocks and the trailer, or at once when the
         scoring failed (the COPY is then aborted); re-raise the writer's error."""
         if failed:
             self.abort.set()
-        while self.is_alive():
-            try:
-                self.blocks.put(None, timeout=0.05)
-                break
-            except queue.Full:
-                pass
+        self._offer(None)
         self.join()
         if self.error is not None and not failed:
             raise RuntimeError("the peer's COPY writer failed") from self.error
