@@ -3,7 +3,13 @@
 The first lines printed name the machine, the versions and the server settings (bench.common's
 header), then each peer; the cluster runs with production durability (fsync, synchronous_commit
 and full_page_writes on) and a bounded maintenance_work_mem (--maintenance-work-mem, 1GB by
-default), which the HNSW build inside the training must live with.
+default), which the HNSW build inside the training must live with. shared_buffers
+(--shared-buffers, 1GB by default) holds what a 100k-item version serves from; a catalog of a
+million items serves from about 1.9 GB (two HNSW indexes of 614 MB, items 340 MB, users 300 MB)
+and the peer's tables as much again: below that, both serve from the OS cache and latency
+measures buffer misses (4.1 ms for recommend() at 1.13M items with 1GB, 1.6 ms alone in a cache
+that holds its index), so such runs give both systems the 25% of RAM that PostgreSQL's
+documentation suggests as a starting point.
 
 Data, generated in SQL (setup, not timed): --interactions events of --users users over --items
 items (default 100M events, 2M users, 200k items). Each user belongs to one of 20 taste
@@ -40,8 +46,9 @@ then comes to the system measured with its history unread), plain SQL:
   WHERE user_id = $1)) ORDER BY embedding <#> (SELECT embedding FROM <users> WHERE user_id =
   $1) LIMIT 10, re-sorted by distance (a relaxed-order scan may return them out of order)
 It is the top-k routine recommend() runs, given its best: seen items left out in the scan (so
-10 rows come back), each once, an index built as pyrec's, hnsw.ef_search 100 and the iterative
-scan in relaxed order as recommend() sets them for trained users, bigint keys where pyrec's are
+10 rows come back), each once, an index built as pyrec's, the hnsw.ef_search pyrec's version
+chose at its training (model_versions.ef_search) and the iterative scan in relaxed order, as
+recommend() sets them for trained users, bigint keys where pyrec's are
 text, and none of recommend()'s checks, version lookup or plpgsql: the least a client can send for
 this answer. The kinds of request run interleaved (request i of each before request i + 1 of
 any), p50 and p99 (nearest rank) each; "x peer" divides recommend()'s by the peer's. Recall@10
@@ -107,8 +114,13 @@ PEER_SQL = (
     " WHERE user_id = %s) AS d FROM {items} WHERE item_id <> ALL (ARRAY(SELECT DISTINCT"
     " item_id FROM events WHERE user_id = %s)) ORDER BY d LIMIT 10) top ORDER BY d"
 )
+
+
 # what recommend() sets for a trained user's vector (pyrec._serve in sql/src/serving)
-PEER_SETTINGS = ("SET hnsw.ef_search = 100", "SET hnsw.iterative_scan = relaxed_order")
+def peer_settings(ef_search: int) -> tuple[str, ...]:
+    return (f"SET hnsw.ef_search = {ef_search}", "SET hnsw.iterative_scan = relaxed_order")
+
+
 RECOMMEND = "SELECT * FROM pyrec.recommend('scale', %s, 10)"
 
 
@@ -129,6 +141,7 @@ class Serving:
     latency: dict[str, list[float]] = field(default_factory=dict)  # kind -> ms per request
     recall: dict[str, list[float]] = field(default_factory=dict)  # kind -> recall@10 each
     per_second: float = 0.0  # recommend() requests per second from all clients together
+    ef_search: int = 100  # the version's, which recommend() and the peer use for known users
     peer_per_second: float = 0.0  # the peer's statement, the same way
 
 
@@ -258,15 +271,16 @@ def serve(dsn: str, requests: int, seed: int, clients: int, seconds: float, peer
         items=psycopg.sql.Identifier(f"{peer}_items"),
     )
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for setting in PEER_SETTINGS:  # recommend() sets its own for each call
+        active = conn.execute(
+            "SELECT users_table, items_table, coalesce(ef_search, 100)"
+            " FROM pyrec.model_versions WHERE model = 'scale' AND status = 'active'"
+        ).fetchone()
+        assert active is not None
+        out.ef_search = active[2]
+        for setting in peer_settings(out.ef_search):  # recommend() sets its own each call
             conn.execute(setting)
         conn.execute("SELECT setseed(%s)", [seed / 1000])
-        tables = conn.execute(
-            "SELECT users_table, items_table FROM pyrec.model_versions"
-            " WHERE model = 'scale' AND status = 'active'"
-        ).fetchone()
-        assert tables is not None
-        users_table, items_table = (psycopg.sql.Identifier("pyrec", t) for t in tables)
+        users_table, items_table = (psycopg.sql.Identifier("pyrec", t) for t in active[:2])
         sample = psycopg.sql.SQL("SELECT {} FROM {} ORDER BY random() LIMIT %s")
         drawn = conn.execute(
             sample.format(psycopg.sql.Identifier("user_id"), users_table), [3 * requests]
@@ -318,7 +332,12 @@ def serve(dsn: str, requests: int, seed: int, clients: int, seconds: float, peer
     for peers_turn in (False, True) if seed % 2 == 0 else (True, False):
         if peers_turn:
             out.peer_per_second = throughput(
-                dsn, peer_sql, [peer_args(u) for u in theirs], PEER_SETTINGS, clients, seconds
+                dsn,
+                peer_sql,
+                [peer_args(u) for u in theirs],
+                peer_settings(out.ef_search),
+                clients,
+                seconds,
             )
         else:
             out.per_second = throughput(dsn, RECOMMEND, [[u] for u in known], (), clients, seconds)
@@ -388,7 +407,8 @@ def peer_lines() -> list[str]:
         " users (each history read first by the system measured), interleaved with"
         " recommend(): seen items left out in the scan (<> ALL the user's events), ORDER BY"
         " embedding <#> (SELECT embedding FROM users WHERE user_id = $1) LIMIT 10 re-sorted,"
-        " hnsw.ef_search 100 and iterative scan relaxed_order as recommend() sets; bigint keys;"
+        " the hnsw.ef_search pyrec's version chose and iterative scan relaxed_order, as"
+        " recommend() sets them; bigint keys;"
         " throughput from as many sessions for as long",
     ]
 
@@ -443,7 +463,8 @@ def report(
         )
     print(
         f"\nserving, {len(rounds)} rounds (min / median / max over rounds; p99 by nearest rank;"
-        f" x peer: median p50 and p99 over the peer's)"
+        f" x peer: median p50 and p99 over the peer's); hnsw.ef_search of the version, which"
+        f" recommend() and the peer use for known users: {rounds[-1].ef_search}"
     )
     peer_p50 = median([median(r.latency[PEER]) for r in rounds])
     peer_p99 = median([nearest_rank(r.latency[PEER], 0.99) for r in rounds])
@@ -492,6 +513,7 @@ def main() -> None:
         help="trainings of each pipeline (default --repeat); fewer than 3 is flagged",
     )
     ap.add_argument("--maintenance-work-mem", default="1GB")
+    ap.add_argument("--shared-buffers", default="1GB")
     ap.add_argument("--clients", type=int, default=2, help="sessions of the throughput test")
     ap.add_argument("--seconds", type=float, default=20, help="length of the throughput test")
     # child: the training peer (dsn, table, out prefix, int | text), and whether to index
@@ -504,7 +526,7 @@ def main() -> None:
         return
     started = time.perf_counter()
     settings = {**DURABLE, "maintenance_work_mem": args.maintenance_work_mem,
-                "max_wal_size": "8GB", "shared_buffers": "1GB"}  # fmt: skip
+                "max_wal_size": "8GB", "shared_buffers": args.shared_buffers}  # fmt: skip
     with Cluster(settings=settings) as cluster:
         dsn = cluster.dsn()
         with psycopg.connect(dsn, autocommit=True) as conn:

@@ -1198,7 +1198,13 @@ BEGIN
         -- vectors solved at request time lie off the trained users' distribution: the graph
         -- search needs more candidates (recall@10 0.77 at 100 on 100k items); this function's
         -- SET clause restores the setting on exit
-        PERFORM pg_catalog.set_config('hnsw.ef_search', '400', true);
+        PERFORM pg_catalog.set_config('hnsw.ef_search', greatest(400, v.ef_search)::text, true);
+    ELSIF v.ann AND v.ef_search IS NOT NULL THEN
+        -- a trained user's vector: the version's own setting, the smallest that reached the
+        -- target recall on a sample of its users at training (pyrec_pg.store.calibrate); a
+        -- filter keeps 100 or more, as the iterative scan reads that many candidates a round
+        PERFORM pg_catalog.set_config('hnsw.ef_search',
+            CASE WHEN filter IS NULL THEN v.ef_search ELSE greatest(v.ef_search, 100) END::text, true);
     END IF;
     IF promotion IS NOT NULL AND exploration IS NOT NULL THEN
         RAISE EXCEPTION 'a request takes a promotion or exploration, not both'
@@ -2219,3 +2225,17 @@ GRANT EXECUTE ON PROCEDURE pyrec.batch_recommend(text, text, integer, text, text
 CREATE OR REPLACE FUNCTION pyrec._is_forgotten(model_id integer, user_id text) RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $fn$ BEGIN RETURN EXISTS (SELECT 1 FROM pyrec._forgotten f WHERE f.model_id = $1 AND f.user_id = $2); END $fn$;
+
+-- == A version with an HNSW index records the ef_search its training chose for trained users
+-- == and the recall@10 it measured there; recommend() uses it.
+ALTER TABLE pyrec._versions
+    ADD COLUMN ef_search integer CHECK (ef_search BETWEEN 1 AND 1000),
+    ADD COLUMN ann_recall real;
+CREATE OR REPLACE VIEW pyrec.model_versions AS
+SELECT m.name AS model, v.version, v.status, v.recipe, v.params, v.metrics, v.dims,
+       v.n_users, v.n_items, v.n_interactions, v.training_seconds, v.mode, v.base_version,
+       v.ann AS hnsw_index, v.n_cold_items, v.created_at,
+       v.activated_at, v.items_table, v.users_table, v.ef_search, v.ann_recall
+FROM pyrec._versions v JOIN pyrec.models m USING (model_id);
+COMMENT ON COLUMN pyrec.model_versions.ef_search IS 'With an HNSW index: the hnsw.ef_search recommend() uses for trained users, the smallest that reached the target recall@10 on a sample of them at training';
+COMMENT ON COLUMN pyrec.model_versions.ann_recall IS 'With an HNSW index: recall@10 of the index at ef_search against the exact scan, on that sample (seen items left out, as recommend() does)';

@@ -548,6 +548,8 @@ class ModelVersion(Catalog):
     activated_at: Mapped[dt.datetime | None]
     items_table: Mapped[str]
     users_table: Mapped[str]
+    ef_search: Mapped[int | None]
+    ann_recall: Mapped[float | None] = mapped_column(REAL)
 
 
 class TrainingRun(Catalog):

@@ -15,6 +15,7 @@ from pyrec_pg.db import Db, settings
 from pyrec_pg.ml.attributes import Cold
 from pyrec_pg.ml.interactions import Interactions
 from pyrec_pg.ml.recipes.base import Factors
+from pyrec_pg.store.calibrate import calibrate
 from pyrec_pg.store.codec import vector_dtype, vector_literals, vector_schema, vector_type
 
 _ROWS_PER_INSERT = 5_000  # formatting a chunk takes ~8 KB per 64-dim row: 40 MB at a time
@@ -161,6 +162,13 @@ def write_version(
             )
     db.run(f"ANALYZE {qi}")
     db.run(f"ANALYZE {qu}")
+    tuned = None
+    if ann:  # the index's ef_search for trained users, measured on a sample of them
+        ids, vectors = data.items, factors.items
+        if cold is not None and cold.ids:
+            ids = np.concatenate([ids, np.asarray(cold.ids, dtype=str)])
+            vectors = np.vstack([vectors, cold.vectors])
+        tuned = calibrate(db, qi, ids, vectors, factors.users, data.matrix, vtype)
     share(db, qi, qu)
     row: list[tuple[str, Any, str]] = [  # column, value, type
         ("model_id", model.model_id, "int4"),
@@ -184,6 +192,12 @@ def write_version(
         ("n_cold_items", len(cold.ids) if cold is not None else 0, "int4"),
         ("user_features", json.dumps(info.user_features), "jsonb"),
     ]
+    # SQL older than 0.3.0 has no column for it (the server's Python is upgraded first)
+    if tuned is not None and db.scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid ="
+        " 'pyrec._versions'::regclass AND attname = 'ef_search' AND NOT attisdropped)"
+    ):
+        row += [("ef_search", tuned.ef_search, "int4"), ("ann_recall", tuned.recall, "float4")]
     names = ", ".join(c for c, _, _ in row)
     places = ", ".join(f"${n}" for n in range(1, len(row) + 1))
     db.run(

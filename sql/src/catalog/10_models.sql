@@ -52,6 +52,8 @@ CREATE TABLE pyrec._versions (
     user_features    jsonb NOT NULL DEFAULT '{}',
     created_at       timestamptz NOT NULL DEFAULT now(),
     activated_at     timestamptz,
+    ef_search        integer CHECK (ef_search BETWEEN 1 AND 1000),
+    ann_recall       real,
     PRIMARY KEY (model_id, version)
 );
 COMMENT ON TABLE pyrec._versions IS 'Trained versions of each model; read it through pyrec.model_versions';
@@ -78,7 +80,7 @@ CREATE VIEW pyrec.model_versions AS
 SELECT m.name AS model, v.version, v.status, v.recipe, v.params, v.metrics, v.dims,
        v.n_users, v.n_items, v.n_interactions, v.training_seconds, v.mode, v.base_version,
        v.ann AS hnsw_index, v.n_cold_items, v.created_at,
-       v.activated_at, v.items_table, v.users_table
+       v.activated_at, v.items_table, v.users_table, v.ef_search, v.ann_recall
 FROM pyrec._versions v JOIN pyrec.models m USING (model_id);
 COMMENT ON VIEW pyrec.model_versions IS 'Trained versions: status, recipe, parameters, holdout metrics, sizes, timings';
 
@@ -101,6 +103,8 @@ COMMENT ON COLUMN pyrec.model_versions.created_at IS 'When the training that wro
 COMMENT ON COLUMN pyrec.model_versions.activated_at IS 'When the version last became active';
 COMMENT ON COLUMN pyrec.model_versions.items_table IS 'Table in schema pyrec holding the item vectors';
 COMMENT ON COLUMN pyrec.model_versions.users_table IS 'Table in schema pyrec holding the user vectors';
+COMMENT ON COLUMN pyrec.model_versions.ef_search IS 'With an HNSW index: the hnsw.ef_search recommend() uses for trained users, the smallest that reached the target recall@10 on a sample of them at training';
+COMMENT ON COLUMN pyrec.model_versions.ann_recall IS 'With an HNSW index: recall@10 of the index at ef_search against the exact scan, on that sample (seen items left out, as recommend() does)';
 
 -- a run whose backend is gone (killed, crashed, server restarted) shows as failed at once;
 -- a standby cannot tell (the primary's backends are not among its own): it shows the row

@@ -322,7 +322,13 @@ BEGIN
         -- vectors solved at request time lie off the trained users' distribution: the graph
         -- search needs more candidates (recall@10 0.77 at 100 on 100k items); this function's
         -- SET clause restores the setting on exit
-        PERFORM pg_catalog.set_config('hnsw.ef_search', '400', true);
+        PERFORM pg_catalog.set_config('hnsw.ef_search', greatest(400, v.ef_search)::text, true);
+    ELSIF v.ann AND v.ef_search IS NOT NULL THEN
+        -- a trained user's vector: the version's own setting, the smallest that reached the
+        -- target recall on a sample of its users at training (pyrec_pg.store.calibrate); a
+        -- filter keeps 100 or more, as the iterative scan reads that many candidates a round
+        PERFORM pg_catalog.set_config('hnsw.ef_search',
+            CASE WHEN filter IS NULL THEN v.ef_search ELSE greatest(v.ef_search, 100) END::text, true);
     END IF;
     IF promotion IS NOT NULL AND exploration IS NOT NULL THEN
         RAISE EXCEPTION 'a request takes a promotion or exploration, not both'
