@@ -23,6 +23,9 @@ LADDER = (40, 60, 100, 150, 200, 300, 400, 600, 800, 1000)
 # when no step reaches the target (an inner-product graph never reaches some items), the
 # cheapest step within this of the best recall seen: more candidates would only cost time
 _NEAR_BEST = 0.01
+# the exact answer is scored a few users at a time: at most this many scores (64 MB) at once,
+# where all 200 users against 1M items would hold 0.9 GB
+_SCORES = 16_000_000
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,17 @@ def calibrate(
     a fixed sample of the trained users (rows of `users`, their items in `seen`), at each
     step of LADDER until one reaches TARGET_RECALL; None without users to sample."""
     rows = np.sort(np.random.default_rng(0).permutation(users.shape[0])[:SAMPLE_USERS])
-    exclude = seen[rows] if rows.size else seen[:0]
-    codes, _ = top_k(items, users[rows], K, exclude, np.empty(0, dtype=np.int32))
+    if not rows.size:
+        return None
+    exclude = seen[rows]
+    step = max(1, _SCORES // max(1, items.shape[0]))
+    nothing = np.empty(0, dtype=np.int32)
+    codes = np.vstack(
+        [
+            top_k(items, users[rows[lo : lo + step]], K, exclude[lo : lo + step], nothing, 1)[0]
+            for lo in range(0, rows.size, step)
+        ]
+    )
     truth = [set(item_ids[c[c >= 0]].tolist()) for c in codes]
     asks = [
         (vec, item_ids[exclude.indices[exclude.indptr[n] : exclude.indptr[n + 1]]].tolist())

@@ -76,3 +76,19 @@ def test_calibrate_measures_the_index_with_seen_items_left_out_and_restores_sett
     assert db.asked == [40] * 200 + [60] * 200 + [100] * 200
     assert db.settings == {"hnsw.ef_search": "40", "hnsw.iterative_scan": "off"}
     assert LADDER[:3] == (40, 60, 100)
+
+
+def test_calibrate_scores_the_exact_answer_a_few_users_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pyrec_pg.store.calibrate as calibrate_module
+
+    rng = np.random.default_rng(4)
+    items = rng.standard_normal((500, 8)).astype(np.float32)
+    users = rng.standard_normal((300, 8)).astype(np.float32)
+    seen = sp.csr_matrix(sp.random(300, 500, density=0.05, random_state=2, dtype=np.float32))
+    ids = np.array([f"i{n}" for n in range(500)])
+    whole = calibrate(_Index(items, ids), "pyrec.t", ids, items, users, seen, "vector(8)")
+    monkeypatch.setattr(calibrate_module, "_SCORES", 7 * 500)  # 7 users a block
+    blocks = calibrate(_Index(items, ids), "pyrec.t", ids, items, users, seen, "vector(8)")
+    assert blocks == whole == Calibration(100, 1.0)
