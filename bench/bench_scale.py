@@ -7,8 +7,8 @@ default), which the HNSW build inside the training must live with. shared_buffer
 (--shared-buffers, 1GB by default) holds what a 100k-item version serves from; a catalog of a
 million items serves from about 1.9 GB (two HNSW indexes of 614 MB, items 340 MB, users 300 MB)
 and the peer's tables as much again: below that, both serve from the OS cache and latency
-measures buffer misses (4.1 ms for recommend() at 1.13M items with 1GB, 1.6 ms alone in a cache
-that holds its index), so such runs give both systems the 25% of RAM that PostgreSQL's
+measures buffer misses (similar_items, whose ef_search is fixed, took 16.4 ms p50 at 1.13M items
+with 1GB and 3.6 ms with 6GB), so such runs give both systems the 25% of RAM that PostgreSQL's
 documentation suggests as a starting point.
 
 Data, generated in SQL (setup, not timed): --interactions events of --users users over --items
