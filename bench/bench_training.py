@@ -537,7 +537,9 @@ def header(dsn: str, fast: bool) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1M,10M", help="comma-separated, e.g. 1M or 1M,10M")
-    ap.add_argument("--ids", default="int,text", help="comma-separated id types, int and text (default both)")
+    ap.add_argument(
+        "--ids", default="int,text", help="comma-separated id types: int, text (default both)"
+    )
     ap.add_argument("--repeat", type=int, default=3, help="runs of each pipeline")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fast", action="store_true", help="durability off (printed first)")
