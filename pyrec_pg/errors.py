@@ -168,6 +168,10 @@ class LockNotAvailable(PyrecError):
     sqlstate = "55P03"  # lock_not_available
 
 
+class EngineFailure(PyrecError):
+    sqlstate = "58000"  # system_error: a distributed engine (Spark) failed outside Postgres
+
+
 class IoError(PyrecError):
     sqlstate = "58030"  # io_error
 

@@ -449,7 +449,7 @@ def compare_models(
                 f'model "{m.name}" reads {m.interactions}, "{first.name}" {first.interactions}',
                 hint="compare models over the same interactions relation and column mapping",
             )
-    plan = training._plan(first, overrides)
+    plan = training._plan(first, overrides, db.in_server)
     if plan.holdout <= 0:
         raise InvalidParameter("holdout must be above 0 to compare", hint="e.g. holdout => 0.25")
     data = interactions.load(db, first, plan.options, plan.protocol == "time")
@@ -458,7 +458,7 @@ def compare_models(
     popular = Popularity().fit(train)  # users absent from training get it, as when served
     out: list[dict[str, Any]] = []
     for m in models:
-        recipe = training._plan(m, None).recipe
+        recipe = training._plan(m, None, db.in_server).recipe
         per_user, users, top10 = evaluation.per_user_metrics(
             recipe.fit(train), train, test, fallback=popular
         )

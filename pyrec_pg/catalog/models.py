@@ -20,6 +20,7 @@ from pyrec_pg.errors import (
     UndefinedTable,
 )
 from pyrec_pg.ml.registry import RECIPES, recipe_params
+from pyrec_pg.ml.spark import SparkOptions
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
 
@@ -57,7 +58,13 @@ OPTION_KEYS = {
     "recency_half_life_days",
     "use_event_value",
     "event_value_threshold",
+    "engine",
+    "spark",
 }
+# what fits a model: pyrec's own solvers (in the server, or in the external trainer), or
+# Apache Spark (the external trainer only; recipe als)
+ENGINES = ("pyrec", "spark")
+ENGINE_RECIPES = {"spark": ("als",)}
 PROTOCOLS = ("random_per_user", "random_per_item", "time")
 COLUMN_KEYS = {*INTERACTION_COLUMNS, "items_id", "users_id", "items_created", "items_available"}
 # when an item entered the catalog: what exploration's item_age_cutoff_days reads
@@ -304,6 +311,18 @@ def validate_options(options: dict[str, Any], recipe: str) -> None:
             f'unknown evaluation protocol "{protocol}"', hint=f"protocols: {', '.join(PROTOCOLS)}"
         )
     recipe_params(recipe, options.get("params", {}))  # raises on bad recipe parameters
+    engine = options.get("engine", "pyrec")
+    if engine not in ENGINES:
+        raise InvalidParameter(
+            f"unknown engine {engine!r}", hint=f"options.engine is one of: {', '.join(ENGINES)}"
+        )
+    if engine in ENGINE_RECIPES and recipe not in ENGINE_RECIPES[engine]:
+        raise InvalidParameter(
+            f"engine {engine} does not train recipe {recipe}",
+            hint=f"engine {engine} trains: {', '.join(ENGINE_RECIPES[engine])}; leave out"
+            ' options.engine (or set it to "pyrec") for the others',
+        )
+    SparkOptions.parse(options.get("spark"))  # raises on a bad one, whatever the engine
 
 
 def check_threshold(options: dict[str, Any], columns: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from pyrec_pg.cli._db import READ_DSN_HINT, connect, dsn_of, rows
 from pyrec_pg.cli._output import emit, parse_json, table
 from pyrec_pg.cli._parsing import Subparsers, command
 from pyrec_pg.cli._progress import Progress
-from pyrec_pg.errors import FeatureNotSupported
+from pyrec_pg.errors import FeatureNotSupported, InvalidParameter
 
 OPTIONS_EXAMPLE = '{"params": {"factors": 32}}'
 
@@ -87,7 +87,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     here through the plpy stub, for system cron and services without plpython3u; with
     --read-dsn it reads the model's relations on a hot standby."""
     dsn = dsn_of(args)
-    options = parse_json("--options", args.options, OPTIONS_EXAMPLE) or {}
+    options = _engine_options(args, parse_json("--options", args.options, OPTIONS_EXAMPLE) or {})
     arguments = {"model": args.model, "options": options, "mode": args.mode}
     if args.read_dsn is not None:  # a bad one fails now, named, in either flavour
         connect(args.read_dsn, option="--read-dsn", hint=READ_DSN_HINT).close()
@@ -107,6 +107,32 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary = client.client_side("train", arguments, args.read_dsn)
     emit(args, summary, summary["notice"])
     return 0
+
+
+def _engine_options(args: argparse.Namespace, options: dict[str, Any]) -> dict[str, Any]:
+    """--engine and the --spark-* flags over --options (which they override key by key)."""
+    if not isinstance(options, dict):
+        return options  # the training names it
+    if args.engine is not None:
+        options = {**options, "engine": args.engine}
+    given = options.get("spark")
+    spark = dict(given) if isinstance(given, dict) else {}
+    if args.spark_master is not None:
+        spark["master"] = args.spark_master
+    if args.spark_partitions is not None:
+        spark["partitions"] = args.spark_partitions
+    if args.spark_conf:
+        conf = dict(spark.get("conf") or {})
+        for pair in args.spark_conf:
+            key, sep, value = pair.partition("=")
+            if not sep or not key.strip():
+                raise InvalidParameter(
+                    f"--spark-conf takes KEY=VALUE, not {pair!r}",
+                    hint="for example --spark-conf spark.driver.memory=4g",
+                )
+            conf[key.strip()] = value
+        spark["conf"] = conf
+    return {**options, "spark": spark} if spark else options
 
 
 def _metric_order(name: str) -> tuple[str, int]:
@@ -200,6 +226,8 @@ def register(sub: Subparsers) -> None:
             "pyrec train movies --mode update --json                 # warm start; for cron",
             "pyrec train movies --dsn 'host=primary dbname=mydb' --read-dsn 'host=standby"
             " dbname=mydb'",
+            "pyrec train movies --engine spark --spark-master spark://spark-1:7077"
+            " --spark-conf spark.executor.memory=8g",
         ],
         description="By default the external trainer: the same training code as the server's,"
         " run in this process through a plpy-compatible layer over psycopg (for system cron, and"
@@ -207,7 +235,9 @@ def register(sub: Subparsers) -> None:
         " instead. --read-dsn reads the model's tables on a hot standby of the --dsn database,"
         " so the primary only receives the new version (one transaction, as always); a server"
         " that is not such a standby is refused (SQLSTATE 55000), and the output says how far"
-        " its replay was behind. On a terminal, stderr shows the phase and percent of"
+        " its replay was behind. --engine spark fits ALS on Apache Spark (the model's"
+        " options.engine and options.spark set it for every training; docs/spark.md). On a"
+        " terminal, stderr shows the phase and percent of"
         " pyrec.training_runs. Exits 75 when another session is training the model (cron can"
         " retry later).",
     )
@@ -218,6 +248,30 @@ def register(sub: Subparsers) -> None:
         choices=["full", "update"],
         default="full",
         help="update: warm-start from the active version (fewer sweeps)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=["pyrec", "spark"],
+        help="what fits the model: pyrec's own solver (the default) or Apache Spark MLlib"
+        " (recipe als; needs make spark); overrides the model's options.engine",
+    )
+    p.add_argument(
+        "--spark-master",
+        metavar="URL",
+        help="Spark's master: local[*] (the default), local[N], spark://host:7077, yarn,"
+        " k8s://...",
+    )
+    p.add_argument(
+        "--spark-conf",
+        metavar="KEY=VALUE",
+        action="append",
+        help="a Spark setting, e.g. spark.executor.memory=8g (repeatable)",
+    )
+    p.add_argument(
+        "--spark-partitions",
+        type=int,
+        metavar="N",
+        help="ALS blocks of users and of items (default: Spark's default parallelism)",
     )
     where = p.add_mutually_exclusive_group()
     where.add_argument(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from types import ModuleType
 from typing import Any, Protocol
 
 Row = Mapping[str, Any]
@@ -38,6 +39,12 @@ class Db:
         self.plpy = plpy
         self._plans: dict[tuple[str, tuple[str, ...]], Any] = {}
         self._reader = reader
+
+    @property
+    def in_server(self) -> bool:
+        """Whether this runs in a Postgres backend (PL/Python's plpy, a module) rather than in
+        a client through the stub: what must not start there (a Spark driver) asks."""
+        return isinstance(self.plpy, ModuleType)
 
     @property
     def reader(self) -> Db:

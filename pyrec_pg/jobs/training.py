@@ -13,6 +13,7 @@ from pyrec_pg.catalog.runs import Run, abandoned
 from pyrec_pg.catalog.versions import Trained
 from pyrec_pg.db import Db, settings, standby
 from pyrec_pg.errors import (
+    FeatureNotSupported,
     InvalidParameter,
     LockNotAvailable,
     NotReady,
@@ -32,6 +33,7 @@ from pyrec_pg.ml.recipes.base import Factors, Recipe
 from pyrec_pg.ml.recipes.popularity import item_popularity
 from pyrec_pg.ml.recipes.semantic import Semantic
 from pyrec_pg.ml.registry import cold_text, recipe_params
+from pyrec_pg.ml.spark import SparkAls, SparkOptions
 from pyrec_pg.store import interactions
 from pyrec_pg.store.attributes import require_items
 from pyrec_pg.store.vectors import read_vectors, write_version
@@ -51,14 +53,25 @@ class _Plan:
     texts: text.TextOptions | None = None  # cold items' vectors from these text columns too
 
 
-def _plan(model: Model, overrides: dict[str, Any] | None) -> _Plan:
+def _plan(model: Model, overrides: dict[str, Any] | None, in_server: bool) -> _Plan:
     overrides = overrides or {}
     if not isinstance(overrides, dict):
         raise InvalidParameter("training options must be a JSON object")
     options = {**model.options, **overrides}
+    options = _merged_spark(options, model.options.get("spark"), overrides.get("spark"))
     validate_options(options, model.recipe)
     check_threshold(options, model.columns)
-    recipe = recipe_params(model.recipe, options.get("params", {}))
+    recipe: Recipe = recipe_params(model.recipe, options.get("params", {}))
+    if options.get("engine") == "spark" and isinstance(recipe, Als):
+        if in_server:
+            raise FeatureNotSupported(
+                f'model "{model.name}" trains on Spark (options.engine), which does not run'
+                " inside the database server",
+                hint=f"train it with the external trainer: pyrec train {model.name} --dsn ..."
+                " (from system cron for scheduled retrains), or pass"
+                ' options => \'{"engine": "pyrec"}\' to train this once in the server',
+            )
+        recipe = SparkAls(recipe, SparkOptions.parse(options.get("spark")))
     texts = cold_text(model.recipe, options.get("params", {}))
     needs = recipe.model if isinstance(recipe, Semantic) else texts.model if texts else None
     if needs is not None:  # a missing text extra fails here, before any work
@@ -70,6 +83,17 @@ def _plan(model: Model, overrides: dict[str, Any] | None) -> _Plan:
     protocol = str(options.get("protocol", "random_per_user"))
     holdout = float(options.get("holdout", 0.2 if protocol == "time" else 0.25))
     return _Plan(options, recipe, protocol, holdout, int(options.get("seed", 0)), texts)
+
+
+def _merged_spark(options: dict[str, Any], stored: Any, given: Any) -> dict[str, Any]:
+    """The call's options.spark over the model's, key by key (and conf by setting), so that
+    `--spark-master` keeps the model's Spark configuration."""
+    if not (isinstance(stored, dict) and isinstance(given, dict)):
+        return options
+    merged = {**stored, **given}
+    if isinstance(stored.get("conf"), dict) and isinstance(given.get("conf"), dict):
+        merged["conf"] = {**stored["conf"], **given["conf"]}
+    return {**options, "spark": merged}
 
 
 MODES = ("full", "update")
@@ -94,7 +118,14 @@ def train(
             f"unknown training mode {mode!r}", hint='mode is "full" (default) or "update"'
         )
     model = get_model(db, name)
-    plan = _plan(model, overrides)
+    plan = _plan(model, overrides, db.in_server)
+    if mode == "update" and isinstance(plan.recipe, SparkAls):
+        raise FeatureNotSupported(
+            "engine spark trains in full only: Spark's ALS cannot start from the active"
+            " version's vectors",
+            hint='train with mode "full", or update with engine pyrec:'
+            ' options => \'{"engine": "pyrec"}\'',
+        )
     for setting in settings.SETTINGS:  # a bad value fails now, not after the fit
         settings.get(db, setting.name)
     if db.scalar("SELECT pg_is_in_recovery()"):
@@ -267,7 +298,7 @@ def _train(db: Db, model: Model, plan: _Plan, run: Run, mode: str | None) -> dic
 def evaluate(db: Db, name: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
     """Holdout metrics of the model's recipe on demand, without writing a version."""
     model = get_model(db, name)
-    plan = _plan(model, overrides)
+    plan = _plan(model, overrides, db.in_server)
     if plan.holdout <= 0:
         raise InvalidParameter("holdout must be above 0 to evaluate", hint="e.g. holdout => 0.25")
     data = interactions.load(db, model, plan.options, plan.protocol == "time")

@@ -75,7 +75,11 @@ class Als:
         fitted = self._fit_implicit(confidence, init) if self.engine != "numpy" else None
         if fitted is None:
             fitted = self._fit_numpy(confidence, init)
-        # serving folds new history in with one solve against (Y'Y + reg I), computed here once
+        return self.foldable(fitted)
+
+    def foldable(self, fitted: Factors) -> Factors:
+        """`fitted` with what serving's fold-in needs: it folds new history in with one solve
+        against (Y'Y + reg I), computed here once."""
         y = fitted.items.astype(np.float64)
         gram = y.T @ y + self.fold_in_regularization * np.eye(self.factors)
         return replace(
