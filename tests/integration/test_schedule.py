@@ -92,6 +92,10 @@ def test_schedule_rejects_bad_input(cron_db: Conn) -> None:
         cron_db.execute("SELECT pyrec.schedule_training('shop', '0 3 * * *', mode => 'fast')")
     with raises_pg(cron_db, "22004", "must not be null"):
         cron_db.execute("SELECT pyrec.schedule_training('shop', NULL)")
+    # pg_cron trains in the server, which does not start Spark: the system's cron does
+    spark = """'{"engine": "spark"}'"""
+    with raises_pg(cron_db, "0A000", "trains on Spark", "pyrec train shop"):
+        cron_db.execute(f"SELECT pyrec.schedule_training('shop', '0 3 * * *', options => {spark})")
     with raises_pg(cron_db, "42704", 'model "shop" has no scheduled training', "schedule_training"):
         cron_db.execute("SELECT pyrec.unschedule_training('shop')")
     # a 10 MB argument is not echoed whole, neither by pyrec nor from pg_cron's own error
