@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -19,7 +22,7 @@ from pyrec_pg.ml import spark
 from tests.conftest import FAST, PLPYTHON, WHY_SKIPPED
 from tests.integration.test_cli import PYREC, REPO, _env, fails_json, ok_json
 
-pytest.importorskip("pyspark", reason="make spark installs Spark (pyspark and Java 17)")
+pyspark = pytest.importorskip("pyspark", reason="make spark installs Spark (pyspark and Java 17)")
 if not os.environ.get("JAVA_HOME") and not any(
     os.access(os.path.join(d, "java"), os.X_OK) for d in os.environ.get("PATH", "").split(":")
 ):
@@ -121,6 +124,68 @@ def test_a_spark_version_serves_filters_folds_in_and_batches(trained: Conn) -> N
     # rollback goes back to the version trained without Spark, which serves at once
     trained.execute("SELECT pyrec.rollback('movies')")
     assert active(trained)[0] == 1 and len(recommended(trained, 1)) == 10
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for(log: Path, text: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while text not in log.read_text(errors="replace"):
+        assert proc.poll() is None, log.read_text(errors="replace")
+        assert time.monotonic() < deadline, f"no {text!r} in {log}"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A Spark standalone cluster on this host: a master and a worker (2 cores, 1 GB), the
+    processes a real cluster runs, from pyspark's own spark-class; (its URL, master's log)."""
+    home = Path(pyspark.__file__).parent
+    tmp = tmp_path_factory.mktemp("spark")
+    env = {**os.environ, "SPARK_HOME": str(home), "SPARK_LOG_DIR": str(tmp)}
+    port = _free_port()
+    url = f"spark://127.0.0.1:{port}"
+    spark_class = str(home / "bin" / "spark-class")
+    master = [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1"]
+    master += ["--port", str(port), "--webui-port", str(_free_port())]
+    worker = [spark_class, "org.apache.spark.deploy.worker.Worker", "--cores", "2"]
+    worker += ["--memory", "1g", "--webui-port", str(_free_port()), "--work-dir", str(tmp), url]
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        master_log, worker_log = tmp / "master.log", tmp / "worker.log"
+        with master_log.open("wb") as out:
+            procs.append(subprocess.Popen(master, stdout=out, stderr=subprocess.STDOUT, env=env))
+        _wait_for(master_log, "I have been elected leader", procs[0])
+        with worker_log.open("wb") as out:
+            procs.append(subprocess.Popen(worker, stdout=out, stderr=subprocess.STDOUT, env=env))
+        _wait_for(master_log, "Registering worker", procs[0])
+        yield url, master_log
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_a_standalone_cluster_trains_the_version(
+    trained: Conn, standalone: tuple[str, Path]
+) -> None:
+    """The master URL passes through to Spark: a cluster's executors (another JVM, launched
+    by its worker) fit the model, the trainer writes the version."""
+    url, log = standalone
+    options = {"engine": "spark", "holdout": 0, "spark": {"master": url}}
+    options["spark"]["conf"] = {"spark.executor.memory": "512m"}
+    summary = train(trained, options)
+    assert summary["version"] == 2 and active(trained)[1]["spark_master"] == url
+    assert "Registering app pyrec train" in log.read_text(errors="replace")
+    assert len(recommended(trained, 1)) == 10
 
 
 def test_text_ids_train_on_spark_and_serve_as_text(trained: Conn) -> None:
