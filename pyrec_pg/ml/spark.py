@@ -167,13 +167,20 @@ def _failures(options: SparkOptions) -> Iterator[None]:
         raise
     except Exception as e:
         stop()
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:500]
         raise EngineFailure(
-            f"Spark failed to fit the model (master {options.master}): {first}",
+            f"Spark failed to fit the model (master {options.master}): {_cause(e)}",
             hint="the Spark driver's log says more; the version serving before this training"
             " still serves",
             detail=type(e).__name__,
         ) from e
+
+
+def _cause(e: Exception) -> str:
+    """The line of a Spark error that says what went wrong: py4j's first line only names the
+    Java call ("An error occurred while calling o66.fit."), the Java exception follows."""
+    lines = [ln.strip(" :") for ln in str(e).splitlines() if ln.strip(" :")]
+    named = [ln for ln in lines if "Exception:" in ln or "Error:" in ln]
+    return ((named or lines or [type(e).__name__])[0])[:500]
 
 
 @dataclass(frozen=True)

@@ -90,3 +90,16 @@ def test_no_java_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(spark, "_SESSIONS", {})
     with pytest.raises(UndefinedFile, match="needs a Java runtime"):
         spark.session(SparkOptions())
+
+
+def test_a_spark_error_is_told_by_its_java_exception() -> None:
+    java = RuntimeError(
+        "An error occurred while calling o66.fit.\n"
+        ": org.apache.spark.SparkException: Job aborted due to stage failure: lost\n"
+        "\tat org.apache.spark.scheduler.DAGScheduler.failJobAndIndependentStages"
+    )
+    assert spark._cause(java) == (
+        "org.apache.spark.SparkException: Job aborted due to stage failure: lost"
+    )
+    assert spark._cause(ConnectionRefusedError("[Errno 111] refused")) == "[Errno 111] refused"
+    assert spark._cause(RuntimeError("")) == "RuntimeError"
