@@ -192,9 +192,9 @@ def test_unknown_option_hint_lists_options() -> None:
     with pytest.raises(InvalidParameter) as info:
         validate_options({"zzz": 1}, "als")
     assert info.value.hint == (
-        "options are: columns, event_types, event_value_threshold, event_weights, exclude_seen,"
-        " holdout, params,"
-        " protocol, recency_half_life_days, seed, use_event_value, window_days"
+        "options are: columns, engine, event_types, event_value_threshold, event_weights,"
+        " exclude_seen, holdout, params, protocol, recency_half_life_days, seed, spark,"
+        " use_event_value, window_days"
     )
 
 
