@@ -258,8 +258,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument(
         "--spark-master",
         metavar="URL",
-        help="Spark's master: local[*] (the default), local[N], spark://host:7077, yarn,"
-        " k8s://...",
+        help="Spark's master: local[*] (the default), local[N], spark://host:7077, yarn, k8s://...",
     )
     p.add_argument(
         "--spark-conf",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -73,3 +73,53 @@ def vector_type(db: Db, dims: int) -> str:
 def vector_dtype(dims: int, prefix: Sequence[tuple[str, str]] = ()) -> np.dtype[Any]:
     """pgvector's binary form (vector_send): int16 dims, int16 unused, float4s; big endian."""
     return np.dtype([*prefix, ("dim", ">i2"), ("unused", ">i2"), ("v", ">f4", (dims,))])
+
+
+# binary COPY: the signature, flags and header extension length; the trailer (-1 fields)
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+COPY_TRAILER = b"\xff\xff"
+_ROWS_PER_BLOCK = 10_000
+
+
+def copy_rows(
+    ids: npt.NDArray[np.str_], columns: Sequence[tuple[str, npt.NDArray[Any]]]
+) -> Iterator[bytes]:
+    """A binary COPY stream of rows (id text, then `columns`: (type, values) with type "real",
+    "int4" or a vector type, values one row per id), in blocks of rows: each row's fixed-size
+    fields are laid out by numpy once per block, its id's bytes joined in."""
+    fields: list[Any] = []  # numpy dtype fields: (name, type) or (name, type, shape)
+    for n, (typ, values) in enumerate(columns):
+        if typ == "real":
+            fields += [(f"n{n}", ">i4"), (f"v{n}", ">f4")]
+        elif typ == "int4":
+            fields += [(f"n{n}", ">i4"), (f"v{n}", ">i4")]
+        else:  # pgvector's binary form, its length first
+            dims = int(values.shape[1])
+            fields += [
+                (f"n{n}", ">i4"),
+                (f"d{n}", ">i2"),
+                (f"u{n}", ">i2"),
+                (f"v{n}", ">f4", (dims,)),
+            ]
+    tail_type = np.dtype(fields)
+    yield COPY_HEADER
+    count = (1 + len(columns)).to_bytes(2, "big")
+    for lo in range(0, ids.size, _ROWS_PER_BLOCK):
+        hi = min(ids.size, lo + _ROWS_PER_BLOCK)
+        tail = np.zeros(hi - lo, dtype=tail_type)
+        for n, (typ, values) in enumerate(columns):
+            if typ in ("real", "int4"):
+                tail[f"n{n}"] = 4
+            else:
+                dims = int(values.shape[1])
+                tail[f"n{n}"] = 4 + 4 * dims
+                tail[f"d{n}"] = dims
+            tail[f"v{n}"] = values[lo:hi]
+        width = tail_type.itemsize
+        packed = tail.tobytes()
+        texts = [t.encode() for t in ids[lo:hi].tolist()]
+        yield b"".join(
+            count + len(t).to_bytes(4, "big") + t + packed[k * width : (k + 1) * width]
+            for k, t in enumerate(texts)
+        )
+    yield COPY_TRAILER

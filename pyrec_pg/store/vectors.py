@@ -16,7 +16,13 @@ from pyrec_pg.ml.attributes import Cold
 from pyrec_pg.ml.interactions import Interactions
 from pyrec_pg.ml.recipes.base import Factors
 from pyrec_pg.store.calibrate import calibrate
-from pyrec_pg.store.codec import vector_dtype, vector_literals, vector_schema, vector_type
+from pyrec_pg.store.codec import (
+    copy_rows,
+    vector_dtype,
+    vector_literals,
+    vector_schema,
+    vector_type,
+)
 
 _ROWS_PER_INSERT = 5_000  # formatting a chunk takes ~8 KB per 64-dim row: 40 MB at a time
 
@@ -65,7 +71,13 @@ def insert_rows(
 ) -> None:
     """Insert rows in chunks; `columns` are (name, type, values) with type a vector type,
     real or int4. Vectors are formatted per chunk as it is sent, so the text of all of them
-    never sits in memory at once."""
+    never sits in memory at once. Outside the server (the stub's plpy can COPY), the rows go
+    in binary COPY blocks instead: no text for the server to parse."""
+    copy = getattr(db.plpy, "copy_binary", None)
+    if copy is not None:
+        targets = [db.ident(key)] + [db.ident(c[0]) for c in columns]
+        copy(table, targets, copy_rows(ids, [(t, v) for _, t, v in columns]))
+        return
     names = ", ".join([key] + [c[0] for c in columns])
     casts = ", ".join(["k"] + [f"c{n}::{t}" for n, (_, t, _) in enumerate(columns)])
     sources = ", ".join(
