@@ -130,7 +130,7 @@ DEMO_MODEL = {
     "users": "viewers",
     "recipe": "als",
 }
-NO_DRAMA = """EXCLUDE ItemID WHERE Items.genre IN ("Drama", "Comedy")"""
+NO_DRAMA = '''EXCLUDE ItemID WHERE Items.genre IN ("Drama", "Comedy")'''
 
 
 def _managed_demo(cluster: Cluster, t0: float) -> int:

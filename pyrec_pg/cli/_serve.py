@@ -17,7 +17,9 @@ from pyrec_pg.cli._progress import Progress
 PARAMS_EXAMPLE = '{"GENRES": ["Comedy", "Drama"]}'
 
 
-def _items(args: argparse.Namespace, query: str, values: list[Any], ranking: Any = None) -> int:
+def _items(
+    args: argparse.Namespace, query: str, values: list[Any], ranking: Any = None
+) -> int:
     with Client(dsn_of(args)) as client:
         client.prepare_filter(args.model, args.filter)
         client.prepare_ranking(args.model, ranking)
@@ -57,15 +59,8 @@ def cmd_recommend_items(args: argparse.Namespace) -> int:
         "SELECT rank, item_id, score::float8, source FROM pyrec.recommend_for_items(%s,"
         " %s::text[], %s, filter => %s, params => %s::jsonb, exclude_items => %s::text[],"
         " ranking => %s::jsonb) ORDER BY rank",
-        [
-            args.model,
-            args.items,
-            args.k,
-            args.filter,
-            _jsonb(params),
-            args.exclude,
-            _jsonb(ranking),
-        ],
+        [args.model, args.items, args.k, args.filter, _jsonb(params), args.exclude,
+         _jsonb(ranking)],
         ranking,
     )
 

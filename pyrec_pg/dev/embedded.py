@@ -167,15 +167,8 @@ def server_source(sources: Path, major: str) -> Path:
     try:
         _run("apt-get", *options, "update", "-qq")
         sources.mkdir(parents=True, exist_ok=True)
-        _run(
-            "apt-get",
-            *options,
-            "source",
-            "--download-only",
-            "-qq",
-            f"postgresql-{major}",
-            cwd=sources,
-        )
+        _run("apt-get", *options, "source", "--download-only", "-qq", f"postgresql-{major}",
+             cwd=sources)
     finally:
         shutil.rmtree(apt, ignore_errors=True)
     for extra in sources.glob(f"postgresql-{major}_*"):
@@ -213,8 +206,7 @@ def build_plpython(sources: Path, python: str = "/usr/bin/python3") -> Path:
         with tarfile.open(tarball) as tar:
             top = tar.getnames()[0].split("/")[0]
             wanted = [
-                m
-                for m in tar.getmembers()
+                m for m in tar.getmembers()
                 if m.name.startswith(f"{top}/src/pl/plpython/")
                 or m.name == f"{top}/src/backend/utils/errcodes.txt"
             ]
@@ -224,41 +216,19 @@ def build_plpython(sources: Path, python: str = "/usr/bin/python3") -> Path:
                 tar.extractall(work, members=wanted)
         src = work / top / "src" / "pl" / "plpython"
         (src / "spiexceptions.h").write_text(
-            _run(
-                "perl",
-                src / "generate-spiexceptions.pl",
-                work / top / "src" / "backend" / "utils" / "errcodes.txt",
-            )
+            _run("perl", src / "generate-spiexceptions.pl",
+                 work / top / "src" / "backend" / "utils" / "errcodes.txt")
         )
         include = _config("includedir-server")
         objects = []
         for c in sorted(src.glob("plpy_*.c")):
             obj = c.with_suffix(".o")
-            _run(
-                "gcc",
-                "-O2",
-                "-fPIC",
-                "-D_GNU_SOURCE",
-                f"-I{src}",
-                f"-I{include}",
-                f"-I{paths['include']}",
-                "-c",
-                c,
-                "-o",
-                obj,
-            )
+            _run("gcc", "-O2", "-fPIC", "-D_GNU_SOURCE", f"-I{src}", f"-I{include}",
+                 f"-I{paths['include']}", "-c", c, "-o", obj)
             objects.append(obj)
         so = src / "plpython3.so"
-        _run(
-            "gcc",
-            "-shared",
-            "-o",
-            so,
-            *objects,
-            f"-L{paths['libdir']}",
-            f"-Wl,-rpath,{paths['libdir']}",
-            f"-lpython{paths['version']}",
-        )
+        _run("gcc", "-shared", "-o", so, *objects, f"-L{paths['libdir']}",
+             f"-Wl,-rpath,{paths['libdir']}", f"-lpython{paths['version']}")
         shutil.copy(so, lib / "plpython3.so")
         for f in ("plpython3u.control", "plpython3u--1.0.sql"):
             shutil.copy(src / f, share / "extension" / f)

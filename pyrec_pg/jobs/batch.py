@@ -401,9 +401,8 @@ def batch_recommend(
 
     def work(run: Run, staging: str) -> dict[str, Any]:
         if ranking is not None:
-            return _batch_ranked(
-                db, model, version, run, staging, users, k, flt, params, exclude_seen, ranking
-            )
+            return _batch_ranked(db, model, version, run, staging, users, k, flt, params,
+                                 exclude_seen, ranking)
         return _batch(db, model, version, run, staging, users, k, flt, params, exclude_seen)
 
     return run_job(db, model, version, into, RECOMMENDATIONS, work)
