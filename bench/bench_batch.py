@@ -102,6 +102,7 @@ from pyrec_pg.jobs.batch import USERS_PER_BLOCK
 from pyrec_pg.ml.interactions import Interactions
 from pyrec_pg.ml.recipes.base import Factors
 from pyrec_pg.ml.topk import Codes, Scores, top_k
+from pyrec_pg.store.codec import COPY_HEADER, COPY_TRAILER
 from pyrec_pg.store.vectors import write_version
 
 from .bench_training import DURABLE, line, mb, proc_status, spread
@@ -123,9 +124,7 @@ SAMPLE_SECONDS = 0.02  # memory sampling; the phase is polled every POLL_EVERY s
 POLL_EVERY = 5
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")  # the peer runs with the server's
 NOTICE = re.compile(r"(\d+) rows for (\d+) users")  # batch_recommend's closing NOTICE
-COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension
-BINARY_HEADER = len(COPY_SIGNATURE)  # what a binary COPY out starts with: no extension
-COPY_TRAILER = b"\xff\xff"
+BINARY_HEADER = len(COPY_HEADER)  # what a binary COPY out starts with: no extension
 PAIR = np.dtype([("u", ">i8"), ("i", ">i8")])  # the peer's packed interactions
 INTERACTION_ROW = np.dtype([("n", ">i2"), ("lu", ">i4"), ("u", ">i8"), ("li", ">i4"), ("i", ">i8")])
 
@@ -213,7 +212,7 @@ def setup(dsn: str, n_users: int, n_items: int, seed: int) -> tuple[dict[str, fl
             copy.write("".join(f"{i}\t{CATEGORIES[c]}\n" for i, c in enumerate(category.tolist())))
         stmt = f"COPY {INTERACTIONS} FROM STDIN (FORMAT binary)"
         with conn.cursor() as cur, cur.copy(stmt) as copy:
-            copy.write(COPY_SIGNATURE)
+            copy.write(COPY_HEADER)
             for lo in range(0, users.size, 1_000_000):
                 chunk = np.empty(min(1_000_000, users.size - lo), INTERACTION_ROW)
                 chunk["n"], chunk["lu"], chunk["li"] = 2, 8, 8
@@ -546,7 +545,7 @@ class BlockWriter(threading.Thread):
 
     def run(self) -> None:
         try:
-            self.copy.write(COPY_SIGNATURE)
+            self.copy.write(COPY_HEADER)
             while (block := self.blocks.get()) is not None:
                 if self.abort.is_set():
                     return

@@ -90,6 +90,7 @@ from pyrec_pg.dev.cluster import PG_BIN, Cluster
 from pyrec_pg.ml.interactions import Interactions
 from pyrec_pg.ml.recipes.base import Factors
 from pyrec_pg.ml.recipes.popularity import item_popularity
+from pyrec_pg.store.codec import COPY_HEADER, COPY_TRAILER
 from pyrec_pg.store.vectors import write_version
 
 from .common import median, movielens_server, nearest_rank
@@ -104,8 +105,6 @@ KEEP = 0.3  # share of the items the filters keep
 MIN_CALLS = 100
 ML_FILTER = 'INCLUDE ItemID WHERE Items.genre IN ("Comedy")'  # 505 of 1,682 movies
 # COPY ... (FORMAT binary): a header, per row the field count then length + value per field
-COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
-COPY_TRAILER = b"\xff\xff"
 PAIR_ROW = np.dtype([("n", ">i2"), ("lu", ">i4"), ("u", ">i8"), ("li", ">i4"), ("i", ">i8")])
 ROWS_PER_CHUNK = 200_000
 CASES = (

@@ -61,6 +61,7 @@ from psycopg import sql
 
 from pyrec_pg.dev import synthetic
 from pyrec_pg.dev.cluster import PG_BIN, Cluster
+from pyrec_pg.store.codec import COPY_HEADER, COPY_TRAILER
 
 from .common import median
 
@@ -74,9 +75,7 @@ SAMPLE_SECONDS = 0.02
 MB = 1024 * 1024
 PHASES = ("starting", "reading", "evaluating", "training", "writing")  # pyrec._runs.phase
 DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
-COPY_TRAILER = b"\xff\xff"
 INDEX_STEP = "of which indexes"  # the peer's step when peer_pipeline is given index_items
-COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 
 
 def proc_status(pid: int) -> dict[str, int]:

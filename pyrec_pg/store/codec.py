@@ -86,36 +86,26 @@ def copy_rows(
 ) -> Iterator[bytes]:
     """A binary COPY stream of rows (id text, then `columns`: (type, values) with type "real",
     "int4" or a vector type, values one row per id), in blocks of rows: each row's fixed-size
-    fields are laid out by numpy once per block, its id's bytes joined in."""
-    fields: list[Any] = []  # numpy dtype fields: (name, type) or (name, type, shape)
+    fields (a length, then the value: a vector in vector_dtype's form) are laid out by numpy
+    once per block, its id's bytes joined in."""
+    fields: list[tuple[str, Any]] = []
     for n, (typ, values) in enumerate(columns):
-        if typ == "real":
-            fields += [(f"n{n}", ">i4"), (f"v{n}", ">f4")]
-        elif typ == "int4":
-            fields += [(f"n{n}", ">i4"), (f"v{n}", ">i4")]
-        else:  # pgvector's binary form, its length first
-            dims = int(values.shape[1])
-            fields += [
-                (f"n{n}", ">i4"),
-                (f"d{n}", ">i2"),
-                (f"u{n}", ">i2"),
-                (f"v{n}", ">f4", (dims,)),
-            ]
+        value = {"real": ">f4", "int4": ">i4"}.get(typ) or vector_dtype(int(values.shape[1]))
+        fields += [(f"n{n}", ">i4"), (f"v{n}", value)]
     tail_type = np.dtype(fields)
-    yield COPY_HEADER
+    width = tail_type.itemsize
     count = (1 + len(columns)).to_bytes(2, "big")
+    yield COPY_HEADER
     for lo in range(0, ids.size, _ROWS_PER_BLOCK):
         hi = min(ids.size, lo + _ROWS_PER_BLOCK)
         tail = np.zeros(hi - lo, dtype=tail_type)
-        for n, (typ, values) in enumerate(columns):
-            if typ in ("real", "int4"):
-                tail[f"n{n}"] = 4
+        for n, (_, values) in enumerate(columns):
+            tail[f"n{n}"] = tail_type[f"v{n}"].itemsize
+            if tail_type[f"v{n}"].names:  # a vector: its dims, then its floats
+                tail[f"v{n}"]["dim"] = values.shape[1]
+                tail[f"v{n}"]["v"] = values[lo:hi]
             else:
-                dims = int(values.shape[1])
-                tail[f"n{n}"] = 4 + 4 * dims
-                tail[f"d{n}"] = dims
-            tail[f"v{n}"] = values[lo:hi]
-        width = tail_type.itemsize
+                tail[f"v{n}"] = values[lo:hi]
         packed = tail.tobytes()
         texts = [t.encode() for t in ids[lo:hi].tolist()]
         yield b"".join(
