@@ -25,13 +25,13 @@ INSTALL_HINT = (
     " pip install 'pyrec_pg[spark]' with a Java 17 runtime on the PATH or in JAVA_HOME"
 )
 # what pyrec sets unless the model's spark.conf says otherwise: no web UI port opened on the
-# trainer's host, no progress bars on its terminal, Arrow to ship the pairs
+# trainer's host, no progress bars on its terminal (the pairs and the factors travel as Arrow
+# tables, which Spark takes and gives without a setting)
 DEFAULT_CONF = {
     "spark.app.name": "pyrec train",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.log.level": "ERROR",
-    "spark.sql.execution.arrow.pyspark.enabled": "true",
 }
 SPARK_KEYS = ("master", "conf", "partitions")
 # Spark's regParam per unit of pyrec's regularization per interaction of a row (SparkAls):
@@ -254,7 +254,6 @@ class SparkAls:
             model = als.fit(frame)
             users = _collect(model.userFactors, confidence.shape[0], self.als.factors)
             items = _collect(model.itemFactors, confidence.shape[1], self.als.factors)
-            frame.unpersist()
         return self.als.foldable(Factors(users=users, items=items))
 
 
