@@ -121,6 +121,10 @@ def _engine_options(args: argparse.Namespace, options: dict[str, Any]) -> dict[s
         spark["master"] = args.spark_master
     if args.spark_partitions is not None:
         spark["partitions"] = args.spark_partitions
+    if args.spark_read is not None:
+        spark["read"] = args.spark_read
+    if args.spark_read_partitions is not None:
+        spark["read_partitions"] = args.spark_read_partitions
     if args.spark_conf:
         conf = dict(spark.get("conf") or {})
         for pair in args.spark_conf:
@@ -271,6 +275,19 @@ def register(sub: Subparsers) -> None:
         type=int,
         metavar="N",
         help="ALS blocks of users and of items (default: Spark's default parallelism)",
+    )
+    p.add_argument(
+        "--spark-read",
+        choices=["trainer", "jdbc"],
+        help="who reads the interactions: this trainer, which sends the pairs to Spark (the"
+        " default), or Spark's executors through JDBC, by a hash of the user (needs a TCP"
+        " --dsn or --read-dsn)",
+    )
+    p.add_argument(
+        "--spark-read-partitions",
+        type=int,
+        metavar="N",
+        help="JDBC queries of --spark-read jdbc (default: Spark's default parallelism)",
     )
     where = p.add_mutually_exclusive_group()
     where.add_argument(

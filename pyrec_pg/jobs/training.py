@@ -8,10 +8,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from pyrec_pg.catalog.models import Model, check_threshold, get_model, validate_options
 from pyrec_pg.catalog.runs import Run, abandoned
 from pyrec_pg.catalog.versions import Trained
 from pyrec_pg.db import Db, settings, standby
+from pyrec_pg.db.jdbc import jdbc_of
 from pyrec_pg.errors import (
     FeatureNotSupported,
     InvalidParameter,
@@ -24,7 +28,7 @@ from pyrec_pg.errors import (
     sqlstate_of,
 )
 from pyrec_pg.jobs import coldstart as attributes
-from pyrec_pg.jobs.text import embed_items
+from pyrec_pg.jobs.text import Embedded, embed_items
 from pyrec_pg.ml import evaluation, text
 from pyrec_pg.ml.attributes import Cold
 from pyrec_pg.ml.interactions import Interactions
@@ -33,7 +37,7 @@ from pyrec_pg.ml.recipes.base import Factors, Recipe
 from pyrec_pg.ml.recipes.popularity import item_popularity
 from pyrec_pg.ml.recipes.semantic import Semantic
 from pyrec_pg.ml.registry import cold_text, recipe_params
-from pyrec_pg.ml.spark import SparkAls, SparkOptions
+from pyrec_pg.ml.spark import Holdout, JdbcSource, SparkAls, SparkOptions
 from pyrec_pg.store import interactions
 from pyrec_pg.store.attributes import require_items
 from pyrec_pg.store.vectors import read_vectors, write_version
@@ -223,8 +227,18 @@ def _warm_start(db: Db, model: Model, recipe: Als, data: Interactions) -> Factor
     return Factors(users=users, items=items)
 
 
-def _train(db: Db, model: Model, plan: _Plan, run: Run, mode: str | None) -> dict[str, Any]:
-    started = time.perf_counter()
+@dataclass(frozen=True)
+class _Fitted:
+    data: Interactions
+    factors: Factors
+    metrics: dict[str, Any]
+    popularity: npt.NDArray[np.float32]
+    embedded: Embedded | None = None
+    warm: bool = False
+
+
+def _read_and_fit(db: Db, model: Model, plan: _Plan, run: Run, mode: str | None) -> _Fitted:
+    """Read the pairs into this process, measure the recipe on a holdout, fit."""
     recipe = plan.recipe
     run.phase("reading", 0)
     # each pair's last event time only serves the "time" protocol's split
@@ -248,6 +262,46 @@ def _train(db: Db, model: Model, plan: _Plan, run: Run, mode: str | None) -> dic
         metrics = evaluation.holdout_metrics(recipe, data, plan.protocol, plan.holdout, plan.seed)
     run.phase("training", 50)
     factors = recipe.fit(data.matrix) if update is None else update.fit(data.matrix, warm)
+    return _Fitted(data, factors, metrics, item_popularity(data.matrix), embedded, warm is not None)
+
+
+def _fit_in_spark(db: Db, model: Model, plan: _Plan, recipe: SparkAls, run: Run) -> _Fitted:
+    """Spark's executors read the pairs through JDBC (from the standby when there is a
+    reader), measure the recipe on a holdout and fit; the trainer gets the factors, the
+    counts serving needs and a sample of the users' pairs, never all of them."""
+    run.phase("reading", 0)
+    with _reading_sources(db, model) as source:
+        with_times = plan.protocol == "time" and plan.holdout > 0
+        query = interactions.pairs_sql(source, model, plan.options, with_times)
+        target = jdbc_of(source, f"pyrec train {model.name}"[:63])
+    # Spark's connections wait for locks as the trainer's reading does (libpq's options
+    # syntax, which pgjdbc takes too: a space in a value is escaped)
+    timeout = str(settings.get(db, "pyrec.lock_timeout")).replace("\\", "\\\\")
+    startup = ("options", "-c lock_timeout=" + timeout.replace(" ", "\\ "))
+    jdbc = JdbcSource(target.url, (*target.properties, startup), query.pairs, query.distinct)
+    run.phase("training", 10)
+    holdout = Holdout(plan.protocol, plan.holdout, plan.seed) if plan.holdout > 0 else None
+    fit = recipe.fit_source(jdbc, holdout)
+    data = Interactions(
+        users=fit.users,
+        items=fit.items,
+        matrix=fit.sample,
+        rows_read=fit.rows_read,
+        newest=query.newest,
+        distinct_items=fit.n_items,
+        pairs=fit.pairs,
+    )
+    return _Fitted(data, fit.factors, fit.metrics, fit.popularity)
+
+
+def _train(db: Db, model: Model, plan: _Plan, run: Run, mode: str | None) -> dict[str, Any]:
+    started = time.perf_counter()
+    if isinstance(plan.recipe, SparkAls) and plan.recipe.spark.read == "jdbc":
+        fitted = _fit_in_spark(db, model, plan, plan.recipe, run)
+    else:
+        fitted = _read_and_fit(db, model, plan, run, mode)
+    data, factors, metrics, embedded = fitted.data, fitted.factors, fitted.metrics, fitted.embedded
+    recipe = embedded.recipe if embedded is not None else plan.recipe
     factors.check()
     # items (users) with attributes but no interactions get vectors from what similar ones learned
     cold = users = None
@@ -267,14 +321,14 @@ def _train(db: Db, model: Model, plan: _Plan, run: Run, mode: str | None) -> dic
         model,
         data,
         factors,
-        item_popularity(data.matrix),
+        fitted.popularity,
         Trained(
             recipe=model.recipe,
             params={**recipe.params(), **(plan.texts.as_params("text_") if plan.texts else {})},
             metrics=metrics,
             training_seconds=seconds,
-            mode="update" if warm is not None else "full",
-            base_version=model.active_version if warm is not None else None,
+            mode="update" if fitted.warm else "full",
+            base_version=model.active_version if fitted.warm else None,
             # fold-in weighs live history as training did: same options, same reference time
             fold_state={**factors.fold_state, "options": plan.options, "newest": data.newest},
             user_features=users.state if users is not None else {},
@@ -287,10 +341,10 @@ def _train(db: Db, model: Model, plan: _Plan, run: Run, mode: str | None) -> dic
         "version": version,
         "users": int(data.users.size),
         "items": int(data.items.size),
-        "interactions": int(data.matrix.nnz),
+        "interactions": data.n_pairs,
         "seconds": seconds,
         "metrics": metrics,
-        "mode": "update" if warm is not None else "full",
+        "mode": "update" if fitted.warm else "full",
         **({"texts": embedded.stats} if embedded is not None else {}),
     }
 

@@ -21,6 +21,13 @@ class Interactions:
     # per user: distinct items over all their rows, as serving counts live history to notice
     # new events (differs from the matrix's row counts when options leave events out)
     distinct_items: npt.NDArray[np.int32] | None = None
+    # the (user, item) pairs trained on, when `matrix` holds only a sample of the users' rows
+    # (the pairs stayed in another engine, Spark); None: the matrix's nonzeros
+    pairs: int | None = None
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.matrix.nnz) if self.pairs is None else self.pairs
 
 
 def build(users: list[Any], items: list[Any], weights: list[float], rows_read: int) -> Interactions:

@@ -58,9 +58,11 @@ def calibrate(
     vtype: str,
 ) -> Calibration | None:
     """Measure the HNSW index of pyrec table `table` (quoted) as recommend() queries it, for
-    a fixed sample of the trained users (rows of `users`, their items in `seen`), at each
+    a fixed sample of the trained users (rows of `users` with items in `seen`), at each
     step of LADDER until one reaches TARGET_RECALL; None without users to sample."""
-    rows = np.sort(np.random.default_rng(0).permutation(users.shape[0])[:SAMPLE_USERS])
+    # among the users whose items `seen` holds (all of them, unless the pairs stayed in Spark)
+    have = np.flatnonzero(np.diff(seen.indptr))
+    rows = np.sort(np.random.default_rng(0).permutation(have)[:SAMPLE_USERS])
     if not rows.size:
         return None
     exclude = seen[rows]

@@ -37,12 +37,15 @@ def _epoch(db: Db, model: Model) -> str | None:
     return f"date_part('epoch', {col})"
 
 
-def weight_sql(db: Db, model: Model, options: dict[str, Any]) -> str:
-    """SQL for one interaction's weight. $1 is a jsonb of event weights; $2 the newest epoch."""
+def weight_sql(
+    db: Db, model: Model, options: dict[str, Any], consts: str = "$1", newest: str = "$2"
+) -> str:
+    """SQL for one interaction's weight. `consts` is a jsonb of event weights and `newest` the
+    newest epoch: parameters ($1 and $2), or their literals."""
     parts = []
     et = model.columns.get("event_type")
     if options.get("event_weights") and et is not None:
-        parts.append(f"coalesce(($1::jsonb ->> {db.ident(et)}::text)::float8, 1.0)")
+        parts.append(f"coalesce(({consts}::jsonb ->> {db.ident(et)}::text)::float8, 1.0)")
     ev = model.columns.get("event_value")
     if options.get("use_event_value") and ev is not None:
         parts.append(f"greatest({db.ident(ev)}::float8, 0)")
@@ -50,7 +53,7 @@ def weight_sql(db: Db, model: Model, options: dict[str, Any]) -> str:
     half_life = options.get("recency_half_life_days")
     if half_life and epoch is not None:
         # capped: 0.5^1000 is ~1e-301, still a float8 (older events would underflow)
-        age = f"($2 - {epoch}) / {float(half_life) * 86400.0!r}"
+        age = f"({newest} - {epoch}) / {float(half_life) * 86400.0!r}"
         parts.append(f"power(0.5, least({age}, 1000.0))")
     return " * ".join(parts) or ONE
 
@@ -126,14 +129,7 @@ def load(
     where += forgotten
     source = f"{model.interactions} WHERE {where}"
     grouped = f"SELECT {user} AS u, {item} AS i, {aggs}, {last} AS t FROM {source} GROUP BY 1, 2"
-    consts = dict(options.get("event_weights") or {})
-    consts["__types"] = list(options.get("event_types") or [])
-    newest = 0.0
-    if epoch != "0::float8" and (
-        options.get("recency_half_life_days") or options.get("window_days")
-    ):
-        newest = float(db.scalar(f"SELECT max({epoch}) FROM {model.interactions}") or 0.0)
-    consts_json = json.dumps(consts)
+    consts_json, newest = _constants(db, model, options)
     args = [consts_json, newest]
     integer_ids = cols.get("user_type") in INTEGER_TYPES and cols.get("item_type") in INTEGER_TYPES
     coded = None
@@ -170,9 +166,7 @@ def load(
     release()  # what reading freed goes back to the OS before the fit allocates
     users = np.asarray(user_ids, dtype=str)
     distinct = np.diff(matrix.indptr).astype(np.int32)
-    if any(
-        options.get(k) for k in ("event_types", "window_days", "event_weights", "use_event_value")
-    ):
+    if _leaves_out(options):
         distinct = distinct_items(db, model, users)
     return Interactions(
         users=users,
@@ -183,6 +177,66 @@ def load(
         newest=newest,
         distinct_items=distinct,
     )
+
+
+def _constants(db: Db, model: Model, options: dict[str, Any]) -> tuple[str, float]:
+    """The reading's constants: the jsonb of event weights and types, and the newest epoch
+    that recency weights and windows count from (0 without them)."""
+    consts = dict(options.get("event_weights") or {})
+    consts["__types"] = list(options.get("event_types") or [])
+    epoch = _epoch(db, model)
+    newest = 0.0
+    if epoch is not None and (options.get("recency_half_life_days") or options.get("window_days")):
+        newest = float(db.scalar(f"SELECT max({epoch}) FROM {model.interactions}") or 0.0)
+    return json.dumps(consts), newest
+
+
+def _leaves_out(options: dict[str, Any]) -> bool:
+    """Whether options weigh or leave out events, so that a user's pairs in the matrix are
+    not their distinct items (which serving counts to notice new history)."""
+    keys = ("event_types", "window_days", "event_weights", "use_event_value")
+    return any(options.get(k) for k in keys)
+
+
+@dataclass(frozen=True)
+class PairsSql:
+    """A model's aggregated pairs as SQL without parameters, for another engine to run (Spark
+    through JDBC): `pairs` has columns u and i (the ids as text), w (the summed weight), n
+    (the rows read) and t (the last event's epoch, 0 unless asked for); `distinct`, when
+    options leave events out, has u and d (the user's distinct items over all rows)."""
+
+    pairs: str
+    distinct: str | None
+    newest: float
+
+
+def pairs_sql(db: Db, model: Model, options: dict[str, Any], with_times: bool) -> PairsSql:
+    """The SQL `load` runs, with its constants written in."""
+    check_sources(db, model)
+    cols = model.columns
+    user, item = db.ident(cols["user"]), db.ident(cols["item"])
+    consts_json, newest = _constants(db, model, options)
+    consts, at = f"{db.literal(consts_json)}::jsonb", f"{newest!r}::float8"
+    weight = weight_sql(db, model, options, consts, at)
+    where = where_sql(db, model, options, consts, at) + not_forgotten(db, model, user)
+    if weight == ONE:
+        aggs, having = "count(*)::float8 AS w, count(*) AS n", ""
+    else:
+        aggs, having = f"sum({weight}) AS w, count(*) AS n", f" HAVING sum({weight}) > 0"
+    last = f"max({_epoch(db, model) or '0::float8'})" if with_times else "0::float8"
+    # grouped by the columns, not their text: integers group faster
+    pairs = (
+        f"SELECT {user}::text AS u, {item}::text AS i, {aggs}, {last} AS t"
+        f" FROM {model.interactions} WHERE {where} GROUP BY {user}, {item}{having}"
+    )
+    distinct = None
+    if _leaves_out(options):
+        distinct = (
+            f"SELECT {user}::text AS u, count(DISTINCT {item}::text) AS d"
+            f" FROM {model.interactions} WHERE {user} IS NOT NULL AND {item} IS NOT NULL"
+            f" GROUP BY {user}"
+        )
+    return PairsSql(pairs, distinct, newest)
 
 
 # (user ids, item ids, summed weights, last event times, rows read)

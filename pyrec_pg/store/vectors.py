@@ -191,7 +191,7 @@ def write_version(
         ("dims", dims, "int4"),
         ("n_users", int(data.users.size), "int4"),
         ("n_items", int(data.items.size), "int4"),
-        ("n_interactions", int(data.matrix.nnz), "int8"),
+        ("n_interactions", data.n_pairs, "int8"),
         ("items_table", items_table, "text"),
         ("users_table", users_table, "text"),
         ("training_seconds", info.training_seconds, "float8"),

@@ -16,6 +16,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from pyrec_pg.dev import movielens
+from pyrec_pg.dev.cluster import Cluster
 from pyrec_pg.entrypoints import managed
 from pyrec_pg.errors import EngineFailure, FeatureNotSupported, InvalidParameter
 from pyrec_pg.ml import spark
@@ -347,3 +349,194 @@ def test_the_server_refuses_to_start_spark(trained: Conn) -> None:
     assert "does not run inside the database server" in str(caught.value)
     assert caught.value.diag.message_hint and "pyrec train movies" in caught.value.diag.message_hint
     assert active(trained)[0] == 1
+
+
+@pytest.fixture(scope="module")
+def tcp() -> Iterator[tuple[Cluster, str]]:
+    """A cluster that listens on 127.0.0.1 (JDBC has no Unix sockets), with MovieLens-100K
+    and model "movies" in database "shop", the managed flavour; (the cluster, its DSN)."""
+    with Cluster(tcp=True) as cluster:
+        with psycopg.connect(cluster.dsn(), autocommit=True) as c:
+            c.execute("CREATE DATABASE shop")
+        dsn = f"host=127.0.0.1 port={cluster.port} user=postgres dbname=shop"
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute("CREATE EXTENSION vector")
+            managed.install(c)
+            movielens.load(c)
+        managed.call(
+            dsn,
+            "create_model",
+            {
+                "name": "movies",
+                "interactions": "ratings",
+                "items": "movies",
+                "users": "viewers",
+                "options": json.loads(FAST),
+            },
+        )
+        yield cluster, dsn
+
+
+JDBC = {"engine": "spark", "spark": {"master": "local[2]", "read": "jdbc", "read_partitions": 3}}
+
+
+def test_spark_reads_through_jdbc_and_the_version_serves(tcp: tuple[Cluster, str]) -> None:
+    """Spark's executors read the pairs by a hash of the user: the version holds every user
+    and item, the counts serving needs are the table's, and it serves and filters."""
+    _, dsn = tcp
+    summary = managed.call(dsn, "train", {"model": "movies", "options": JDBC})
+    assert (summary["users"], summary["items"], summary["interactions"]) == (943, 1682, 100000)
+    metrics = summary["metrics"]
+    assert metrics["sampled_users"] == 943 and metrics["protocol"] == "random_per_user"
+    assert 0.3 < metrics["ndcg@10"] < 0.7  # the trainer's read scores 0.45 to 0.46 here
+    assert metrics["ndcg@10"] > metrics["baseline"]["popularity"]["ndcg@10"]
+    with psycopg.connect(dsn) as c:
+        version, params = active(c)
+        assert params["spark_read"] == "jdbc"
+        items, users = c.execute(
+            "SELECT items_table, users_table FROM pyrec._versions WHERE version = %s", [version]
+        ).fetchone() or ("", "")
+        wrong = c.execute(
+            f"SELECT count(*) FROM pyrec.{users} u JOIN (SELECT viewer_id::text AS user_id,"
+            " count(DISTINCT movie_id) AS n FROM ratings GROUP BY 1) r USING (user_id)"
+            " WHERE u.n_items = r.n"
+        ).fetchone()
+        assert wrong == (943,)
+        top = c.execute(
+            f"SELECT item_id, popularity FROM pyrec.{items} ORDER BY popularity DESC LIMIT 1"
+        ).fetchone()
+        most = c.execute(
+            "SELECT movie_id::text, 1.0::real FROM ratings GROUP BY 1 ORDER BY count(*) DESC"
+            " LIMIT 1"
+        ).fetchone()
+        assert top == most
+        assert len(recommended(c, 1)) == 10
+        managed.call(
+            dsn, "create_filter", {"model": "movies", "name": "no_horror", "expression": NO_HORROR}
+        )
+        kept = recommended(c, 1, 10, "no_horror")
+        horror = c.execute(
+            "SELECT count(*) FROM movies WHERE movie_id::text = ANY(%s) AND 'Horror' = ANY(genre)",
+            [kept],
+        ).fetchone()
+        assert len(kept) == 10 and horror == (0,)
+
+
+def test_events_left_out_count_every_item_a_user_has(tcp: tuple[Cluster, str]) -> None:
+    """With options that weigh events (here by their value), the users' item counts come
+    from a second JDBC read over all their rows."""
+    _, dsn = tcp
+    options = {**JDBC, "holdout": 0, "use_event_value": True}
+    summary = managed.call(dsn, "train", {"model": "movies", "options": options})
+    assert summary["interactions"] == 100000 and summary["metrics"] == {}
+    with psycopg.connect(dsn) as c:
+        users = c.execute(
+            "SELECT users_table FROM pyrec._versions WHERE version = %s", [summary["version"]]
+        ).fetchone()
+        assert users is not None
+        counts = c.execute(f"SELECT sum(n_items), min(n_items) FROM pyrec.{users[0]}").fetchone()
+        assert counts == (100000, 20)  # MovieLens-100K: every viewer rated 20 or more
+
+
+def test_a_socket_connection_is_refused_before_spark_starts(trained: Conn) -> None:
+    runs = trained.execute("SELECT count(*) FROM pyrec.training_runs").fetchone()
+    with pytest.raises(FeatureNotSupported) as caught:
+        train(trained, JDBC)
+    assert "TCP" in caught.value.message and caught.value.sqlstate == "0A000"
+    assert caught.value.hint and "host=" in caught.value.hint
+    assert active(trained)[0] == 1
+    assert trained.execute("SELECT count(*) FROM pyrec.training_runs").fetchone() != runs
+    assert last_run(trained)[0] == "failed"
+
+
+def test_a_locked_table_fails_spark_s_read_and_the_version_serves(
+    tcp: tuple[Cluster, str],
+) -> None:
+    """Spark's JDBC connections wait for a lock at most pyrec.lock_timeout, as the trainer's
+    reading does; the training then fails with 58000 and the active version still serves."""
+    _, dsn = tcp
+    with psycopg.connect(dsn, autocommit=True) as c:
+        before = active(c)[0]
+        c.execute("ALTER DATABASE shop SET pyrec.lock_timeout = '1s'")
+        try:
+            with psycopg.connect(dsn) as locker:
+                locker.execute("LOCK TABLE ratings IN ACCESS EXCLUSIVE MODE")
+                with pytest.raises(EngineFailure) as caught:
+                    managed.call(dsn, "train", {"model": "movies", "options": JDBC})
+                locker.rollback()
+        finally:
+            c.execute("ALTER DATABASE shop RESET pyrec.lock_timeout")
+        assert "lock timeout" in caught.value.message and caught.value.sqlstate == "58000"
+        assert active(c)[0] == before and last_run(c)[0] == "failed"
+        assert len(recommended(c, 1)) == 10
+
+
+def test_spark_reads_from_a_standby(tcp: tuple[Cluster, str]) -> None:
+    """pyrec train --read-dsn STANDBY --spark-read jdbc: the executors read the standby (a
+    viewer inserted on the primary while replay is paused is not in the version), the
+    version is written to the primary."""
+    cluster, dsn = tcp
+    replica = cluster.standby()
+    try:
+        standby = f"host=127.0.0.1 port={replica.port} user=postgres dbname=shop"
+        with (
+            psycopg.connect(dsn, autocommit=True) as p,
+            psycopg.connect(standby, autocommit=True) as s,
+        ):
+            lsn = p.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
+            deadline = time.monotonic() + 30
+            while s.execute(
+                "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [lsn[0] if lsn else None]
+            ).fetchone() != (True,):
+                assert time.monotonic() < deadline, "the standby did not catch up"
+                time.sleep(0.05)
+            s.execute("SELECT pg_wal_replay_pause()")
+            while s.execute("SELECT pg_get_wal_replay_pause_state()").fetchone() != ("paused",):
+                time.sleep(0.05)
+            p.execute("INSERT INTO ratings VALUES (7000, 1, 5, now())")
+            try:
+                summary = ok_json(
+                    "train",
+                    "movies",
+                    "--dsn",
+                    dsn,
+                    "--read-dsn",
+                    standby,
+                    "--engine",
+                    "spark",
+                    "--spark-master",
+                    "local[2]",
+                    "--spark-read",
+                    "jdbc",
+                    "--options",
+                    '{"holdout": 0}',
+                )
+            finally:
+                s.execute("SELECT pg_wal_replay_resume()")
+                p.execute("DELETE FROM ratings WHERE viewer_id = 7000")
+            assert summary["users"] == 943 and "read_from" in summary
+            users = p.execute(
+                "SELECT users_table FROM pyrec._versions WHERE version = %s", [summary["version"]]
+            ).fetchone()
+            assert users is not None
+            missing = p.execute(
+                f"SELECT count(*) FROM pyrec.{users[0]} WHERE user_id = '7000'"
+            ).fetchone()
+            assert missing == (0,)
+    finally:
+        replica.stop()
+
+
+def test_a_standalone_cluster_s_executors_read_through_jdbc(
+    tcp: tuple[Cluster, str], standalone: tuple[str, Path]
+) -> None:
+    """On a standalone cluster the JDBC queries run in the worker's executor, another JVM,
+    which gets the driver's jar from spark.jars."""
+    _, dsn = tcp
+    url, _ = standalone
+    spark_options = {**JDBC["spark"], "master": url, "conf": {"spark.executor.memory": "512m"}}
+    options = {"engine": "spark", "holdout": 0, "spark": spark_options}
+    summary = managed.call(dsn, "train", {"model": "movies", "options": options})
+    assert summary["interactions"] == 100000
+    with psycopg.connect(dsn) as c:
+        assert active(c)[1]["spark_master"] == url

@@ -13,7 +13,11 @@ from pyrec_pg.ml.recipes.base import Factors, as_dict, parse_params
 
 def item_popularity(weights: sp.csr_matrix) -> np.ndarray[Any, np.dtype[np.float32]]:
     """Weighted interaction count per item, scaled to [0, 1]."""
-    counts = np.asarray(weights.sum(axis=0, dtype=np.float64)).ravel()  # exact past 2^24
+    return scaled(np.asarray(weights.sum(axis=0, dtype=np.float64)).ravel())  # exact past 2^24
+
+
+def scaled(counts: np.ndarray[Any, np.dtype[np.float64]]) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """Weighted interaction counts per item, scaled to [0, 1]."""
     top = counts.max() if counts.size else 0.0
     return (counts / top if top > 0 else counts).astype(np.float32)
 
