@@ -119,9 +119,10 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# training with engine spark (docs/spark.md): pyspark in the venv, and a Java runtime 17 or
-# later (Debian's openjdk-17-jre-headless when none is found and apt can install it); seconds
-# once done. make test runs it first; without Java its tests are skipped, saying why
+# training with engine spark (docs/spark.md): pyspark in the venv, a Java runtime 17 or later
+# and the PostgreSQL JDBC driver (Debian's openjdk-17-jre-headless and libpostgresql-jdbc-java
+# when missing and apt can install them); seconds once done. make test runs it first; without
+# them their tests are skipped, saying why
 $(VENV)/.spark: $(VENV)/.installed pyproject.toml scripts/java.sh
 	$(BIN)/pip install -q -e '.[spark]'
 	./scripts/java.sh

@@ -17,10 +17,15 @@ here); memory: the resident memory of the trainer and its
 JVM together (their RSS summed, sampled every 100 ms), and each one's peak. Both fit on the
 2 cores (pyrec's solver: 2 threads; Spark: local[2]). Spark's driver memory is --driver-memory
 (8g by default: 1g, Spark's default, does not hold 10M interactions).
+--reads: who reads the interactions for Spark (options.spark.read): "trainer" (pyrec's reader
+in the trainer, which sends the pairs to Spark as Arrow) and/or "jdbc" (Spark's executors,
+through JDBC over TCP to 127.0.0.1, in --read-partitions queries by a hash of the user; in
+local mode the executors run in the driver's JVM, so their memory is the JVM's).
 
 Each figure: --repeat runs (default 3) of each, interleaved so drift hits both, shown as min /
 median / max.
-Run: .venv/bin/python -m bench.bench_spark [--sizes 1M,10M] [--repeat 3]   (needs make spark)
+Run: .venv/bin/python -m bench.bench_spark [--sizes 1M,10M] [--repeat 3] [--reads trainer,jdbc]
+(needs make spark)
 """
 
 from __future__ import annotations
@@ -85,7 +90,7 @@ class Case:
     n: int
     setup: dict[str, float]
     database: list[Run] = field(default_factory=list)
-    spark: list[SparkRun] = field(default_factory=list)
+    spark: dict[str, list[SparkRun]] = field(default_factory=dict)  # by read
 
 
 class Sampler(threading.Thread):
@@ -118,9 +123,11 @@ class Sampler(threading.Thread):
                 self.stop.wait(SAMPLE_SECONDS)
 
 
-def run_spark(dsn: str, model: str, driver_memory: str) -> SparkRun:
+def run_spark(dsn: str, model: str, driver_memory: str, read: str, parts: int) -> SparkRun:
     command = [sys.executable, "-m", "pyrec_pg.cli", "train", model, "--dsn", dsn, "--json"]
-    command += ["--engine", "spark", "--spark-master", MASTER]
+    command += ["--engine", "spark", "--spark-master", MASTER, "--spark-read", read]
+    if read == "jdbc":
+        command += ["--spark-read-partitions", str(parts)]
     command += ["--spark-conf", f"spark.driver.memory={driver_memory}"]
     started = time.perf_counter()
     proc = subprocess.Popen(
@@ -149,7 +156,7 @@ def gb(xs: list[int]) -> str:
 
 
 def report(case: Case) -> None:
-    db, sk = case.database, case.spark
+    db = case.database
     users, items, pairs = db[0].shape
     print(
         f"\n{label(case.n)} interactions: {users} users x {items} items, {pairs} pairs;"
@@ -158,15 +165,18 @@ def report(case: Case) -> None:
     print(f"  database: CALL pyrec.train                {spread([r.total for r in db])} s")
     for phase in ("reading", "training", "writing"):
         print(f"      phase {phase:<30} {spread([r.steps.get(phase, 0.0) for r in db])} s")
-    print(f"  spark: pyrec train --engine spark         {spread([r.total for r in sk])} s")
-    for phase in ("starting", "reading", "training", "writing"):
-        print(f"      phase {phase:<30} {spread([r.phases.get(phase, 0.0) for r in sk])} s")
+    for read, sk in case.spark.items():
+        name = f"spark, read {read}: pyrec train --engine spark"
+        print(f"  {name:<41} {spread([r.total for r in sk])} s")
+        for phase in ("starting", "reading", "training", "writing"):
+            print(f"      phase {phase:<30} {spread([r.phases.get(phase, 0.0) for r in sk])} s")
     anon = [max(r.anon.values(), default=0) - r.anon_base for r in db]
     print(f"  memory, database: the backend's private peak above its start {gb(anon)} GB")
-    print(
-        f"  memory, spark: trainer + JVM {gb([r.peak_sum for r in sk])} GB (trainer"
-        f" {gb([r.peak_trainer for r in sk])}, JVM {gb([r.peak_jvm for r in sk])})"
-    )
+    for read, sk in case.spark.items():
+        print(
+            f"  memory, spark read {read}: trainer + JVM {gb([r.peak_sum for r in sk])} GB"
+            f" (trainer {gb([r.peak_trainer for r in sk])}, JVM {gb([r.peak_jvm for r in sk])})"
+        )
 
 
 def main() -> None:
@@ -175,17 +185,22 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--driver-memory", default="8g", help="Spark's spark.driver.memory")
+    ap.add_argument("--reads", default="trainer,jdbc", help="options.spark.read to measure")
+    ap.add_argument("--read-partitions", type=int, default=4, help="JDBC queries of a jdbc read")
     args = ap.parse_args()
+    reads = args.reads.split(",")
     started = time.perf_counter()
     cases: list[Case] = []
-    with Cluster(settings=DURABLE) as cluster:
+    with Cluster(settings=DURABLE, tcp=True) as cluster:
         dsn = cluster.dsn()
+        over_tcp = f"host=127.0.0.1 port={cluster.port} user=postgres dbname=postgres"
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION pyrec CASCADE")
         header(dsn, False)
         print(
             f"spark: pyspark {pyspark.__version__}, master {MASTER}, spark.driver.memory"
-            f" {args.driver_memory}; database: pyrec's solver, 2 threads",
+            f" {args.driver_memory}, reads {args.reads} (jdbc: {args.read_partitions} queries);"
+            " database: pyrec's solver, 2 threads",
             flush=True,
         )
         for n in [parse_size(s) for s in args.sizes.split(",")]:
@@ -193,24 +208,25 @@ def main() -> None:
             model = f"bench_{n}_int"
             for _ in range(args.repeat):
                 case.database.append(run_pyrec(dsn, model))
-                case.spark.append(run_spark(dsn, model, args.driver_memory))
-                print(
-                    f"  run: database {case.database[-1].total:.1f} s,"
-                    f" spark {case.spark[-1].total:.1f} s",
-                    flush=True,
-                )
+                for read in reads:
+                    where = over_tcp if read == "jdbc" else dsn
+                    got = run_spark(where, model, args.driver_memory, read, args.read_partitions)
+                    case.spark.setdefault(read, []).append(got)
+                spark = ", ".join(f"spark {r} {v[-1].total:.1f} s" for r, v in case.spark.items())
+                print(f"  run: database {case.database[-1].total:.1f} s, {spark}", flush=True)
             report(case)
             cases.append(case)
     print("\nsummary (median seconds; ratio = spark / database):")
     for c in cases:
-        a = statistics.median([r.total for r in c.spark])
         b = statistics.median([r.total for r in c.database])
-        fit = statistics.median([r.phases.get("training", 0.0) for r in c.spark])
         dbfit = statistics.median([r.steps.get("training", 0.0) for r in c.database])
-        print(
-            f"  {label(c.n):>5}: spark {a:8.1f}  database {b:8.1f}  ratio {a / b:5.1f}x;"
-            f" fit alone {fit:.1f} vs {dbfit:.1f} s ({fit / max(dbfit, 1e-9):.1f}x)"
-        )
+        for read, sk in c.spark.items():
+            a = statistics.median([r.total for r in sk])
+            fit = statistics.median([r.phases.get("training", 0.0) for r in sk])
+            print(
+                f"  {label(c.n):>5}: spark read {read:<7} {a:8.1f}  database {b:8.1f}"
+                f"  ratio {a / b:5.1f}x; phase training {fit:.1f} vs {dbfit:.1f} s"
+            )
     print(f"whole run {time.perf_counter() - started:.0f} s")
 
 

@@ -377,9 +377,14 @@ def tcp() -> Iterator[tuple[Cluster, str]]:
         yield cluster, dsn
 
 
+# Spark's executors load the driver from the jar make spark installs
+needs_jdbc = pytest.mark.skipif(
+    not os.path.exists(spark.JDBC_JAR), reason=f"no JDBC driver at {spark.JDBC_JAR} (make spark)"
+)
 JDBC = {"engine": "spark", "spark": {"master": "local[2]", "read": "jdbc", "read_partitions": 3}}
 
 
+@needs_jdbc
 def test_spark_reads_through_jdbc_and_the_version_serves(tcp: tuple[Cluster, str]) -> None:
     """Spark's executors read the pairs by a hash of the user: the version holds every user
     and item, the counts serving needs are the table's, and it serves and filters."""
@@ -422,6 +427,7 @@ def test_spark_reads_through_jdbc_and_the_version_serves(tcp: tuple[Cluster, str
         assert len(kept) == 10 and horror == (0,)
 
 
+@needs_jdbc
 def test_events_left_out_count_every_item_a_user_has(tcp: tuple[Cluster, str]) -> None:
     """With options that weigh events (here by their value), the users' item counts come
     from a second JDBC read over all their rows."""
@@ -449,6 +455,7 @@ def test_a_socket_connection_is_refused_before_spark_starts(trained: Conn) -> No
     assert last_run(trained)[0] == "failed"
 
 
+@needs_jdbc
 def test_a_locked_table_fails_spark_s_read_and_the_version_serves(
     tcp: tuple[Cluster, str],
 ) -> None:
@@ -471,6 +478,7 @@ def test_a_locked_table_fails_spark_s_read_and_the_version_serves(
         assert len(recommended(c, 1)) == 10
 
 
+@needs_jdbc
 def test_spark_reads_from_a_standby(tcp: tuple[Cluster, str]) -> None:
     """pyrec train --read-dsn STANDBY --spark-read jdbc: the executors read the standby (a
     viewer inserted on the primary while replay is paused is not in the version), the
@@ -527,6 +535,7 @@ def test_spark_reads_from_a_standby(tcp: tuple[Cluster, str]) -> None:
         replica.stop()
 
 
+@needs_jdbc
 def test_a_standalone_cluster_s_executors_read_through_jdbc(
     tcp: tuple[Cluster, str], standalone: tuple[str, Path]
 ) -> None:

@@ -33,7 +33,13 @@ def test_defaults_and_a_full_setting() -> None:
         "x.on": "true",
     }
     # the configuration may hold credentials: a version records the master only
-    assert got.as_params() == {"engine": "spark", "spark_master": "spark://h:7077"}
+    assert got.as_params() == {
+        "engine": "spark",
+        "spark_master": "spark://h:7077",
+        "spark_read": "trainer",
+    }
+    jdbc = SparkOptions.parse({"read": "jdbc", "read_partitions": 16})
+    assert (jdbc.read, jdbc.read_partitions, jdbc.partitions) == ("jdbc", 16, 0)
 
 
 @pytest.mark.parametrize(
@@ -48,6 +54,10 @@ def test_defaults_and_a_full_setting() -> None:
         ({"partitions": "4"}, "must be an integer"),
         ({"partitions": True}, "must be an integer"),
         ({"partitions": -1}, "out of range"),
+        ({"read": "odbc"}, "read must be one of trainer, jdbc"),
+        ({"read": None}, "read must be one of"),
+        ({"read_partitions": 1.5}, "read_partitions must be an integer"),
+        ({"read_partitions": 100_001}, "out of range"),
     ],
 )
 def test_bad_options_are_named(given: Any, says: str) -> None:
