@@ -2,13 +2,17 @@
 
 For each seed, model "movies" (ratings, no options but the split's) is trained twice on the
 same split (protocol random_per_item, holdout 0.25, the seed): CALL pyrec.train in the
-server, and the external trainer with engine spark (Spark local[2]). Each training stores the
+server, and the external trainer with engine spark (Spark local[2]), once for each --reads:
+"trainer" (pyrec's reader sends the pairs to Spark) and "jdbc" (Spark's executors read them
+through JDBC over 127.0.0.1, and the holdout is measured on a sample of the users: all 943
+here). Each training stores the
 holdout metrics of pyrec_pg.ml.evaluation (the same split code, the same scoring as
 recommend()) with its version in pyrec.model_versions, where this reads them; each Spark
 version then serves recommend() for one user, checked. Defaults otherwise (64 factors, 15
 iterations, regularization 30, alpha 2; Spark's regParam mapped by pyrec_pg.ml.spark).
 
-Run: .venv/bin/python -m bench.eval_spark [--seeds 3]   (needs make spark; about 3 minutes)
+Run: .venv/bin/python -m bench.eval_spark [--seeds 3] [--reads trainer,jdbc]   (needs make
+spark; about 4 minutes)
 """
 
 from __future__ import annotations
@@ -45,14 +49,15 @@ def metrics(conn: psycopg.Connection[Any], version: int) -> dict[str, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--reads", default="trainer,jdbc", help="options.spark.read to measure")
     args = p.parse_args()
+    reads = args.reads.split(",")
+    engines = ["database", *(f"spark {r}" for r in reads)]
     print(f"ALS on Spark vs in the database, MovieLens-100K; {machine()}")
     print(f"pyrec_pg {pyrec_pg.__version__}, Spark {pyspark.__version__} (master {MASTER})")
-    runs: dict[str, dict[str, list[float]]] = {
-        e: {m: [] for m in METRICS} for e in ("database", "spark")
-    }
-    seconds: dict[str, list[float]] = {"database": [], "spark": []}
-    with movielens_database() as dsn, psycopg.connect(dsn, autocommit=True) as conn:
+    runs: dict[str, dict[str, list[float]]] = {e: {m: [] for m in METRICS} for e in engines}
+    seconds: dict[str, list[float]] = {e: [] for e in engines}
+    with movielens_database(tcp=True) as dsn, psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT pyrec.create_model('movies', 'ratings')")
         for seed in range(args.seeds):
             split = {"protocol": "random_per_item", "holdout": 0.25, "seed": seed}
@@ -64,36 +69,37 @@ def main() -> None:
             ).fetchone()
             assert version is not None
             ours = metrics(conn, int(version[0]))
-            options = {**split, "engine": "spark", "spark": {"master": MASTER}}
-            started = time.perf_counter()
-            done = managed.call(dsn, "train", {"model": "movies", "options": options})
-            seconds["spark"].append(time.perf_counter() - started)
-            theirs = metrics(conn, int(done["version"]))
-            served = conn.execute("SELECT count(*) FROM pyrec.recommend('movies', '1', 10)")
-            assert served.fetchone() == (10,), "the Spark version does not serve"
             for m in METRICS:
                 runs["database"][m].append(ours[m])
-                runs["spark"][m].append(theirs[m])
-            print(
-                f"seed {seed}: ndcg@10 in the database {ours['ndcg@10']:.4f}, on Spark"
-                f" {theirs['ndcg@10']:.4f} (version {done['version']})",
-                flush=True,
-            )
+            line = f"seed {seed}: ndcg@10 in the database {ours['ndcg@10']:.4f}"
+            for read in reads:
+                options = {**split, "engine": "spark", "spark": {"master": MASTER, "read": read}}
+                started = time.perf_counter()
+                done = managed.call(dsn, "train", {"model": "movies", "options": options})
+                seconds[f"spark {read}"].append(time.perf_counter() - started)
+                theirs = metrics(conn, int(done["version"]))
+                served = conn.execute("SELECT count(*) FROM pyrec.recommend('movies', '1', 10)")
+                assert served.fetchone() == (10,), "the Spark version does not serve"
+                for m in METRICS:
+                    runs[f"spark {read}"][m].append(theirs[m])
+                line += f", on Spark read {read} {theirs['ndcg@10']:.4f}"
+            print(line, flush=True)
     spark.stop()
     print(f"\nmean of {args.seeds} seeds (protocol random_per_item, holdout 0.25)")
-    print(f"{'engine':<10}" + "".join(f"{m:>14}" for m in METRICS) + f"{'s/training':>12}")
+    print(f"{'engine':<18}" + "".join(f"{m:>14}" for m in METRICS) + f"{'s/training':>12}")
     for engine, values in runs.items():
         cells = "".join(f"{statistics.mean(values[m]):>14.4f}" for m in METRICS)
-        print(f"{engine:<10}{cells}{statistics.median(seconds[engine]):>12.1f}")
-    gap = statistics.mean(runs["database"]["ndcg@10"]) - statistics.mean(runs["spark"]["ndcg@10"])
-    print(
-        f"ndcg@10, database minus Spark: {gap:+.4f} ("
-        + ", ".join(
-            f"{a - b:+.4f}"
-            for a, b in zip(runs["database"]["ndcg@10"], runs["spark"]["ndcg@10"], strict=True)
+        print(f"{engine:<18}{cells}{statistics.median(seconds[engine]):>12.1f}")
+    ours = runs["database"]["ndcg@10"]
+    for read in reads:
+        theirs = runs[f"spark {read}"]["ndcg@10"]
+        gap = statistics.mean(ours) - statistics.mean(theirs)
+        per_seed = ", ".join(f"{a - b:+.4f}" for a, b in zip(ours, theirs, strict=True))
+        verdict = "within" if abs(gap) <= 0.02 else "NOT within"
+        print(
+            f"ndcg@10, database minus Spark read {read}: {gap:+.4f} ({per_seed} per seed):"
+            f" {verdict} 0.02"
         )
-        + f" per seed): {'within' if abs(gap) <= 0.02 else 'NOT within'} 0.02"
-    )
 
 
 if __name__ == "__main__":

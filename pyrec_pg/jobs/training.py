@@ -278,7 +278,9 @@ def _fit_in_spark(db: Db, model: Model, plan: _Plan, recipe: SparkAls, run: Run)
     # syntax, which pgjdbc takes too: a space in a value is escaped)
     timeout = str(settings.get(db, "pyrec.lock_timeout")).replace("\\", "\\\\")
     startup = ("options", "-c lock_timeout=" + timeout.replace(" ", "\\ "))
-    jdbc = JdbcSource(target.url, (*target.properties, startup), query.pairs, query.distinct)
+    jdbc = JdbcSource(
+        model.interactions, target.url, (*target.properties, startup), query.pairs, query.distinct
+    )
     run.phase("training", 10)
     holdout = Holdout(plan.protocol, plan.holdout, plan.seed) if plan.holdout > 0 else None
     fit = recipe.fit_source(jdbc, holdout)

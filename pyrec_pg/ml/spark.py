@@ -299,6 +299,7 @@ class SparkAls:
                 _require_driver(options)
             read = _Read(spark, source, options.read_partitions)
             try:
+                read.load()
                 return self._fit_read(spark, read, holdout)
             finally:
                 read.release()
@@ -369,6 +370,7 @@ class JdbcSource:
     """What Spark's executors read through JDBC: a model's pairs (store.interactions'
     PairsSql) at a database's URL, with the properties (credentials) to connect."""
 
+    relation: str  # the interactions relation, for messages
     url: str
     properties: tuple[tuple[str, str], ...]
     pairs: str
@@ -413,13 +415,22 @@ class _Read:
     dense int codes (what ALS takes), without a pass through the driver."""
 
     def __init__(self, spark: Any, source: JdbcSource, partitions: int) -> None:
+        self.spark, self.source = spark, source
+        self.parts = partitions or spark.sparkContext.defaultParallelism
+        self._kept: list[Any] = []  # what release() drops from the executors' caches
+        # Spark DataFrames, set by load(): (u, uc), (i, ic), and the coded (u, i, w, n, t)
+        self.users: Any = None
+        self.items: Any = None
+        self.coded: Any = None
+        self.pairs = self.rows_read = self.n_users = 0
+        self.stride = 1
+
+    def load(self) -> None:
+        """Read, number the ids, cache the coded pairs on the executors and count them."""
         from pyspark import StorageLevel
         from pyspark.sql import functions as F
 
-        self.spark, self.source = spark, source
-        self.parts = partitions or spark.sparkContext.defaultParallelism
-        self._kept: list[Any] = []
-        raw = self._keep(self._jdbc(source.pairs).persist(StorageLevel.MEMORY_AND_DISK))
+        raw = self._keep(self._jdbc(self.source.pairs).persist(StorageLevel.MEMORY_AND_DISK))
         self.users = self._keep(_codes(raw, "u"))
         self.items = self._keep(_codes(raw, "i"))
         coded = (
@@ -435,11 +446,11 @@ class _Read:
         )
         self.coded = self._keep(coded.persist(StorageLevel.MEMORY_AND_DISK))
         totals = self.coded.agg(F.count("*").alias("pairs"), F.sum("n").alias("rows")).first()
-        raw.unpersist()
+        raw.unpersist()  # the coded pairs are cached: the text ones are not needed again
         self.pairs, self.rows_read = int(totals["pairs"]), int(totals["rows"] or 0)
         if not self.pairs:
             raise InsufficientData(
-                "the interactions relation has no usable interactions",
+                f"{self.source.relation} has no usable interactions",
                 hint="training needs rows with a non-NULL user and item (and a positive event"
                 " weight)",
             )
