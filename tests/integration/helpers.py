@@ -1,13 +1,16 @@
-"""Assertions shared by integration tests: expected errors and unchanged catalog state."""
+"""Shared by integration tests: expected errors, unchanged catalog state, managed models."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 import pytest
+
+from pyrec_pg.entrypoints import managed
 
 
 def catalog_state(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
@@ -43,3 +46,18 @@ def raises_pg(
         assert diag.message_hint, f"no HINT for: {diag.message_primary}"
         assert hint in diag.message_hint, diag.message_hint
     assert catalog_state(conn) == before
+
+
+def managed_movies(dsn: str, options: str) -> None:
+    """Model "movies" over MovieLens-100K's tables, created in the managed flavour."""
+    managed.call(
+        dsn,
+        "create_model",
+        {
+            "name": "movies",
+            "interactions": "ratings",
+            "items": "movies",
+            "users": "viewers",
+            "options": json.loads(options),
+        },
+    )

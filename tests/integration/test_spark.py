@@ -22,7 +22,9 @@ from pyrec_pg.entrypoints import managed
 from pyrec_pg.errors import EngineFailure, FeatureNotSupported, InvalidParameter
 from pyrec_pg.ml import spark
 from tests.conftest import FAST, PLPYTHON, WHY_SKIPPED
+from tests.integration.helpers import managed_movies
 from tests.integration.test_cli import PYREC, REPO, _env, fails_json, ok_json
+from tests.integration.test_train_from_standby import Site, caught_up, replay_paused
 
 pyspark = pytest.importorskip("pyspark", reason="make spark installs Spark (pyspark and Java 17)")
 if not os.environ.get("JAVA_HOME") and not any(
@@ -363,17 +365,7 @@ def tcp() -> Iterator[tuple[Cluster, str]]:
             c.execute("CREATE EXTENSION vector")
             managed.install(c)
             movielens.load(c)
-        managed.call(
-            dsn,
-            "create_model",
-            {
-                "name": "movies",
-                "interactions": "ratings",
-                "items": "movies",
-                "users": "viewers",
-                "options": json.loads(FAST),
-            },
-        )
+        managed_movies(dsn, FAST)
         yield cluster, dsn
 
 
@@ -485,43 +477,22 @@ def test_spark_reads_from_a_standby(tcp: tuple[Cluster, str]) -> None:
     version is written to the primary."""
     cluster, dsn = tcp
     replica = cluster.standby()
+    standby = f"host=127.0.0.1 port={replica.port} user=postgres dbname=shop"
     try:
-        standby = f"host=127.0.0.1 port={replica.port} user=postgres dbname=shop"
-        with (
-            psycopg.connect(dsn, autocommit=True) as p,
-            psycopg.connect(standby, autocommit=True) as s,
-        ):
-            lsn = p.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
-            deadline = time.monotonic() + 30
-            while s.execute(
-                "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [lsn[0] if lsn else None]
-            ).fetchone() != (True,):
-                assert time.monotonic() < deadline, "the standby did not catch up"
-                time.sleep(0.05)
-            s.execute("SELECT pg_wal_replay_pause()")
-            while s.execute("SELECT pg_get_wal_replay_pause_state()").fetchone() != ("paused",):
-                time.sleep(0.05)
-            p.execute("INSERT INTO ratings VALUES (7000, 1, 5, now())")
-            try:
-                summary = ok_json(
-                    "train",
-                    "movies",
-                    "--dsn",
-                    dsn,
-                    "--read-dsn",
-                    standby,
-                    "--engine",
-                    "spark",
-                    "--spark-master",
-                    "local[2]",
-                    "--spark-read",
-                    "jdbc",
-                    "--options",
-                    '{"holdout": 0}',
-                )
-            finally:
-                s.execute("SELECT pg_wal_replay_resume()")
-                p.execute("DELETE FROM ratings WHERE viewer_id = 7000")
+        with psycopg.connect(dsn, autocommit=True) as p:
+            with psycopg.connect(standby, autocommit=True) as s:
+                site = Site(dsn, standby, p, s)
+                caught_up(site)
+                with replay_paused(site):
+                    p.execute("INSERT INTO ratings VALUES (7000, 1, 5, now())")
+                    try:
+                        summary = ok_json(
+                            "train", "movies", "--dsn", dsn, "--read-dsn", standby,
+                            "--engine", "spark", "--spark-master", "local[2]",
+                            "--spark-read", "jdbc", "--options", '{"holdout": 0}',
+                        )  # fmt: skip
+                    finally:
+                        p.execute("DELETE FROM ratings WHERE viewer_id = 7000")
             assert summary["users"] == 943 and "read_from" in summary
             users = p.execute(
                 "SELECT users_table FROM pyrec._versions WHERE version = %s", [summary["version"]]

@@ -21,6 +21,7 @@ from pyrec_pg.dev.cluster import Cluster
 from pyrec_pg.entrypoints import managed
 from pyrec_pg.errors import PyrecError, StandbyMismatch, UndefinedTable
 from tests.conftest import FAST
+from tests.integration.helpers import managed_movies
 from tests.integration.test_cli import fails, ok, run
 
 Conn = psycopg.Connection[Any]
@@ -88,17 +89,7 @@ def pair() -> Iterator[Pair]:
             c.execute("CREATE EXTENSION vector")
             managed.install(c)
             movielens.load(c)
-        managed.call(
-            primary.dsn("shop_managed"),
-            "create_model",
-            {
-                "name": "movies",
-                "interactions": "ratings",
-                "items": "movies",
-                "users": "viewers",
-                "options": json.loads(FAST),
-            },
-        )
+        managed_movies(primary.dsn("shop_managed"), FAST)
         replica = primary.standby()
         try:
             sites = []
