@@ -542,12 +542,15 @@ class _Read:
 
 def _codes(frame: Any, column: str) -> Any:
     """`column`'s distinct values numbered 0..n-1 (column c, as an int): partition by
-    partition, each offset by the sizes of the partitions before it."""
+    partition, each offset by the sizes of the partitions before it. Sorted within their
+    partition (hash partitions of the value), so that the same data on the same number of
+    cores is numbered the same, and with it the sample a holdout splits."""
     from pyspark.sql import functions as F
 
     distinct = (
         frame.select(column)
         .distinct()
+        .sortWithinPartitions(column)
         .select(
             column, F.spark_partition_id().alias("p"), F.monotonically_increasing_id().alias("m")
         )

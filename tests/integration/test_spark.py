@@ -19,7 +19,13 @@ import pytest
 from pyrec_pg.dev import movielens
 from pyrec_pg.dev.cluster import Cluster
 from pyrec_pg.entrypoints import managed
-from pyrec_pg.errors import EngineFailure, FeatureNotSupported, InvalidParameter
+from pyrec_pg.errors import (
+    EngineFailure,
+    FeatureNotSupported,
+    InsufficientData,
+    InvalidParameter,
+    PyrecError,
+)
 from pyrec_pg.ml import spark
 from tests.conftest import FAST, PLPYTHON, WHY_SKIPPED
 from tests.integration.helpers import managed_movies
@@ -417,6 +423,24 @@ def test_spark_reads_through_jdbc_and_the_version_serves(tcp: tuple[Cluster, str
             [kept],
         ).fetchone()
         assert len(kept) == 10 and horror == (0,)
+
+
+@needs_jdbc
+def test_no_usable_interactions_are_named_and_nothing_is_written(
+    tcp: tuple[Cluster, str],
+) -> None:
+    _, dsn = tcp
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("CREATE VIEW no_ratings AS SELECT * FROM ratings WHERE rating > 5")
+        managed.call(dsn, "create_model", {"name": "empty", "interactions": "no_ratings"})
+        with pytest.raises(PyrecError, match="no_ratings has no usable interactions") as caught:
+            managed.call(dsn, "train", {"model": "empty", "options": JDBC})
+        assert caught.value.sqlstate == InsufficientData.sqlstate and caught.value.hint
+        assert last_run(c)[0] == "failed"
+        versions = c.execute(
+            "SELECT count(*) FROM pyrec.model_versions WHERE model = 'empty'"
+        ).fetchone()
+        assert versions == (0,)
 
 
 @needs_jdbc
