@@ -119,11 +119,7 @@ def load(
     user, item = db.ident(cols["user"]), db.ident(cols["item"])
     epoch = _epoch(db, model) or "0::float8"
     weight, where = weight_sql(db, model, options), where_sql(db, model, options)
-    # unweighted (the default): one aggregate, count(*), is the weight and the rows read
-    if weight == ONE:
-        aggs, having = "count(*)::float8 AS w, count(*) AS n", ""
-    else:
-        aggs, having = f"sum({weight}) AS w, count(*) AS n", f" HAVING sum({weight}) > 0"
+    aggs, having = _aggregates(weight)
     last = f"max({epoch})" if with_times else "0::float8"
     forgotten = not_forgotten(db, model, user)
     where += forgotten
@@ -191,6 +187,14 @@ def _constants(db: Db, model: Model, options: dict[str, Any]) -> tuple[str, floa
     return json.dumps(consts), newest
 
 
+def _aggregates(weight: str) -> tuple[str, str]:
+    """A pair's weight (w) and rows read (n), and the HAVING that drops pairs weighing
+    nothing. Unweighted (the default), one aggregate, count(*), is both."""
+    if weight == ONE:
+        return "count(*)::float8 AS w, count(*) AS n", ""
+    return f"sum({weight}) AS w, count(*) AS n", f" HAVING sum({weight}) > 0"
+
+
 def _leaves_out(options: dict[str, Any]) -> bool:
     """Whether options weigh or leave out events, so that a user's pairs in the matrix are
     not their distinct items (which serving counts to notice new history)."""
@@ -219,10 +223,7 @@ def pairs_sql(db: Db, model: Model, options: dict[str, Any], with_times: bool) -
     consts, at = f"{db.literal(consts_json)}::jsonb", f"{newest!r}::float8"
     weight = weight_sql(db, model, options, consts, at)
     where = where_sql(db, model, options, consts, at) + not_forgotten(db, model, user)
-    if weight == ONE:
-        aggs, having = "count(*)::float8 AS w, count(*) AS n", ""
-    else:
-        aggs, having = f"sum({weight}) AS w, count(*) AS n", f" HAVING sum({weight}) > 0"
+    aggs, having = _aggregates(weight)
     last = f"max({_epoch(db, model) or '0::float8'})" if with_times else "0::float8"
     # grouped by the columns, not their text: integers group faster
     pairs = (
