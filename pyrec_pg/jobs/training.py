@@ -229,12 +229,14 @@ def _warm_start(db: Db, model: Model, recipe: Als, data: Interactions) -> Factor
 
 @dataclass(frozen=True)
 class _Fitted:
+    """What reading and fitting hand the rest of a training (cold starts, the version)."""
+
     data: Interactions
     factors: Factors
     metrics: dict[str, Any]
     popularity: npt.NDArray[np.float32]
-    embedded: Embedded | None = None
-    warm: bool = False
+    embedded: Embedded | None = None  # semantic: the items' text vectors
+    warm: bool = False  # an update, started from the active version's vectors
 
 
 def _read_and_fit(db: Db, model: Model, plan: _Plan, run: Run, mode: str | None) -> _Fitted:
