@@ -193,7 +193,7 @@ def main() -> None:
     cases: list[Case] = []
     with Cluster(settings=DURABLE, tcp=True) as cluster:
         dsn = cluster.dsn()
-        over_tcp = f"host=127.0.0.1 port={cluster.port} user=postgres dbname=postgres"
+        over_tcp = cluster.tcp_dsn()
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION pyrec CASCADE")
         header(dsn, False)

@@ -26,9 +26,7 @@ def movielens_database(tcp: bool = False) -> Iterator[str]:
     """DSN of a throwaway server with pyrec installed and MovieLens-100K loaded (with `tcp`,
     a DSN over 127.0.0.1 rather than the Unix socket)."""
     with Cluster(tcp=tcp) as cluster:
-        dsn = cluster.dsn()
-        if tcp:
-            dsn = f"host=127.0.0.1 port={cluster.port} user=postgres dbname=postgres"
+        dsn = cluster.tcp_dsn() if tcp else cluster.dsn()
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION pyrec CASCADE")
         with psycopg.connect(dsn) as conn:

@@ -220,6 +220,11 @@ class Cluster:
     def dsn(self, dbname: str = "postgres") -> str:
         return f"host={self.socket_dir} port={self.port} user=postgres dbname={dbname}"
 
+    def tcp_dsn(self, dbname: str = "postgres") -> str:
+        """The DSN over 127.0.0.1, for clients that cannot use a Unix socket (JDBC): a
+        cluster started with `tcp`, or a standby of one (it copies the primary's settings)."""
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"
+
     def __enter__(self) -> Cluster:
         self._on_term = _exit_on_sigterm()
         try:

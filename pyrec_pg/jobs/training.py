@@ -56,6 +56,12 @@ class _Plan:
     seed: int
     texts: text.TextOptions | None = None  # cold items' vectors from these text columns too
 
+    @property
+    def with_times(self) -> bool:
+        """Whether reading gets each pair's last event time: only the "time" protocol's
+        split uses it."""
+        return self.protocol == "time" and self.holdout > 0
+
 
 def _plan(model: Model, overrides: dict[str, Any] | None, in_server: bool) -> _Plan:
     overrides = overrides or {}
@@ -243,10 +249,8 @@ def _read_and_fit(db: Db, model: Model, plan: _Plan, run: Run, mode: str | None)
     """Read the pairs into this process, measure the recipe on a holdout, fit."""
     recipe = plan.recipe
     run.phase("reading", 0)
-    # each pair's last event time only serves the "time" protocol's split
     with _reading_sources(db, model) as source:
-        with_times = plan.protocol == "time" and plan.holdout > 0
-        data = interactions.load(source, model, plan.options, with_times)
+        data = interactions.load(source, model, plan.options, plan.with_times)
         # semantic: every item of the items relation with text, its vector its text's
         embedded = (
             embed_items(db, source, model, recipe, data) if isinstance(recipe, Semantic) else None
@@ -273,8 +277,7 @@ def _fit_in_spark(db: Db, model: Model, plan: _Plan, recipe: SparkAls, run: Run)
     counts serving needs and a sample of the users' pairs, never all of them."""
     run.phase("reading", 0)
     with _reading_sources(db, model) as source:
-        with_times = plan.protocol == "time" and plan.holdout > 0
-        query = interactions.pairs_sql(source, model, plan.options, with_times)
+        query = interactions.pairs_sql(source, model, plan.options, plan.with_times)
         target = jdbc_of(source, f"pyrec train {model.name}"[:63])
     # Spark's connections wait for locks as the trainer's reading does (libpq's options
     # syntax, which pgjdbc takes too: a space in a value is escaped)

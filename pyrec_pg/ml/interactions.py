@@ -30,6 +30,19 @@ class Interactions:
         return int(self.matrix.nnz) if self.pairs is None else self.pairs
 
 
+def times_matrix(
+    t: npt.NDArray[np.float64],
+    u: npt.NDArray[np.int64],
+    i: npt.NDArray[np.int64],
+    shape: tuple[int, int],
+) -> sp.csr_matrix:
+    """Each (u, i) pair's last event time (epoch seconds) as a matrix shaped like the
+    weights."""
+    times = sp.csr_matrix((t + 1.0, (u, i)), shape=shape)
+    times.data -= 1.0  # +1 above keeps epoch 0 from being dropped as an explicit zero
+    return times
+
+
 def build(users: list[Any], items: list[Any], weights: list[float], rows_read: int) -> Interactions:
     """Index distinct ids (sorted, so indices are reproducible) and assemble the CSR matrix."""
     user_ids, u = np.unique(np.asarray(users, dtype=str), return_inverse=True)

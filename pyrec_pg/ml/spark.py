@@ -24,6 +24,7 @@ from pyrec_pg.errors import (
     UndefinedFile,
 )
 from pyrec_pg.ml import evaluation
+from pyrec_pg.ml.interactions import times_matrix
 from pyrec_pg.ml.recipes.als import Als
 from pyrec_pg.ml.recipes.base import Factors
 from pyrec_pg.ml.recipes.popularity import Popularity, scaled
@@ -430,7 +431,7 @@ class _Read:
         self.users: Any = None
         self.items: Any = None
         self.coded: Any = None
-        self.pairs = self.rows_read = self.n_users = 0
+        self.pairs = self.rows_read = self.n_users = self.n_items = 0
         self.stride = 1
 
     def load(self) -> None:
@@ -439,8 +440,9 @@ class _Read:
         from pyspark.sql import functions as F
 
         raw = self._keep(self._jdbc(self.source.pairs).persist(StorageLevel.MEMORY_AND_DISK))
-        self.users = self._keep(_codes(raw, "u"))
-        self.items = self._keep(_codes(raw, "i"))
+        users, self.n_users = _codes(raw, "u")
+        items, self.n_items = _codes(raw, "i")
+        self.users, self.items = self._keep(users), self._keep(items)
         coded = (
             raw.join(self.users, "u")
             .join(self.items, "i")
@@ -462,7 +464,6 @@ class _Read:
                 hint="training needs rows with a non-NULL user and item (and a positive event"
                 " weight)",
             )
-        self.n_users = int(self.users.count())
         self.stride = max(1, -(-self.n_users // SAMPLE_USERS))
 
     def _keep(self, frame: Any) -> Any:
@@ -487,19 +488,14 @@ class _Read:
         event times (None when the query read no times)."""
         from pyspark.sql import functions as F
 
-        n_items = int(self.items.count())
         table = self.coded.filter(F.col("u") % self.stride == 0).select("u", "i", "w", "t")
         got = table.toArrow()
         u, i = (got.column(c).to_numpy().astype(np.int64) for c in ("u", "i"))
         w = got.column("w").to_numpy().astype(np.float32)
-        shape = (self.n_users, n_items)
+        shape = (self.n_users, self.n_items)
         weights = sp.csr_matrix((w, (u, i)), shape=shape)
         t = got.column("t").to_numpy().astype(np.float64)
-        if not t.any():
-            return weights, None
-        times = sp.csr_matrix((t + 1.0, (u, i)), shape=shape)
-        times.data -= 1.0  # +1 above keeps epoch 0 from being dropped as an explicit zero
-        return weights, times
+        return weights, times_matrix(t, u, i, shape) if t.any() else None
 
     def ids(self, side: str, size: int) -> npt.NDArray[np.str_]:
         frame = self.users if side == "u" else self.items
@@ -540,8 +536,8 @@ class _Read:
                 frame.unpersist()
 
 
-def _codes(frame: Any, column: str) -> Any:
-    """`column`'s distinct values numbered 0..n-1 (column c, as an int): partition by
+def _codes(frame: Any, column: str) -> tuple[Any, int]:
+    """`column`'s distinct values numbered 0..n-1 (column c, as an int), and n: partition by
     partition, each offset by the sizes of the partitions before it. Sorted within their
     partition (hash partitions of the value), so that the same data on the same number of
     cores is numbered the same, and with it the sample a holdout splits."""
@@ -564,7 +560,7 @@ def _codes(frame: Any, column: str) -> Any:
     start = F.element_at(F.array(*[F.lit(s) for s in starts] or [F.lit(0)]), F.col("p") + 1)
     # monotonically_increasing_id is the partition's number << 33 plus the row's within it
     within = F.col("m") - F.shiftleft(F.col("p").cast("long"), 33)
-    return distinct.select(column, (start + within).cast("int").alias(f"{column}c"))
+    return distinct.select(column, (start + within).cast("int").alias(f"{column}c")), total
 
 
 def _arrow_pairs(confidence: sp.csr_matrix) -> Any:

@@ -16,7 +16,7 @@ from pyrec_pg.catalog.models import Model, check_sources
 from pyrec_pg.db import Db
 from pyrec_pg.db.types import EPOCH_TYPES, INTEGER_TYPES
 from pyrec_pg.errors import InsufficientData
-from pyrec_pg.ml.interactions import Interactions
+from pyrec_pg.ml.interactions import Interactions, times_matrix
 from pyrec_pg.ml.memory import release
 
 # one aggregated (user, item) pair on the wire: codes as int4, weight and last time as float8
@@ -249,8 +249,7 @@ def _matrices(
     users: list[str], items: list[str], u: Ints, i: Ints, w: Floats, t: Floats
 ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     shape = (len(users), len(items))
-    times = sp.csr_matrix((t + 1.0, (u, i)), shape=shape)
-    times.data -= 1.0  # +1 above keeps epoch 0 from being dropped as an explicit zero
+    times = times_matrix(t, u, i, shape)
     # weights in float32, as the rows path and the recipes' solvers keep them
     return sp.csr_matrix((w.astype(np.float32), (u, i)), shape=shape), times
 

@@ -366,7 +366,7 @@ def tcp() -> Iterator[tuple[Cluster, str]]:
     with Cluster(tcp=True) as cluster:
         with psycopg.connect(cluster.dsn(), autocommit=True) as c:
             c.execute("CREATE DATABASE shop")
-        dsn = f"host=127.0.0.1 port={cluster.port} user=postgres dbname=shop"
+        dsn = cluster.tcp_dsn("shop")
         with psycopg.connect(dsn, autocommit=True) as c:
             c.execute("CREATE EXTENSION vector")
             managed.install(c)
@@ -501,7 +501,7 @@ def test_spark_reads_from_a_standby(tcp: tuple[Cluster, str]) -> None:
     version is written to the primary."""
     cluster, dsn = tcp
     replica = cluster.standby()
-    standby = f"host=127.0.0.1 port={replica.port} user=postgres dbname=shop"
+    standby = replica.tcp_dsn("shop")
     try:
         with psycopg.connect(dsn, autocommit=True) as p:
             with psycopg.connect(standby, autocommit=True) as s:
